@@ -1,0 +1,31 @@
+"""Sessions: ``nox`` runs tests, lint and typecheck; ``nox -s bench`` runs the benchmark."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.error_on_missing_interpreters = True
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The pytest suite (trio mode), against real sockets on loopback."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: style, imports, and the ASYNC rules."""
+    session.install("ruff")
+    session.run("ruff", "check", "trioproxy", "tests", "scripts", "noxfile.py")
+    session.run("ruff", "format", "--check", "trioproxy", "tests", "scripts", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy, strict on the package."""
+    session.install("-e", ".", "mypy", "types-PyYAML")
+    session.run("mypy")

@@ -1,0 +1,63 @@
+"""The one interface the relay uses to reach a backend, and each instance's health state.
+
+A backend connector turns an :class:`UpstreamRequest` into an
+:class:`UpstreamResponse` whose body is an async iterator of raw body bytes (after HTTP
+framing, before content decoding). ``open`` is an async context manager: the response,
+and the connection under it, is closed when the block exits, however it exits —
+completion, exception or cancellation. Errors surface as :class:`trioproxy.errors.UpstreamError`
+subclasses; no transport exception escapes a connector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """What to send upstream: a POST to ``path`` (relative to the instance's base URL)."""
+
+    path: str
+    body: bytes
+    headers: Headers
+    streaming: bool
+
+
+class UpstreamResponse(Protocol):
+    """Status, headers and the raw body stream of a backend's answer."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        """Yield body bytes as they arrive; raises ``UpstreamError`` on a cut or timeout."""
+        ...
+
+
+class Connector(Protocol):
+    """A backend instance as the relay sees it."""
+
+    def open(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamResponse]:
+        """Send ``request``; the response is usable inside the block and closed after it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaticResponse:
+    """A fully known response; used by the mock connector and tests."""
+
+    status: int
+    headers: Headers
+    chunks: tuple[bytes, ...]
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            yield chunk

@@ -1,0 +1,131 @@
+"""The trioproxy exception tree and the error bodies of the two client APIs.
+
+::
+
+    ProxyError                    an answer the proxy gives instead of the backend's
+    ├── ClientError               the request itself is wrong (4xx)
+    │   ├── BadRequest            400: malformed JSON, missing model, wrong API for an instance
+    │   ├── Unauthorized          401: missing or unknown proxy key
+    │   ├── NotFound              404: no such route, or no instance speaks the API
+    │   ├── MethodNotAllowed      405
+    │   └── PayloadTooLarge       413: body over ``max_request_body``
+    └── UpstreamError             the backend could not be used
+        ├── UpstreamUnreachable   502: connection refused, DNS, TLS, reset before a response
+        ├── UpstreamTimeout       504: connect or read timeout, or cancelled as stale
+        └── UpstreamProtocolError 502: the backend broke HTTP or cut the body short
+
+Lower-level errors (httpx, h11, OSError) are mapped to ``UpstreamError`` subclasses at
+the backend boundary with ``raise ... from exc``; nothing above the backends sees them.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+
+class Api(enum.Enum):
+    """The client-facing API a request speaks; it decides the shape of every error."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+class ProxyError(Exception):
+    """An error the proxy answers itself, with an HTTP status and an API-shaped body."""
+
+    status: int = 500
+    openai_type: str = "server_error"
+    anthropic_type: str = "api_error"
+    code: str | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ClientError(ProxyError):
+    status = 400
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
+
+
+class BadRequest(ClientError):
+    code = "bad_request"
+
+
+class Unauthorized(ClientError):
+    status = 401
+    openai_type = "authentication_error"
+    anthropic_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(ClientError):
+    status = 404
+    anthropic_type = "not_found_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    anthropic_type = "request_too_large"
+    code = "request_too_large"
+
+
+class UpstreamError(ProxyError):
+    status = 502
+    openai_type = "upstream_error"
+    anthropic_type = "api_error"
+    code = "bad_gateway"
+
+
+class UpstreamUnreachable(UpstreamError):
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    openai_type = "timeout_error"
+    anthropic_type = "timeout_error"
+    code = "upstream_timeout"
+
+
+class UpstreamProtocolError(UpstreamError):
+    code = "upstream_protocol_error"
+
+
+def error_payload(api: Api, status: int, message: str, *, error_type: str | None = None,
+                  code: str | None = None) -> dict[str, Any]:
+    """The error object of ``api`` for ``message`` (pure)."""
+    if api is Api.ANTHROPIC:
+        return {"type": "error", "error": {"type": error_type or "api_error", "message": message}}
+    return {"error": {"message": message, "type": error_type or "server_error", "code": code}}
+
+
+def error_body(api: Api, exc: ProxyError) -> bytes:
+    """The JSON body answering ``exc`` in ``api``'s shape."""
+    if api is Api.ANTHROPIC:
+        payload = error_payload(api, exc.status, exc.message, error_type=exc.anthropic_type)
+    else:
+        payload = error_payload(api, exc.status, exc.message, error_type=exc.openai_type,
+                                code=exc.code)
+    return json.dumps(payload).encode()
+
+
+def sse_error_event(api: Api, exc: ProxyError) -> bytes:
+    """The Server-Sent Event that ends a started stream with ``exc``, in ``api``'s shape.
+
+    OpenAI clients read a ``data:`` line whose object has an ``error`` key; Anthropic
+    clients read an ``event: error`` line followed by its data.
+    """
+    body = error_body(api, exc)
+    if api is Api.ANTHROPIC:
+        return b"event: error\ndata: " + body + b"\n\n"
+    return b"data: " + body + b"\n\n"
