@@ -15,14 +15,16 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import Api
+
 Headers = Sequence[tuple[bytes, bytes]]
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    """What to send upstream: a POST to ``path`` (relative to the instance's base URL)."""
+    """What to send upstream: a POST of ``body`` to the connector's endpoint for ``api``."""
 
-    path: str
+    api: Api
     body: bytes
     headers: Headers
     streaming: bool

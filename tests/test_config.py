@@ -1,0 +1,205 @@
+"""Configuration: precedence flag > environment > file > default, and clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trioproxy.cli import OPTIONS, load_settings
+from trioproxy.config_file import ConfigError
+from trioproxy.settings import ConnectorType
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "trioproxy.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("file", "env", "argv", "key", "expected"),
+    [
+        ("", {}, [], "port", 8000),
+        ("port: 9001", {}, [], "port", 9001),
+        ("port: 9001", {"TRIOPROXY_PORT": "9002"}, [], "port", 9002),
+        ("port: 9001", {"TRIOPROXY_PORT": "9002"}, ["--port", "9003"], "port", 9003),
+        ("", {"TRIOPROXY_HOST": "::1"}, [], "host", "::1"),
+        ("log_level: debug", {}, [], "log_level", "debug"),
+        ("log-level: warning", {"TRIOPROXY_LOG_LEVEL": "ERROR"}, [], "log_level", "error"),
+        ("activity_stale_timeout: 12.5", {}, [], "activity_stale_timeout", 12.5),
+        ("max_request_body: 1000", {"TRIOPROXY_MAX_REQUEST_BODY": "2000"}, [],
+         "max_request_body", 2000),
+        ("", {}, ["--upstream-read-timeout", "7"], "upstream_read_timeout", 7.0),
+        # The activity tracking switch, every layer and both directions.
+        ("", {}, [], "enable_activity_tracking", False),
+        ("enable_activity_tracking: true", {}, [], "enable_activity_tracking", True),
+        ("enable-activity-tracking: true", {}, [], "enable_activity_tracking", True),
+        ("enable_activity_tracking: true", {"ENABLE_ACTIVITY_TRACKING": "0"}, [],
+         "enable_activity_tracking", False),
+        ("enable_activity_tracking: false", {"ENABLE_ACTIVITY_TRACKING": "yes"}, [],
+         "enable_activity_tracking", True),
+        ("", {"ENABLE_ACTIVITY_TRACKING": "ON"}, [], "enable_activity_tracking", True),
+        ("", {"ENABLE_ACTIVITY_TRACKING": "off"}, [], "enable_activity_tracking", False),
+        ("", {"ENABLE_ACTIVITY_TRACKING": "0"}, ["--enable-activity-tracking"],
+         "enable_activity_tracking", True),
+        ("enable_activity_tracking: true", {"ENABLE_ACTIVITY_TRACKING": "1"},
+         ["--no-enable-activity-tracking"], "enable_activity_tracking", False),
+    ],
+)
+def test_precedence(tmp_path: Path, file: str, env: dict[str, str], argv: list[str],
+                    key: str, expected: Any) -> None:
+    path = write(tmp_path, file)
+    settings = load_settings(["--config", path, *argv], env)
+    assert getattr(settings, key) == expected
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "port: 9100")
+    assert load_settings([], {"TRIOPROXY_CONFIG": path}).port == 9100
+    # The flag wins over the variable.
+    other = tmp_path / "other.yaml"
+    other.write_text("port: 9200")
+    assert load_settings(["-c", str(other)], {"TRIOPROXY_CONFIG": path}).port == 9200
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("port: [", ["invalid YAML", "line"]),
+        ("- a\n- b", ["top level"]),
+        ("colour: blue", ["unknown key 'colour'"]),
+        ("port: eighty", ["key 'port'", "integer"]),
+        ("enable_activity_tracking: maybe", ["key 'enable_activity_tracking'", "true or false"]),
+        ("backends: {}", ["key 'backends'"]),
+        ("backends:\n  - type: gemini", ["key 'backends[0].type'", "gemini"]),
+        ("backends:\n  - type: openai\n    colour: red", ["unknown key 'backends[0].colour'"]),
+        ("backends:\n  - base_url: http://x", ["backends[0].type", "missing"]),
+        ("backends:\n  - type: openai\n    models: gpt", ["backends[0].models", "list"]),
+        ("backends:\n  - type: openai\n  - type: openai\n    name: openai.1",
+         ["backends[1].name", "repeats"]),
+        ("default_backend: nope\nbackends:\n  - type: mock", ["default_backend", "nope"]),
+    ],
+)
+def test_bad_config_files_name_file_and_key(tmp_path: Path, text: str, words: list[str]) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(["--config", path], {})
+    message = str(info.value)
+    assert message.startswith(path)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(["--config", str(tmp_path / "absent.yaml")], {})
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"ENABLE_ACTIVITY_TRACKING": "maybe"}, "ENABLE_ACTIVITY_TRACKING"),
+        ({"TRIOPROXY_PORT": "http"}, "TRIOPROXY_PORT"),
+        ({"TRIOPROXY_ACTIVITY_STALE_TIMEOUT": "-1"}, "TRIOPROXY_ACTIVITY_STALE_TIMEOUT"),
+    ],
+)
+def test_bad_environment_names_the_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        load_settings([], env)
+
+
+def test_backends_from_file_are_numbered_per_type_and_keys_resolved(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+default_backend: openai.2
+backends:
+  - type: openai
+    base_url: http://127.0.0.1:1/v1/
+    api_key_env: KEY_A
+  - type: anthropic
+    api_key_env: KEY_B
+  - type: openai
+    base_url: http://127.0.0.1:2/v1
+    models: [m1, m2]
+  - name: demo
+    type: mock
+    chunks: 3
+    chunk_delay: 0
+""",
+    )
+    settings = load_settings(["-c", path], {"KEY_A": "sk-secret-a"})
+    names = [b.name for b in settings.backends]
+    assert names == ["openai.1", "anthropic.1", "openai.2", "demo"]
+    a, b, c, d = settings.backends
+    assert a.base_url == "http://127.0.0.1:1/v1"
+    assert a.api_key is not None and a.api_key.value == "sk-secret-a"
+    assert b.api_key is None and b.base_url == "https://api.anthropic.com"
+    assert c.models == ("m1", "m2")
+    assert (d.type, d.mock_chunks, d.mock_chunk_delay) == (ConnectorType.MOCK, 3, 0)
+    assert settings.default_backend == "openai.2"
+    assert "sk-secret-a" not in repr(settings)
+
+
+def test_backends_from_environment() -> None:
+    settings = load_settings(
+        [],
+        {"OPENAI_API_KEY": "sk-1", "OPENAI_BASE_URL": "http://h/v1", "ANTHROPIC_API_KEY": "k"},
+    )
+    assert [(b.name, b.base_url) for b in settings.backends] == [
+        ("openai.1", "http://h/v1"),
+        ("anthropic.1", "https://api.anthropic.com"),
+    ]
+    assert not settings.embedded_mock
+
+
+def test_embedded_mock_when_nothing_is_configured() -> None:
+    settings = load_settings([], {})
+    assert [(b.name, b.type) for b in settings.backends] == [("mock.1", ConnectorType.MOCK)]
+    assert settings.embedded_mock
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trioproxy", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
+
+
+def test_help_lists_every_option_and_variable() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for opt in OPTIONS:
+        assert opt.flag in result.stdout
+        assert opt.env in result.stdout
+    assert "--no-enable-activity-tracking" in result.stdout
+    assert "TRIOPROXY_CONFIG" in result.stdout
+
+
+def test_bad_config_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "port: [")
+    result = run_cli("--config", path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert path in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_variable_stops_start_up_with_one_line() -> None:
+    result = run_cli(env={"ENABLE_ACTIVITY_TRACKING": "maybe"})
+    assert result.returncode == 2
+    assert "ENABLE_ACTIVITY_TRACKING" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_bad_flag_is_one_line() -> None:
+    result = run_cli("--port", "http")
+    assert result.returncode == 2
+    assert "--port" in result.stderr and result.stderr.count("\n") == 1

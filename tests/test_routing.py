@@ -1,0 +1,80 @@
+"""Routing a model string to an instance: pure, table-driven."""
+
+from __future__ import annotations
+
+import pytest
+
+from trioproxy.errors import Api, BadRequest, NotFound
+from trioproxy.routing import Route, RouteTarget, route
+from trioproxy.settings import ConnectorType as T
+
+TARGETS = [
+    RouteTarget("openai.1", T.OPENAI, frozenset({"gpt-4o", "gpt-4o-mini"})),
+    RouteTarget("local", T.OPENAI, frozenset({"llama3.1:8b", "gpt-4o"})),
+    RouteTarget("anthropic.1", T.ANTHROPIC, frozenset({"claude-sonnet-4"})),
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "api", "expected"),
+    [
+        ("gpt-4o", Api.OPENAI, Route(("openai.1", "local"), "gpt-4o", pinned=False)),
+        ("local:gpt-4o", Api.OPENAI, Route(("local",), "gpt-4o", pinned=True)),
+        ("openai:gpt-4o", Api.OPENAI, Route(("openai.1",), "gpt-4o", pinned=True)),
+        ("llama3.1:8b", Api.OPENAI, Route(("local",), "llama3.1:8b", pinned=False)),
+        ("local:llama3.1:8b", Api.OPENAI, Route(("local",), "llama3.1:8b", pinned=True)),
+        ("unknown-model", Api.OPENAI, Route(("openai.1",), "unknown-model", pinned=False)),
+        ("claude-sonnet-4", Api.ANTHROPIC, Route(("anthropic.1",), "claude-sonnet-4", False)),
+        ("anthropic:claude-x", Api.ANTHROPIC, Route(("anthropic.1",), "claude-x", pinned=True)),
+        ("gpt-4o", Api.ANTHROPIC, Route(("anthropic.1",), "gpt-4o", pinned=False)),
+    ],
+)
+def test_route_table(model: str, api: Api, expected: Route) -> None:
+    assert route(model, api, TARGETS) == expected
+
+
+def test_default_backend_takes_unlisted_models() -> None:
+    got = route("mystery", Api.OPENAI, TARGETS, default_backend="local")
+    assert got == Route(("local",), "mystery", pinned=False)
+
+
+def test_default_backend_of_the_other_api_is_not_used() -> None:
+    got = route("mystery", Api.OPENAI, TARGETS, default_backend="anthropic.1")
+    assert got.candidates == ("openai.1",)
+
+
+def test_rate_limited_instances_are_skipped_for_bare_models() -> None:
+    got = route("gpt-4o", Api.OPENAI, TARGETS, rate_limited=lambda name: name == "openai.1")
+    assert got.candidates == ("local",)
+
+
+def test_pinned_instance_is_used_even_when_rate_limited() -> None:
+    got = route("openai.1:gpt-4o", Api.OPENAI, TARGETS, rate_limited=lambda name: True)
+    assert got == Route(("openai.1",), "gpt-4o", pinned=True)
+
+
+@pytest.mark.parametrize(
+    ("model", "api", "path"),
+    [
+        ("anthropic.1:claude-sonnet-4", Api.OPENAI, "/v1/messages"),
+        ("anthropic:claude-sonnet-4", Api.OPENAI, "/v1/messages"),
+        ("openai.1:gpt-4o", Api.ANTHROPIC, "/v1/chat/completions"),
+    ],
+)
+def test_naming_an_instance_of_the_other_api_says_which_path(
+    model: str, api: Api, path: str
+) -> None:
+    with pytest.raises(BadRequest, match=path):
+        route(model, api, TARGETS)
+
+
+def test_no_instance_speaking_the_api_is_not_found() -> None:
+    only_openai = TARGETS[:2]
+    with pytest.raises(NotFound, match="anthropic"):
+        route("claude", Api.ANTHROPIC, only_openai)
+
+
+def test_mock_speaks_both_apis() -> None:
+    mock = [RouteTarget("mock.1", T.MOCK, frozenset({"mock-model"}))]
+    assert route("x", Api.ANTHROPIC, mock).candidates == ("mock.1",)
+    assert route("mock.1:x", Api.OPENAI, mock) == Route(("mock.1",), "x", pinned=True)

@@ -1,0 +1,166 @@
+"""Backend instances: a connector plus what the proxy knows of it (models, health, limits).
+
+Time here is Trio's clock, so rate-limit windows run under ``MockClock`` in tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import trio
+
+from ..errors import UpstreamError
+from ..routing import RouteTarget
+from ..settings import BackendSpec, ConnectorType, Settings
+from .anthropic import ANTHROPIC
+from .base import Connector
+from .http import HttpConnector
+from .mock import MockConnector
+from .openai import OPENAI
+
+log = logging.getLogger(__name__)
+
+
+class ManagedConnector(Connector, Protocol):
+    """A connector the app opens at start and closes at stop."""
+
+    async def aclose(self) -> None: ...
+
+    async def list_models(self) -> list[str]: ...
+
+
+def static_problems(spec: BackendSpec) -> list[str]:
+    """What stops ``spec`` from serving, known without any I/O (never shows a key)."""
+    if spec.type is ConnectorType.MOCK:
+        return []
+    problems = []
+    parts = urlsplit(spec.base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(f"base_url {spec.base_url!r} is not an http:// or https:// URL")
+    if spec.api_key_env and spec.api_key is None:
+        problems.append(f"environment variable {spec.api_key_env} is not set or empty")
+    return problems
+
+
+def make_connector(spec: BackendSpec, settings: Settings) -> ManagedConnector:
+    """The connector for ``spec``'s type."""
+    if spec.type is ConnectorType.MOCK:
+        return MockConnector(spec)
+    dialect = OPENAI if spec.type is ConnectorType.OPENAI else ANTHROPIC
+    return HttpConnector(
+        spec,
+        dialect,
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
+    )
+
+
+class BackendInstance:
+    """One configured backend: its connector, models, health and rate-limit window."""
+
+    def __init__(self, spec: BackendSpec, connector: ManagedConnector) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.connector = connector
+        self.models: tuple[str, ...] = spec.models or ()
+        self.static_errors = static_problems(spec)
+        self.runtime_error: str | None = None
+        self.retry_until: float | None = None
+        self._target = self._make_target()
+
+    def _make_target(self) -> RouteTarget:
+        return RouteTarget(self.name, self.spec.type, frozenset(self.models))
+
+    @property
+    def target(self) -> RouteTarget:
+        """This instance as routing sees it."""
+        return self._target
+
+    @property
+    def validation_errors(self) -> list[str]:
+        """Why the instance cannot serve, in words; empty when it can."""
+        errors = list(self.static_errors)
+        if self.runtime_error:
+            errors.append(self.runtime_error)
+        return errors
+
+    @property
+    def is_functional(self) -> bool:
+        return not self.static_errors and self.runtime_error is None
+
+    def retry_after_seconds(self) -> float | None:
+        """Seconds left in the rate-limit window, or None when it is closed."""
+        if self.retry_until is None:
+            return None
+        left = self.retry_until - trio.current_time()
+        if left <= 0:
+            self.retry_until = None
+            return None
+        return left
+
+    def is_rate_limited(self) -> bool:
+        return self.retry_after_seconds() is not None
+
+    def mark_rate_limited(self, seconds: float) -> None:
+        """Open (or extend) the rate-limit window for ``seconds``."""
+        until = trio.current_time() + max(0.0, seconds)
+        if self.retry_until is None or until > self.retry_until:
+            self.retry_until = until
+
+    def record_failure(self, reason: str) -> None:
+        """Remember that the backend could not be used, for the diagnostics."""
+        self.runtime_error = reason
+
+    def record_success(self) -> None:
+        self.runtime_error = None
+
+    async def discover_models(self) -> None:
+        """Fetch the model list when the config gave none; failures mark the instance."""
+        if self.spec.models is not None or self.static_errors:
+            return
+        try:
+            models = await self.connector.list_models()
+        except UpstreamError as exc:
+            self.record_failure(f"model discovery failed: {exc.message}")
+            log.warning("backend %s: model discovery failed: %s", self.name, exc.message)
+            return
+        self.models = tuple(models)
+        self._target = self._make_target()
+        self.record_success()
+        log.info("backend %s: %d models discovered", self.name, len(models))
+
+
+class Backends:
+    """The configured instances in config order."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._by_name = {
+            spec.name: BackendInstance(spec, make_connector(spec, settings))
+            for spec in settings.backends
+        }
+
+    def __iter__(self) -> Iterator[BackendInstance]:
+        return iter(self._by_name.values())
+
+    def __getitem__(self, name: str) -> BackendInstance:
+        return self._by_name[name]
+
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    def targets(self) -> Sequence[RouteTarget]:
+        return [inst.target for inst in self._by_name.values()]
+
+    async def discover_models(self) -> None:
+        """Discover every instance's models concurrently."""
+        async with trio.open_nursery() as nursery:
+            for inst in self:
+                nursery.start_soon(inst.discover_models)
+
+    async def aclose(self) -> None:
+        for inst in self:
+            await inst.connector.aclose()

@@ -1,0 +1,29 @@
+"""The OpenAI dialect: any OpenAI-compatible server (OpenAI, OpenRouter, vLLM, Ollama…).
+
+``base_url`` includes ``/v1``; the key goes in ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import Api
+from .http import Dialect
+
+
+def _auth(key: str | None) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", b"Bearer " + key.encode())] if key else []
+
+
+def _models(payload: Any) -> list[str]:
+    return [str(item["id"]) for item in payload["data"]]
+
+
+OPENAI = Dialect(
+    api=Api.OPENAI,
+    chat_path="/chat/completions",
+    models_path="/models",
+    auth_headers=_auth,
+    default_headers=(),
+    parse_models=_models,
+)

@@ -1,0 +1,177 @@
+"""Reading and validating the YAML config file.
+
+Every problem — a missing or unreadable file, invalid YAML, an unknown key, a wrong
+type — raises :class:`ConfigError` with one line that names the file and the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .settings import ConnectorType
+
+
+class ConfigError(Exception):
+    """A configuration problem; its message is one line meant for the user."""
+
+
+# Flat keys and the Python types their values may have in YAML (bool is not an int here).
+FLAT_KEYS: dict[str, tuple[type, ...]] = {
+    "host": (str,),
+    "port": (int,),
+    "enable_activity_tracking": (bool,),
+    "activity_stale_timeout": (int, float),
+    "max_request_body": (int,),
+    "log_level": (str,),
+    "upstream_connect_timeout": (int, float),
+    "upstream_read_timeout": (int, float),
+    "shutdown_grace": (int, float),
+}
+NESTED_KEYS = ("backends", "default_backend")
+BACKEND_KEYS: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "type": (str,),
+    "base_url": (str,),
+    "api_key_env": (str,),
+    "models": (list,),
+    "chunks": (int,),
+    "chunk_delay": (int, float),
+}
+DEFAULT_BASE_URLS = {
+    ConnectorType.OPENAI: "https://api.openai.com/v1",
+    ConnectorType.ANTHROPIC: "https://api.anthropic.com",
+    ConnectorType.MOCK: "",
+}
+_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               list: "a list"}
+
+
+@dataclass(frozen=True, slots=True)
+class RawBackend:
+    """A backend entry as the file gives it, checked for shape; keys are not read yet."""
+
+    name: str
+    type: ConnectorType
+    base_url: str
+    api_key_env: str | None
+    models: tuple[str, ...] | None
+    chunks: int | None
+    chunk_delay: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """The validated content of a config file."""
+
+    path: str
+    flat: Mapping[str, Any]
+    backends: tuple[RawBackend, ...] | None
+    default_backend: str | None
+
+
+def _check_type(path: str, key: str, value: Any, allowed: tuple[type, ...]) -> None:
+    ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+    if not ok:
+        words = " or ".join(_TYPE_WORDS[t] for t in allowed if t in _TYPE_WORDS)
+        raise ConfigError(f"{path}: key '{key}' must be {words}, not {value!r}")
+
+
+def parse_config_text(path: str, text: str) -> ConfigFile:
+    """Validate the YAML ``text`` of the file at ``path`` (pure but for YAML parsing)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    flat: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        # Keys may be written as the flag (enable-activity-tracking) or as a name (…_…).
+        key = str(raw_key).replace("-", "_")
+        if key in FLAT_KEYS:
+            _check_type(path, str(raw_key), value, FLAT_KEYS[key])
+            flat[key] = value
+        elif key not in NESTED_KEYS:
+            raise ConfigError(f"{path}: unknown key '{raw_key}'")
+    default = data.get("default_backend")
+    if default is not None:
+        _check_type(path, "default_backend", default, (str,))
+    backends = None
+    if "backends" in data:
+        backends = _parse_backends(path, data["backends"])
+        if default is not None and default not in {b.name for b in backends}:
+            raise ConfigError(f"{path}: key 'default_backend' names no backend: {default!r}")
+    elif default is not None:
+        raise ConfigError(f"{path}: key 'default_backend' needs a 'backends' list")
+    return ConfigFile(path, flat, backends, default)
+
+
+def _parse_backends(path: str, entries: Any) -> tuple[RawBackend, ...]:
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: key 'backends' must be a list of backends")
+    counts: dict[ConnectorType, int] = {}
+    out: list[RawBackend] = []
+    for i, entry in enumerate(entries):
+        where = f"backends[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{path}: key '{where}' must be a mapping")
+        for key, value in entry.items():
+            if key not in BACKEND_KEYS:
+                raise ConfigError(f"{path}: unknown key '{where}.{key}'")
+            _check_type(path, f"{where}.{key}", value, BACKEND_KEYS[key])
+        if "type" not in entry:
+            raise ConfigError(f"{path}: key '{where}.type' is missing (openai, anthropic, mock)")
+        try:
+            kind = ConnectorType(entry["type"])
+        except ValueError:
+            raise ConfigError(
+                f"{path}: key '{where}.type' must be openai, anthropic or mock, "
+                f"not {entry['type']!r}"
+            ) from None
+        counts[kind] = counts.get(kind, 0) + 1
+        name = entry.get("name") or f"{kind.value}.{counts[kind]}"
+        if any(b.name == name for b in out):
+            raise ConfigError(f"{path}: key '{where}.name' repeats the name {name!r}")
+        if ":" in name:
+            raise ConfigError(f"{path}: key '{where}.name' may not contain ':'")
+        models = entry.get("models")
+        if models is not None:
+            if not all(isinstance(m, str) and m for m in models):
+                raise ConfigError(f"{path}: key '{where}.models' must be a list of model names")
+            models = tuple(models)
+        out.append(
+            RawBackend(
+                name=name,
+                type=kind,
+                base_url=entry.get("base_url", DEFAULT_BASE_URLS[kind]).rstrip("/"),
+                api_key_env=entry.get("api_key_env"),
+                models=models,
+                chunks=entry.get("chunks"),
+                chunk_delay=entry.get("chunk_delay"),
+            )
+        )
+    return tuple(out)
+
+
+def load_config_file(path: str) -> ConfigFile:
+    """Read and validate the config file at ``path``.
+
+    Raises:
+        ConfigError: missing, unreadable, not YAML, or not a valid config.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.__class__.__name__})") from None
+    return parse_config_text(path, text)

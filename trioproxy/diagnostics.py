@@ -1,0 +1,98 @@
+"""The diagnostics and model-list payloads (pure), and the loopback rule.
+
+Diagnostics are served to loopback peers only — judged by the socket peer address in
+the ASGI scope, never by ``X-Forwarded-For``, ``X-Real-IP`` or ``Forwarded``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Any
+
+from .activity import ActivityTracker
+from .backends.instance import Backends
+from .routing import speaks
+from .errors import Api
+
+
+def is_loopback(client: Any) -> bool:
+    """Whether the ASGI ``client`` (host, port) is 127.0.0.0/8 or ::1 (or v4-mapped)."""
+    if not client:
+        return False
+    try:
+        address = ipaddress.ip_address(str(client[0]).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def diagnostics(backends: Backends, tracker: ActivityTracker | None) -> dict[str, Any]:
+    """The ``GET /v1/diagnostics`` document."""
+    snapshot = tracker.get_global_snapshot() if tracker is not None else None
+    by_name = {a.name: a for a in snapshot.instances} if snapshot is not None else {}
+    instances = []
+    for inst in backends:
+        retry = inst.retry_after_seconds()
+        activity = by_name.get(inst.name)
+        if activity is None and tracker is not None:
+            activity = tracker.instance_snapshot(inst.name)
+        instances.append(
+            {
+                "name": inst.name,
+                "connector_type": inst.spec.type.value,
+                "is_rate_limited": retry is not None,
+                "retry_after_seconds": round(retry, 3) if retry is not None else None,
+                "is_functional": inst.is_functional,
+                "validation_errors": inst.validation_errors,
+                "models": list(inst.models),
+                "activity": activity.to_dict() if activity is not None else None,
+            }
+        )
+    return {
+        "timestamp": snapshot.timestamp if snapshot is not None else time.time(),
+        "activity_tracking_enabled": tracker is not None,
+        "instances": instances,
+        "global_activity": snapshot.to_dict() if snapshot is not None else None,
+    }
+
+
+def activity_summary(tracker: ActivityTracker | None) -> dict[str, Any]:
+    """The ``GET /v1/diagnostics/activity`` document."""
+    if tracker is None:
+        return {"enabled": False, "total_active_connections": 0, "total_bytes_rx": 0,
+                "total_bytes_tx": 0}
+    snap = tracker.get_global_snapshot()
+    return {
+        "enabled": True,
+        "total_active_connections": snap.total_active_connections,
+        "total_bytes_rx": snap.total_bytes_rx,
+        "total_bytes_tx": snap.total_bytes_tx,
+    }
+
+
+def model_list(backends: Backends, api: Api) -> dict[str, Any]:
+    """``GET /v1/models`` in ``api``'s shape: every instance's models that speak it."""
+    rows = [
+        (model, inst.name)
+        for inst in backends
+        if api is Api.OPENAI or speaks(inst.spec.type, api)
+        for model in inst.models
+    ]
+    if api is Api.ANTHROPIC:
+        data = [
+            {"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}
+            for m, _ in rows
+        ]
+        return {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+    return {
+        "object": "list",
+        "data": [{"id": m, "object": "model", "created": 0, "owned_by": name} for m, name in rows],
+    }

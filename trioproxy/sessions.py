@@ -1,0 +1,36 @@
+"""Which session a request belongs to (pure)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+SESSION_HEADER = "x-session-id"
+MAX_SESSION_ID = 200
+
+
+def new_session_id() -> str:
+    """A fresh random session id."""
+    return uuid.uuid4().hex
+
+
+def session_id_of(
+    header: str | None,
+    payload: dict[str, Any],
+    *,
+    generate: Callable[[], str] = new_session_id,
+) -> tuple[str, bool]:
+    """The session id of a request, and whether the body carried one.
+
+    The ``x-session-id`` header wins; else a top-level string ``session_id`` field of the
+    body; else a new random id. A body ``session_id`` is reported so the caller removes
+    it before forwarding. Blank or overlong values are ignored.
+    """
+    from_body = "session_id" in payload
+    if header is not None and 0 < len(header.strip()) <= MAX_SESSION_ID:
+        return header.strip(), from_body
+    value = payload.get("session_id")
+    if isinstance(value, str) and 0 < len(value.strip()) <= MAX_SESSION_ID:
+        return value.strip(), from_body
+    return generate(), from_body
