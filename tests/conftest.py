@@ -1,0 +1,18 @@
+"""Shared fixtures. Test rules for the whole suite: servers bind 127.0.0.1 on port 0 and
+start with ``nursery.start``; time-dependent behaviour runs under
+``trio.testing.MockClock(autojump_threshold=0)``; no sleeps as synchronisation."""
+
+from __future__ import annotations
+
+import trio
+import pytest
+
+from tests.fake_upstream import FakeUpstream
+
+
+@pytest.fixture
+async def fake(nursery: trio.Nursery) -> FakeUpstream:
+    """A fake upstream listening in the test's nursery."""
+    upstream = FakeUpstream()
+    await nursery.start(upstream.serve)
+    return upstream
