@@ -1,0 +1,34 @@
+"""Activity tracking: a live, exact view of every request in flight, per backend.
+
+::
+
+    tracker = ActivityTracker(stale_timeout=300.0, instances=("openai.1",))
+    with trio.CancelScope() as request_scope:
+        with tracker.track("openai.1", session_id, model="gpt-4o", streaming=True,
+                           cancel_scope=request_scope) as meter:
+            meter.add_rx(len(chunk))   # bytes from the backend
+            meter.add_tx(len(chunk))   # bytes to the client
+    snapshot = tracker.get_global_snapshot()   # immutable; from any thread
+
+``get_activity_tracker()`` returns the running proxy's tracker, or None when tracking is
+off.
+"""
+
+from .meter import RequestMeter as RequestMeter
+from .snapshot import ConnectionActivity as ConnectionActivity
+from .snapshot import GlobalSnapshot as GlobalSnapshot
+from .snapshot import InstanceActivity as InstanceActivity
+from .snapshot import LifetimeCounters as LifetimeCounters
+from .tracker import ActivityTracker as ActivityTracker
+from .tracker import get_activity_tracker as get_activity_tracker
+from .tracker import set_activity_tracker as set_activity_tracker
+
+__all__ = [
+    "ActivityTracker",
+    "ConnectionActivity",
+    "GlobalSnapshot",
+    "InstanceActivity",
+    "LifetimeCounters",
+    "RequestMeter",
+    "get_activity_tracker",
+]

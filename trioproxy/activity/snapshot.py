@@ -1,0 +1,145 @@
+"""Immutable snapshots of the tracker's state, shaped like the diagnostics JSON.
+
+Every type here is a frozen, slotted dataclass holding copies — later traffic never
+changes a snapshot already taken — and ``to_dict()`` gives exactly the field names of
+DESIGN.md's ``activity`` and ``global_activity`` objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+ConnectionType = Literal["streaming", "non_streaming"]
+
+
+@dataclass(frozen=True, slots=True)
+class LifetimeCounters:
+    """Counters of one instance (or, in :class:`GlobalSnapshot`, of all) since start.
+
+    ``requests`` counts registrations; ``bytes_rx``/``bytes_tx`` count body bytes as they
+    flow, including those of requests still in flight. Each ended request adds one to at
+    most one of ``stale``, ``errors`` or ``cancelled``; a completed request adds to none.
+    """
+
+    requests: int = 0
+    bytes_rx: int = 0
+    bytes_tx: int = 0
+    errors: int = 0
+    cancelled: int = 0
+    stale: int = 0
+
+    def __add__(self, other: LifetimeCounters) -> LifetimeCounters:
+        return LifetimeCounters(
+            requests=self.requests + other.requests,
+            bytes_rx=self.bytes_rx + other.bytes_rx,
+            bytes_tx=self.bytes_tx + other.bytes_tx,
+            errors=self.errors + other.errors,
+            cancelled=self.cancelled + other.cancelled,
+            stale=self.stale + other.stale,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the ``lifetime`` JSON object."""
+        return {
+            "requests": self.requests,
+            "bytes_rx": self.bytes_rx,
+            "bytes_tx": self.bytes_tx,
+            "errors": self.errors,
+            "cancelled": self.cancelled,
+            "stale": self.stale,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionActivity:
+    """One connection — (instance, session id) with at least one request in flight.
+
+    Times are epoch seconds. ``started_at`` is when the connection's first request
+    started; ``bytes_rx``/``bytes_tx`` include the bytes of its requests that already
+    ended; ``requests`` is how many are in flight; ``last_activity_at`` is the last body
+    byte in either direction, or the latest registration if that is later.
+    """
+
+    session_id: str
+    connection_type: ConnectionType
+    started_at: float
+    duration_seconds: float
+    model: str
+    bytes_rx: int
+    bytes_tx: int
+    requests: int
+    last_activity_at: float
+    idle_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the connection's JSON object."""
+        return {
+            "session_id": self.session_id,
+            "connection_type": self.connection_type,
+            "started_at": self.started_at,
+            "duration_seconds": self.duration_seconds,
+            "model": self.model,
+            "bytes_rx": self.bytes_rx,
+            "bytes_tx": self.bytes_tx,
+            "requests": self.requests,
+            "last_activity_at": self.last_activity_at,
+            "idle_seconds": self.idle_seconds,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceActivity:
+    """The activity of one backend instance: its live connections and lifetime counters.
+
+    ``connections`` are oldest first; ``total_bytes_rx``/``total_bytes_tx`` sum over them.
+    """
+
+    name: str
+    active_connections: int = 0
+    connections: tuple[ConnectionActivity, ...] = ()
+    total_bytes_rx: int = 0
+    total_bytes_tx: int = 0
+    lifetime: LifetimeCounters = LifetimeCounters()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the instance's ``activity`` JSON object (the name is not part of it)."""
+        return {
+            "active_connections": self.active_connections,
+            "connections": [connection.to_dict() for connection in self.connections],
+            "total_bytes_rx": self.total_bytes_rx,
+            "total_bytes_tx": self.total_bytes_tx,
+            "lifetime": self.lifetime.to_dict(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalSnapshot:
+    """The activity of every instance at ``timestamp`` (epoch seconds), and their sums.
+
+    ``instances`` are in registration order: pre-registered instances first, then others
+    in order of first use.
+    """
+
+    timestamp: float
+    total_active_connections: int = 0
+    total_bytes_rx: int = 0
+    total_bytes_tx: int = 0
+    lifetime: LifetimeCounters = LifetimeCounters()
+    instances: tuple[InstanceActivity, ...] = ()
+
+    def instance(self, name: str) -> InstanceActivity:
+        """Return the activity of instance ``name``; zeros if it has had no traffic."""
+        for activity in self.instances:
+            if activity.name == name:
+                return activity
+        return InstanceActivity(name=name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the ``global_activity`` JSON object (sums only, not the instances)."""
+        return {
+            "total_active_connections": self.total_active_connections,
+            "total_bytes_rx": self.total_bytes_rx,
+            "total_bytes_tx": self.total_bytes_tx,
+            "lifetime": self.lifetime.to_dict(),
+        }

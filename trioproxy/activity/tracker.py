@@ -1,0 +1,303 @@
+"""The activity tracker: registrations, the stale sweep and snapshots.
+
+A request is tracked for exactly as long as its ``track()`` block runs: entering
+registers it, leaving releases it — completion, exception or cancellation alike — so no
+record outlives its request and none is lost early. Requests of one session on one
+instance share a connection record, which lives until the last of them ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import NoReturn
+
+import trio
+
+from .clock import EpochClock
+from .meter import RequestMeter
+from .records import ConnectionRecord, InstanceRecord
+from .snapshot import ConnectionActivity, GlobalSnapshot, InstanceActivity, LifetimeCounters
+from .sweeper import cancel_stale, run_periodically, sweep_period
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STALE_TIMEOUT = 300.0
+
+
+class ActivityTracker:
+    """Live, exact activity of every tracked request, per backend instance.
+
+    ``ActivityTracker()`` on its own is usable and empty. Registration, metering and
+    sweeping happen on the Trio thread of one Trio run; snapshots may be taken from any
+    thread. A ``threading.Lock`` is held only while a request registers or is released
+    and while a snapshot copies the records — never per chunk.
+
+    Args:
+        stale_timeout: seconds without a body byte in either direction after which a
+            connection's requests are cancelled by :meth:`sweep`.
+        instances: instance names to report (with zeros) before they see traffic; other
+            names are added on first use.
+
+    Raises:
+        ValueError: ``stale_timeout`` is not a positive, finite number.
+    """
+
+    def __init__(
+        self, *, stale_timeout: float = DEFAULT_STALE_TIMEOUT, instances: Iterable[str] = ()
+    ) -> None:
+        if not (math.isfinite(stale_timeout) and stale_timeout > 0):
+            raise ValueError(f"stale_timeout must be a positive number, got {stale_timeout!r}")
+        self._stale_timeout = float(stale_timeout)
+        self._clock = EpochClock()
+        self._lock = threading.Lock()
+        # Registration order is the order snapshots report instances in.
+        self._instances = {name: InstanceRecord(name) for name in instances}
+
+    @property
+    def stale_timeout(self) -> float:
+        """Seconds of idleness after which a connection is stale."""
+        return self._stale_timeout
+
+    @property
+    def sweep_period(self) -> float:
+        """Seconds between sweeps of :meth:`run_sweeper`."""
+        return sweep_period(self._stale_timeout)
+
+    def track(
+        self,
+        instance: str,
+        session_id: str,
+        *,
+        model: str,
+        streaming: bool,
+        cancel_scope: trio.CancelScope,
+    ) -> AbstractContextManager[RequestMeter]:
+        """Track one request for the duration of a ``with`` block.
+
+        Entering registers the request (``lifetime.requests`` counts it) on connection
+        ``(instance, session_id)`` and yields its :class:`RequestMeter`; leaving releases
+        it and counts how it ended: ``stale`` if the sweeper cancelled it, else
+        ``errors`` if ``meter.fail()`` was called or an exception other than
+        ``trio.Cancelled`` left the block, else ``cancelled`` if ``trio.Cancelled`` did
+        (alone or as a group of only ``Cancelled``, as a cancelled nursery raises it) or
+        ``GeneratorExit`` did (a relay generator closed by its departed consumer).
+        Exceptions are never swallowed. After the block, the meter's ``add_*`` raise.
+
+        Args:
+            instance: backend instance name.
+            session_id: the request's session id.
+            model: the model as sent to the backend.
+            streaming: whether the answer is streamed (fixes the connection's type if
+                this is its first request).
+            cancel_scope: the request's own scope; the sweeper cancels it when stale.
+                It must enclose the ``with`` block, so the cancellation unwinds through
+                it.
+
+        Raises:
+            RuntimeError: entered outside a Trio run, or entered twice.
+        """
+        return _Tracking(self, instance, session_id, model, streaming, cancel_scope)
+
+    def sweep(self) -> int:
+        """Cancel every request of every connection idle for ``stale_timeout`` or more.
+
+        Each such request gets ``meter.stale == True`` and its ``cancel_scope``
+        cancelled; its record is removed when its ``track()`` block exits. Call on the
+        Trio thread.
+
+        Returns:
+            How many requests were cancelled by this call.
+
+        Raises:
+            RuntimeError: called outside a Trio run.
+        """
+        now = self._clock.trio_now()
+        return cancel_stale(self._instances.values(), now, self._stale_timeout)
+
+    async def run_sweeper(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> NoReturn:
+        """Sweep every :attr:`sweep_period` seconds until cancelled.
+
+        Start it with ``await nursery.start(tracker.run_sweeper)``; ``started()`` is
+        called once the loop runs. It never returns; cancel its nursery to stop it.
+        """
+        await run_periodically(self.sweep, self.sweep_period, task_status=task_status)
+
+    def get_global_snapshot(self) -> GlobalSnapshot:
+        """Return an immutable snapshot of every instance and their sums.
+
+        Safe to call from any thread. Inside Trio the timestamp follows Trio's clock;
+        elsewhere it is ``time.time()``.
+        """
+        now, offset = self._clock.now()
+        with self._lock:
+            instances = tuple(
+                _freeze_instance(record, now, offset) for record in self._instances.values()
+            )
+        return GlobalSnapshot(
+            timestamp=now,
+            total_active_connections=sum(i.active_connections for i in instances),
+            total_bytes_rx=sum(i.total_bytes_rx for i in instances),
+            total_bytes_tx=sum(i.total_bytes_tx for i in instances),
+            lifetime=sum((i.lifetime for i in instances), LifetimeCounters()),
+            instances=instances,
+        )
+
+    def instance_snapshot(self, name: str) -> InstanceActivity:
+        """Return an immutable snapshot of instance ``name``; zeros if it has no traffic.
+
+        Safe to call from any thread. An unknown name is not added to the tracker.
+        """
+        now, offset = self._clock.now()
+        with self._lock:
+            record = self._instances.get(name)
+            if record is None:
+                return InstanceActivity(name=name)
+            return _freeze_instance(record, now, offset)
+
+    def _register(
+        self,
+        instance: str,
+        session_id: str,
+        model: str,
+        streaming: bool,
+        cancel_scope: trio.CancelScope,
+    ) -> RequestMeter:
+        now = self._clock.trio_now()
+        with self._lock:
+            record = self._instances.get(instance)
+            if record is None:
+                record = self._instances[instance] = InstanceRecord(instance)
+            connection = record.connections.get(session_id)
+            if connection is None:
+                connection = ConnectionRecord(
+                    session_id=session_id,
+                    connection_type="streaming" if streaming else "non_streaming",
+                    model=model,
+                    started_at=now,
+                    last_activity=now,
+                )
+                record.connections[session_id] = connection
+            else:
+                connection.model = model
+                # A new request is activity: it must not join a connection that is
+                # about to be swept and be cancelled before its first byte.
+                connection.last_activity = now
+            meter = RequestMeter(instance, session_id, connection, record.lifetime, cancel_scope)
+            connection.meters[meter] = None
+            record.lifetime.requests += 1
+        logger.debug(
+            "tracking request: instance=%s session=%s model=%s", instance, session_id, model
+        )
+        return meter
+
+    def _release(self, meter: RequestMeter, exc: BaseException | None) -> None:
+        outcome = meter._outcome(exc)
+        connection = meter._detach()
+        with self._lock:
+            record = self._instances[meter.instance]
+            del connection.meters[meter]
+            if not connection.meters:
+                del record.connections[meter.session_id]
+            record.lifetime.count(outcome)
+        logger.debug(
+            "released request: instance=%s session=%s outcome=%s rx=%d tx=%d",
+            meter.instance,
+            meter.session_id,
+            outcome.value,
+            meter.bytes_rx,
+            meter.bytes_tx,
+        )
+
+
+class _Tracking(AbstractContextManager[RequestMeter]):
+    """The ``with`` block of one tracked request; single use."""
+
+    __slots__ = ("_args", "_meter", "_tracker")
+
+    def __init__(
+        self,
+        tracker: ActivityTracker,
+        instance: str,
+        session_id: str,
+        model: str,
+        streaming: bool,
+        cancel_scope: trio.CancelScope,
+    ) -> None:
+        self._tracker = tracker
+        self._args = (instance, session_id, model, streaming, cancel_scope)
+        self._meter: RequestMeter | None = None
+
+    def __enter__(self) -> RequestMeter:
+        if self._meter is not None:
+            raise RuntimeError("a track() block can be entered only once")
+        self._meter = self._tracker._register(*self._args)
+        return self._meter
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._meter is not None, "__exit__ without __enter__"
+        self._tracker._release(self._meter, exc)
+
+
+def _freeze_instance(record: InstanceRecord, now: float, offset: float) -> InstanceActivity:
+    """Copy ``record`` into an :class:`InstanceActivity`; the caller holds the lock.
+
+    ``now`` is epoch seconds; ``offset`` turns the records' Trio times into epoch
+    seconds. Durations are clamped at zero: a snapshot from another thread reads
+    ``time.time()``, which may lag the Trio-derived times slightly (or a lot, under a
+    mock clock).
+    """
+    connections = tuple(_freeze_connection(c, now, offset) for c in record.connections.values())
+    return InstanceActivity(
+        name=record.name,
+        active_connections=len(connections),
+        connections=connections,
+        total_bytes_rx=sum(c.bytes_rx for c in connections),
+        total_bytes_tx=sum(c.bytes_tx for c in connections),
+        lifetime=record.lifetime.freeze(),
+    )
+
+
+def _freeze_connection(record: ConnectionRecord, now: float, offset: float) -> ConnectionActivity:
+    started_at = record.started_at + offset
+    last_activity_at = record.last_activity + offset
+    return ConnectionActivity(
+        session_id=record.session_id,
+        connection_type=record.connection_type,
+        started_at=started_at,
+        duration_seconds=max(0.0, now - started_at),
+        model=record.model,
+        bytes_rx=record.bytes_rx,
+        bytes_tx=record.bytes_tx,
+        requests=len(record.meters),
+        last_activity_at=last_activity_at,
+        idle_seconds=max(0.0, now - last_activity_at),
+    )
+
+
+_current_tracker: ActivityTracker | None = None
+
+
+def get_activity_tracker() -> ActivityTracker | None:
+    """Return the running proxy's tracker in this process, or None when tracking is off."""
+    return _current_tracker
+
+
+def set_activity_tracker(tracker: ActivityTracker | None) -> None:
+    """Make ``tracker`` the one :func:`get_activity_tracker` returns (None to clear).
+
+    Called by the app at start-up and shutdown.
+    """
+    global _current_tracker
+    _current_tracker = tracker
