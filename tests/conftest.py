@@ -4,8 +4,8 @@ start with ``nursery.start``; time-dependent behaviour runs under
 
 from __future__ import annotations
 
-import trio
 import pytest
+import trio
 
 from tests.fake_upstream import FakeUpstream
 
