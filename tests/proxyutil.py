@@ -35,7 +35,7 @@ class RunningProxy:
 
 async def start_proxy(nursery: trio.Nursery, **settings: Any) -> RunningProxy:
     """Serve a proxy built from ``Settings(**settings)`` on 127.0.0.1, port 0."""
-    config = replace(Settings(), host="127.0.0.1", port=0, **settings)
+    config = replace(Settings(), **{"host": "127.0.0.1", "port": 0, **settings})
     app = create_app(config)
     binds: list[str] = await nursery.start(
         hypercorn.trio.serve,
@@ -45,8 +45,12 @@ async def start_proxy(nursery: trio.Nursery, **settings: Any) -> RunningProxy:
     return RunningProxy(binds[0], app)
 
 
-def openai_spec(base: str, name: str = "openai.1", models: tuple[str, ...] | None = ("gpt-fake",),
-                key: str | None = BACKEND_KEY) -> BackendSpec:
+def openai_spec(
+    base: str,
+    name: str = "openai.1",
+    models: tuple[str, ...] | None = ("gpt-fake",),
+    key: str | None = BACKEND_KEY,
+) -> BackendSpec:
     """An OpenAI-style backend at the fake whose root URL is ``base``.
 
     ``models`` defaults to a list so no discovery request precedes the test's own;
@@ -62,9 +66,12 @@ def openai_spec(base: str, name: str = "openai.1", models: tuple[str, ...] | Non
     )
 
 
-def anthropic_spec(base: str, name: str = "anthropic.1",
-                   models: tuple[str, ...] | None = ("claude-fake",),
-                   key: str | None = BACKEND_KEY) -> BackendSpec:
+def anthropic_spec(
+    base: str,
+    name: str = "anthropic.1",
+    models: tuple[str, ...] | None = ("claude-fake",),
+    key: str | None = BACKEND_KEY,
+) -> BackendSpec:
     """An Anthropic-style backend at the fake whose root URL is ``base``."""
     return BackendSpec(
         name=name,
@@ -77,5 +84,6 @@ def anthropic_spec(base: str, name: str = "anthropic.1",
 
 
 def mock_spec(name: str = "mock.1", chunks: int = 4, delay: float = 0.0) -> BackendSpec:
-    return BackendSpec(name=name, type=ConnectorType.MOCK, mock_chunks=chunks,
-                       mock_chunk_delay=delay)
+    return BackendSpec(
+        name=name, type=ConnectorType.MOCK, mock_chunks=chunks, mock_chunk_delay=delay
+    )

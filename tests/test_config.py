@@ -31,27 +31,53 @@ def write(tmp_path: Path, text: str) -> str:
         ("log_level: debug", {}, [], "log_level", "debug"),
         ("log-level: warning", {"TRIOPROXY_LOG_LEVEL": "ERROR"}, [], "log_level", "error"),
         ("activity_stale_timeout: 12.5", {}, [], "activity_stale_timeout", 12.5),
-        ("max_request_body: 1000", {"TRIOPROXY_MAX_REQUEST_BODY": "2000"}, [],
-         "max_request_body", 2000),
+        (
+            "max_request_body: 1000",
+            {"TRIOPROXY_MAX_REQUEST_BODY": "2000"},
+            [],
+            "max_request_body",
+            2000,
+        ),
         ("", {}, ["--upstream-read-timeout", "7"], "upstream_read_timeout", 7.0),
         # The activity tracking switch, every layer and both directions.
         ("", {}, [], "enable_activity_tracking", False),
         ("enable_activity_tracking: true", {}, [], "enable_activity_tracking", True),
         ("enable-activity-tracking: true", {}, [], "enable_activity_tracking", True),
-        ("enable_activity_tracking: true", {"ENABLE_ACTIVITY_TRACKING": "0"}, [],
-         "enable_activity_tracking", False),
-        ("enable_activity_tracking: false", {"ENABLE_ACTIVITY_TRACKING": "yes"}, [],
-         "enable_activity_tracking", True),
+        (
+            "enable_activity_tracking: true",
+            {"ENABLE_ACTIVITY_TRACKING": "0"},
+            [],
+            "enable_activity_tracking",
+            False,
+        ),
+        (
+            "enable_activity_tracking: false",
+            {"ENABLE_ACTIVITY_TRACKING": "yes"},
+            [],
+            "enable_activity_tracking",
+            True,
+        ),
         ("", {"ENABLE_ACTIVITY_TRACKING": "ON"}, [], "enable_activity_tracking", True),
         ("", {"ENABLE_ACTIVITY_TRACKING": "off"}, [], "enable_activity_tracking", False),
-        ("", {"ENABLE_ACTIVITY_TRACKING": "0"}, ["--enable-activity-tracking"],
-         "enable_activity_tracking", True),
-        ("enable_activity_tracking: true", {"ENABLE_ACTIVITY_TRACKING": "1"},
-         ["--no-enable-activity-tracking"], "enable_activity_tracking", False),
+        (
+            "",
+            {"ENABLE_ACTIVITY_TRACKING": "0"},
+            ["--enable-activity-tracking"],
+            "enable_activity_tracking",
+            True,
+        ),
+        (
+            "enable_activity_tracking: true",
+            {"ENABLE_ACTIVITY_TRACKING": "1"},
+            ["--no-enable-activity-tracking"],
+            "enable_activity_tracking",
+            False,
+        ),
     ],
 )
-def test_precedence(tmp_path: Path, file: str, env: dict[str, str], argv: list[str],
-                    key: str, expected: Any) -> None:
+def test_precedence(
+    tmp_path: Path, file: str, env: dict[str, str], argv: list[str], key: str, expected: Any
+) -> None:
     path = write(tmp_path, file)
     settings = load_settings(["--config", path, *argv], env)
     assert getattr(settings, key) == expected
@@ -79,8 +105,10 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ("backends:\n  - type: openai\n    colour: red", ["unknown key 'backends[0].colour'"]),
         ("backends:\n  - base_url: http://x", ["backends[0].type", "missing"]),
         ("backends:\n  - type: openai\n    models: gpt", ["backends[0].models", "list"]),
-        ("backends:\n  - type: openai\n  - type: openai\n    name: openai.1",
-         ["backends[1].name", "repeats"]),
+        (
+            "backends:\n  - type: openai\n  - type: openai\n    name: openai.1",
+            ["backends[1].name", "repeats"],
+        ),
         ("default_backend: nope\nbackends:\n  - type: mock", ["default_backend", "nope"]),
     ],
 )

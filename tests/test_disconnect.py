@@ -19,8 +19,9 @@ from tests.proxyutil import RunningProxy, openai_spec, start_proxy
 CLOSE_WITHIN = 1.0  # seconds: the promise the proxy makes (DESIGN.md, "Client disconnect")
 
 
-def raw_request(proxy: RunningProxy, body: dict[str, object], *, declared: int | None = None
-                ) -> tuple[tuple[str, int], bytes]:
+def raw_request(
+    proxy: RunningProxy, body: dict[str, object], *, declared: int | None = None
+) -> tuple[tuple[str, int], bytes]:
     url = urlsplit(proxy.url)
     payload = json.dumps(body).encode()
     length = declared if declared is not None else len(payload)
@@ -41,14 +42,16 @@ async def hang_up_after(proxy: RunningProxy, body: dict[str, object], wait: obje
     await stream.aclose()
 
 
-async def test_hang_up_mid_stream_closes_upstream(nursery: trio.Nursery, fake: FakeUpstream
-                                                  ) -> None:
+async def test_hang_up_mid_stream_closes_upstream(
+    nursery: trio.Nursery, fake: FakeUpstream
+) -> None:
     proxy = await start_proxy(nursery, backends=(openai_spec(fake.base_url),))
     fake.script(Scenario(chunks=50, delay=0.05))
     body = {"model": "gpt-fake", "stream": True, "messages": []}
-    async with httpx.AsyncClient() as client, client.stream(
-        "POST", proxy.openai_url + "/chat/completions", json=body
-    ) as response:
+    async with (
+        httpx.AsyncClient() as client,
+        client.stream("POST", proxy.openai_url + "/chat/completions", json=body) as response,
+    ):
         seen = 0
         async for chunk in response.aiter_raw():
             seen += len(chunk)
@@ -65,8 +68,9 @@ async def test_hang_up_before_upstream_headers_closes_upstream(
 ) -> None:
     proxy = await start_proxy(nursery, backends=(openai_spec(fake.base_url),))
     fake.script(Scenario(stall_before_headers=True))
-    await hang_up_after(proxy, {"model": "gpt-fake", "messages": []},
-                        lambda: fake.wait_in_flight(1))
+    await hang_up_after(
+        proxy, {"model": "gpt-fake", "messages": []}, lambda: fake.wait_in_flight(1)
+    )
     with trio.fail_after(CLOSE_WITHIN):
         await fake.wait_closed(0)
 
@@ -76,8 +80,7 @@ async def test_hang_up_after_headers_before_first_body_byte_closes_upstream(
 ) -> None:
     proxy = await start_proxy(nursery, backends=(openai_spec(fake.base_url),))
     fake.script(Scenario(stall_after_headers=True))
-    (host, port), data = raw_request(proxy, {"model": "gpt-fake", "stream": True,
-                                             "messages": []})
+    (host, port), data = raw_request(proxy, {"model": "gpt-fake", "stream": True, "messages": []})
     stream = await trio.open_tcp_stream(host, port)
     await stream.send_all(data)
     head = b""
@@ -93,15 +96,15 @@ async def test_hang_up_while_sending_the_body_opens_nothing_upstream(
     nursery: trio.Nursery, fake: FakeUpstream
 ) -> None:
     proxy = await start_proxy(nursery, backends=(openai_spec(fake.base_url),))
-    (host, port), data = raw_request(proxy, {"model": "gpt-fake", "messages": []},
-                                     declared=10_000)
+    (host, port), data = raw_request(proxy, {"model": "gpt-fake", "messages": []}, declared=10_000)
     stream = await trio.open_tcp_stream(host, port)
     await stream.send_all(data)
     await stream.aclose()
     # The proxy is undisturbed: the next request is served, and it is the first upstream.
     async with httpx.AsyncClient() as client:
-        response = await client.post(proxy.openai_url + "/chat/completions",
-                                     json={"model": "gpt-fake", "messages": []})
+        response = await client.post(
+            proxy.openai_url + "/chat/completions", json={"model": "gpt-fake", "messages": []}
+        )
     assert response.status_code == 200
     assert [r.path for r in fake.requests] == ["/v1/chat/completions"]
 
@@ -122,8 +125,11 @@ async def test_other_requests_are_not_disturbed_by_a_hang_up(
             results.append(response.content)
 
     async with trio.open_nursery() as inner:
-        await hang_up_after(proxy, {"model": "gpt-fake", "stream": True, "messages": []},
-                            lambda: fake.wait_in_flight(1))
+        await hang_up_after(
+            proxy,
+            {"model": "gpt-fake", "stream": True, "messages": []},
+            lambda: fake.wait_in_flight(1),
+        )
         inner.start_soon(long_stream)
     with trio.fail_after(CLOSE_WITHIN):
         await fake.wait_closed(0)

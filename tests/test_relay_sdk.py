@@ -15,8 +15,9 @@ from tests.proxyutil import BACKEND_KEY, CLIENT_KEY, anthropic_spec, openai_spec
 
 async def test_openai_sdk_non_streaming(nursery: trio.Nursery, fake: FakeUpstream) -> None:
     proxy = await start_proxy(nursery, backends=(openai_spec(fake.base_url),))
-    async with openai.AsyncOpenAI(base_url=proxy.openai_url, api_key=CLIENT_KEY,
-                                  max_retries=0) as client:
+    async with openai.AsyncOpenAI(
+        base_url=proxy.openai_url, api_key=CLIENT_KEY, max_retries=0
+    ) as client:
         reply = await client.chat.completions.with_raw_response.create(
             model="gpt-fake", messages=[{"role": "user", "content": "hi"}]
         )
@@ -32,8 +33,9 @@ async def test_openai_sdk_non_streaming(nursery: trio.Nursery, fake: FakeUpstrea
 async def test_openai_sdk_streaming(nursery: trio.Nursery, fake: FakeUpstream) -> None:
     proxy = await start_proxy(nursery, backends=(openai_spec(fake.base_url),))
     fake.script(Scenario(chunks=7))
-    async with openai.AsyncOpenAI(base_url=proxy.openai_url, api_key=CLIENT_KEY,
-                                  max_retries=0) as client:
+    async with openai.AsyncOpenAI(
+        base_url=proxy.openai_url, api_key=CLIENT_KEY, max_retries=0
+    ) as client:
         stream = await client.chat.completions.create(
             model="openai.1:gpt-fake",
             messages=[{"role": "user", "content": "hi"}],
@@ -48,8 +50,9 @@ async def test_openai_sdk_streaming(nursery: trio.Nursery, fake: FakeUpstream) -
 
 async def test_anthropic_sdk_non_streaming(nursery: trio.Nursery, fake: FakeUpstream) -> None:
     proxy = await start_proxy(nursery, backends=(anthropic_spec(fake.base_url),))
-    async with anthropic.AsyncAnthropic(base_url=proxy.url, api_key=CLIENT_KEY,
-                                        max_retries=0) as client:
+    async with anthropic.AsyncAnthropic(
+        base_url=proxy.url, api_key=CLIENT_KEY, max_retries=0
+    ) as client:
         message = await client.messages.create(
             model="claude-fake", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
         )
@@ -88,11 +91,13 @@ async def test_stream_is_relayed_chunk_by_chunk_as_it_arrives(
     fake.script(Scenario(chunks=3, delay=1000))
     body = {"model": "gpt-fake", "stream": True, "messages": []}
     with trio.fail_after(10):  # a hang guard: buffering would hold the event for 3000 s
-        async with httpx.AsyncClient() as client, client.stream(
-            "POST", proxy.openai_url + "/chat/completions", json=body
-        ) as response:
+        async with (
+            httpx.AsyncClient() as client,
+            client.stream("POST", proxy.openai_url + "/chat/completions", json=body) as response,
+        ):
             assert response.headers["content-type"].startswith("text/event-stream")
-            first = await anext(response.aiter_raw())
+            chunks = response.aiter_raw()  # referenced: a collected one closes the response
+            first = await anext(chunks)
             assert first.startswith(b"data: ") and b'"role":"assistant"' in first
             assert fake.in_flight == 1
     await fake.wait_closed(0)

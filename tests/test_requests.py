@@ -33,8 +33,14 @@ def assert_anthropic_error(response: httpx.Response, status: int, words: str = "
     assert words.lower() in body["error"]["message"].lower()
 
 
-async def post(proxy: RunningProxy, path: str, body: Any = None, *, content: bytes | None = None,
-               headers: dict[str, str] | None = None) -> httpx.Response:
+async def post(
+    proxy: RunningProxy,
+    path: str,
+    body: Any = None,
+    *,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     async with httpx.AsyncClient() as client:
         if content is None:
             content = json.dumps(body).encode()
@@ -49,8 +55,9 @@ async def test_session_id_from_header_is_echoed_and_not_forwarded(
     nursery: trio.Nursery, fake: FakeUpstream
 ) -> None:
     proxy = await start_proxy(nursery, backends=(openai_spec(fake.base_url),))
-    response = await post(proxy, CHAT, {"model": "gpt-fake", "messages": []},
-                          headers={"x-session-id": "sess-42"})
+    response = await post(
+        proxy, CHAT, {"model": "gpt-fake", "messages": []}, headers={"x-session-id": "sess-42"}
+    )
     assert response.headers["x-session-id"] == "sess-42"
     assert "x-session-id" not in fake.requests[0].headers
 
@@ -59,8 +66,9 @@ async def test_session_id_from_body_is_removed_before_forwarding(
     nursery: trio.Nursery, fake: FakeUpstream
 ) -> None:
     proxy = await start_proxy(nursery, backends=(openai_spec(fake.base_url),))
-    response = await post(proxy, CHAT, {"model": "gpt-fake", "session_id": "from-body",
-                                        "messages": []})
+    response = await post(
+        proxy, CHAT, {"model": "gpt-fake", "session_id": "from-body", "messages": []}
+    )
     assert response.headers["x-session-id"] == "from-body"
     assert "session_id" not in fake.requests[0].json
 
@@ -100,20 +108,26 @@ async def test_models_are_discovered_and_listed_per_instance(
     assert fake.requests[-1].json["model"] == "only-this"
 
 
-@pytest.mark.parametrize(("path", "check"), [(CHAT, assert_openai_error),
-                                             (MESSAGES, assert_anthropic_error)])
-async def test_bad_input_gets_400_in_the_api_shape(nursery: trio.Nursery, path: str,
-                                                   check: Any) -> None:
+@pytest.mark.parametrize(
+    ("path", "check"), [(CHAT, assert_openai_error), (MESSAGES, assert_anthropic_error)]
+)
+async def test_bad_input_gets_400_in_the_api_shape(
+    nursery: trio.Nursery, path: str, check: Any
+) -> None:
     proxy = await start_proxy(nursery, backends=(mock_spec(),))
     check(await post(proxy, path, content=b"{not json"), 400, "not valid JSON")
     check(await post(proxy, path, content=b"[1, 2]"), 400, "JSON object")
     check(await post(proxy, path, {"messages": []}), 400, "model")
     check(await post(proxy, path, {"model": 7}), 400, "model")
-    check(await post(proxy, path, {"model": "m"}, headers={"content-type": "text/plain"}), 400,
-          "Content-Type")
+    check(
+        await post(proxy, path, {"model": "m"}, headers={"content-type": "text/plain"}),
+        400,
+        "Content-Type",
+    )
     # And the proxy still serves.
-    assert (await post(proxy, path, {"model": "m", "max_tokens": 5, "messages": []})
-            ).status_code == 200
+    assert (
+        await post(proxy, path, {"model": "m", "max_tokens": 5, "messages": []})
+    ).status_code == 200
 
 
 async def test_body_over_the_limit_is_413_without_reading_it_all(nursery: trio.Nursery) -> None:
@@ -126,8 +140,9 @@ async def test_body_over_the_limit_is_413_without_reading_it_all(nursery: trio.N
             yield b"y" * 100
 
     async with httpx.AsyncClient() as client:
-        streamed = await client.post(proxy.url + MESSAGES, content=chunks(),
-                                     headers={"content-type": "application/json"})
+        streamed = await client.post(
+            proxy.url + MESSAGES, content=chunks(), headers={"content-type": "application/json"}
+        )
     assert_anthropic_error(streamed, 413)
 
 
@@ -183,18 +198,22 @@ async def test_upstream_http_errors_keep_status_and_body(
 ) -> None:
     proxy = await start_proxy(nursery, backends=(anthropic_spec(fake.base_url),))
     fake.script(Scenario(status=status, headers={"retry-after": "3"}))
-    response = await post(proxy, MESSAGES, {"model": "claude-fake", "max_tokens": 5,
-                                            "messages": []})
+    response = await post(
+        proxy, MESSAGES, {"model": "claude-fake", "max_tokens": 5, "messages": []}
+    )
     assert response.status_code == status
     assert response.content and len(response.content) == fake.body_bytes_for(0)
     assert response.json()["type"] == "error"
     assert response.headers["retry-after"] == "3"
 
 
-@pytest.mark.parametrize(("path", "model", "marker"), [
-    (CHAT, "gpt-fake", b'data: {"error"'),
-    (MESSAGES, "claude-fake", b"event: error\ndata: "),
-])
+@pytest.mark.parametrize(
+    ("path", "model", "marker"),
+    [
+        (CHAT, "gpt-fake", b'data: {"error"'),
+        (MESSAGES, "claude-fake", b"event: error\ndata: "),
+    ],
+)
 async def test_upstream_cut_mid_stream_ends_with_an_error_event(
     nursery: trio.Nursery, fake: FakeUpstream, path: str, model: str, marker: bytes
 ) -> None:
@@ -202,9 +221,10 @@ async def test_upstream_cut_mid_stream_ends_with_an_error_event(
     proxy = await start_proxy(nursery, backends=backends)
     fake.script(Scenario(cut_after=3))
     body = {"model": model, "stream": True, "max_tokens": 5, "messages": []}
-    async with httpx.AsyncClient() as client, client.stream(
-        "POST", proxy.url + path, json=body
-    ) as response:
+    async with (
+        httpx.AsyncClient() as client,
+        client.stream("POST", proxy.url + path, json=body) as response,
+    ):
         assert response.status_code == 200
         received = b"".join([chunk async for chunk in response.aiter_raw()])
     assert marker in received
@@ -216,8 +236,9 @@ async def test_upstream_cut_mid_stream_ends_with_an_error_event(
 async def test_upstream_silent_hits_the_read_timeout(
     nursery: trio.Nursery, fake: FakeUpstream, autojump_clock: trio.testing.MockClock
 ) -> None:
-    proxy = await start_proxy(nursery, backends=(openai_spec(fake.base_url),),
-                              upstream_read_timeout=2)
+    proxy = await start_proxy(
+        nursery, backends=(openai_spec(fake.base_url),), upstream_read_timeout=2
+    )
     fake.script(Scenario(stall_before_headers=True))
     response = await post(proxy, CHAT, {"model": "gpt-fake", "messages": []})
     assert_openai_error(response, 504, "timed out")

@@ -23,8 +23,9 @@ def fixed() -> str:
         (None, {"session_id": "x" * 201}, ("generated", True)),
     ],
 )
-def test_session_id_precedence(header: str | None, payload: dict[str, object],
-                               expected: tuple[str, bool]) -> None:
+def test_session_id_precedence(
+    header: str | None, payload: dict[str, object], expected: tuple[str, bool]
+) -> None:
     assert session_id_of(header, payload, generate=fixed) == expected
 
 

@@ -32,8 +32,14 @@ class TrioProxyApp:
         settings, backends, tracker (None when tracking is off), quart, proxy.
     """
 
-    def __init__(self, settings: Settings, backends: Backends, tracker: ActivityTracker | None,
-                 quart: QuartTrio, proxy: ProxyRoutes) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backends: Backends,
+        tracker: ActivityTracker | None,
+        quart: QuartTrio,
+        proxy: ProxyRoutes,
+    ) -> None:
         self.settings = settings
         self.backends = backends
         self.tracker = tracker
@@ -77,14 +83,14 @@ def create_app(settings: Settings) -> TrioProxyApp:
     async def start() -> None:
         with trio.move_on_after(DISCOVERY_TIMEOUT):
             await backends.discover_models()
+        # Always set: a proxy running without tracking answers None.
+        set_activity_tracker(tracker)
         if tracker is not None:
-            set_activity_tracker(tracker)
             quart.nursery.start_soon(tracker.run_sweeper)
 
     @quart.after_serving
     async def stop() -> None:
-        if tracker is not None:
-            set_activity_tracker(None)
+        set_activity_tracker(None)
         with trio.CancelScope(shield=True):
             await backends.aclose()
 
@@ -130,4 +136,3 @@ def create_app(settings: Settings) -> TrioProxyApp:
         return _json(payload, status)
 
     return TrioProxyApp(settings, backends, tracker, quart, proxy)
-

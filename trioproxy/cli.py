@@ -108,8 +108,14 @@ OPTIONS: tuple[Option, ...] = (
         "largest request body accepted, in bytes (413 beyond)",
         "BYTES",
     ),
-    Option("log_level", "TRIOPROXY_LOG_LEVEL", _log_level, "info", "debug, info, warning or error",
-           "LEVEL"),
+    Option(
+        "log_level",
+        "TRIOPROXY_LOG_LEVEL",
+        _log_level,
+        "info",
+        "debug, info, warning or error",
+        "LEVEL",
+    ),
     Option(
         "upstream_connect_timeout",
         "TRIOPROXY_UPSTREAM_CONNECT_TIMEOUT",
@@ -213,7 +219,9 @@ def _check_environment(environ: Mapping[str, str]) -> None:
             opt.parse(raw)
         except ValueError:
             expected = (
-                "one of 1 true yes on 0 false no off" if opt.parse is _boolean else f"a valid {opt.metavar or 'value'}"
+                "one of 1 true yes on 0 false no off"
+                if opt.parse is _boolean
+                else f"a valid {opt.metavar or 'value'}"
             )
             raise ConfigError(f"environment variable {opt.env}={raw!r} is not {expected}") from None
 
@@ -234,7 +242,9 @@ def _spec_from_raw(raw: RawBackend, environ: Mapping[str, str]) -> BackendSpec:
             type=spec.type,
             models=spec.models,
             mock_chunks=raw.chunks if raw.chunks is not None else spec.mock_chunks,
-            mock_chunk_delay=raw.chunk_delay if raw.chunk_delay is not None else spec.mock_chunk_delay,
+            mock_chunk_delay=raw.chunk_delay
+            if raw.chunk_delay is not None
+            else spec.mock_chunk_delay,
         )
     return spec
 
@@ -246,7 +256,9 @@ def _backends_from_environment(environ: Mapping[str, str]) -> tuple[BackendSpec,
             BackendSpec(
                 name="openai.1",
                 type=ConnectorType.OPENAI,
-                base_url=(environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/"),
+                base_url=(environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip(
+                    "/"
+                ),
                 api_key_env="OPENAI_API_KEY",
                 api_key=Secret(environ["OPENAI_API_KEY"]),
             )
@@ -256,7 +268,9 @@ def _backends_from_environment(environ: Mapping[str, str]) -> tuple[BackendSpec,
             BackendSpec(
                 name="anthropic.1",
                 type=ConnectorType.ANTHROPIC,
-                base_url=(environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com").rstrip("/"),
+                base_url=(environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com").rstrip(
+                    "/"
+                ),
                 api_key_env="ANTHROPIC_API_KEY",
                 api_key=Secret(environ["ANTHROPIC_API_KEY"]),
             )
@@ -323,8 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trio.run(serve, settings)
     except OSError as exc:
-        print(f"trioproxy: error: cannot listen on {settings.host}:{settings.port}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"trioproxy: error: cannot listen on {settings.host}:{settings.port}: "
+            f"{exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         pass

@@ -46,8 +46,13 @@ DEFAULT_BASE_URLS = {
     ConnectorType.ANTHROPIC: "https://api.anthropic.com",
     ConnectorType.MOCK: "",
 }
-_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               list: "a list"}
+_TYPE_WORDS = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,5 +178,7 @@ def load_config_file(path: str) -> ConfigFile:
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.__class__.__name__})") from None
+        raise ConfigError(
+            f"{path}: cannot read the config file ({exc.__class__.__name__})"
+        ) from None
     return parse_config_text(path, text)

@@ -12,8 +12,8 @@ from typing import Any
 
 from .activity import ActivityTracker
 from .backends.instance import Backends
-from .routing import speaks
 from .errors import Api
+from .routing import speaks
 
 
 def is_loopback(client: Any) -> bool:
@@ -62,8 +62,12 @@ def diagnostics(backends: Backends, tracker: ActivityTracker | None) -> dict[str
 def activity_summary(tracker: ActivityTracker | None) -> dict[str, Any]:
     """The ``GET /v1/diagnostics/activity`` document."""
     if tracker is None:
-        return {"enabled": False, "total_active_connections": 0, "total_bytes_rx": 0,
-                "total_bytes_tx": 0}
+        return {
+            "enabled": False,
+            "total_active_connections": 0,
+            "total_bytes_rx": 0,
+            "total_bytes_tx": 0,
+        }
     snap = tracker.get_global_snapshot()
     return {
         "enabled": True,

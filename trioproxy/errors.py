@@ -101,8 +101,9 @@ class UpstreamProtocolError(UpstreamError):
     code = "upstream_protocol_error"
 
 
-def error_payload(api: Api, status: int, message: str, *, error_type: str | None = None,
-                  code: str | None = None) -> dict[str, Any]:
+def error_payload(
+    api: Api, status: int, message: str, *, error_type: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     """The error object of ``api`` for ``message`` (pure)."""
     if api is Api.ANTHROPIC:
         return {"type": "error", "error": {"type": error_type or "api_error", "message": message}}
@@ -114,8 +115,9 @@ def error_body(api: Api, exc: ProxyError) -> bytes:
     if api is Api.ANTHROPIC:
         payload = error_payload(api, exc.status, exc.message, error_type=exc.anthropic_type)
     else:
-        payload = error_payload(api, exc.status, exc.message, error_type=exc.openai_type,
-                                code=exc.code)
+        payload = error_payload(
+            api, exc.status, exc.message, error_type=exc.openai_type, code=exc.code
+        )
     return json.dumps(payload).encode()
 
 

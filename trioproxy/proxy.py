@@ -126,14 +126,22 @@ def parse_payload(body: bytes) -> dict[str, Any]:
 class ProxyRoutes:
     """The ASGI handler of the two proxy routes."""
 
-    def __init__(self, backends: Backends, tracker: ActivityTracker | None, *,
-                 max_request_body: int, default_backend: str | None) -> None:
+    def __init__(
+        self,
+        backends: Backends,
+        tracker: ActivityTracker | None,
+        *,
+        max_request_body: int,
+        default_backend: str | None,
+    ) -> None:
         self.backends = backends
         self.tracker = tracker
         self.max_request_body = max_request_body
         self.default_backend = default_backend
 
-    def prepare(self, api: Api, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[Call, str]:
+    def prepare(
+        self, api: Api, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> tuple[Call, str]:
         """Validate and route a request; returns the call and the instance name.
 
         Raises:
@@ -141,9 +149,7 @@ class ProxyRoutes:
         """
         content_type = _header(headers, b"content-type")
         if content_type is not None and "json" not in content_type.lower():
-            raise BadRequest(
-                f"Content-Type must be application/json, not {content_type!r}."
-            )
+            raise BadRequest(f"Content-Type must be application/json, not {content_type!r}.")
         payload = parse_payload(body)
         model: str = payload["model"]
         session_id, in_body = session_id_of(_header(headers, SESSION_HEADER.encode()), payload)

@@ -22,8 +22,7 @@ from typing import Any
 
 import trio
 
-from .activity import ActivityTracker
-from .activity import RequestMeter
+from .activity import ActivityTracker, RequestMeter
 from .backends.base import Headers, UpstreamRequest
 from .backends.instance import BackendInstance
 from .errors import Api, ProxyError, UpstreamError, UpstreamTimeout, error_body, sse_error_event

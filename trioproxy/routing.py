@@ -43,7 +43,9 @@ def speaks(connector: ConnectorType, api: Api) -> bool:
     """Whether an instance of ``connector`` answers ``api`` (the mock answers both)."""
     if connector is ConnectorType.MOCK:
         return True
-    return connector.value == api.value
+    if api is Api.OPENAI:
+        return connector is ConnectorType.OPENAI
+    return connector is ConnectorType.ANTHROPIC
 
 
 def _wrong_api(target: RouteTarget, api: Api) -> BadRequest:

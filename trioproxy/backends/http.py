@@ -43,7 +43,11 @@ class Dialect:
 def map_error(exc: httpx.HTTPError, *, started: bool, name: str) -> UpstreamError:
     """The proxy error for an httpx failure; ``started``: a response had begun."""
     if isinstance(exc, httpx.TimeoutException):
-        what = "connect to" if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout) else "read from"
+        what = (
+            "connect to"
+            if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
+            else "read from"
+        )
         return UpstreamTimeout(f"Timed out trying to {what} backend '{name}'.")
     if started:
         return UpstreamProtocolError(f"Backend '{name}' broke off its response.")

@@ -45,8 +45,20 @@ def _sse(data: Any, event: str | None = None) -> bytes:
 def openai_events(model: str, pieces: list[str]) -> list[bytes]:
     """The SSE events of an OpenAI chat completion stream of ``pieces``."""
     base = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model}
-    events = [_sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                         "finish_reason": None}]})]
+    events = [
+        _sse(
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ],
+            }
+        )
+    ]
     events += [
         _sse({**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]})
         for p in pieces
@@ -59,23 +71,44 @@ def openai_events(model: str, pieces: list[str]) -> list[bytes]:
 def anthropic_events(model: str, pieces: list[str]) -> list[bytes]:
     """The SSE events of an Anthropic Messages stream of ``pieces``."""
     usage = {"input_tokens": 1, "output_tokens": len(pieces)}
-    message = {"id": "msg_mock", "type": "message", "role": "assistant", "model": model,
-               "content": [], "stop_reason": None, "stop_sequence": None,
-               "usage": {"input_tokens": 1, "output_tokens": 0}}
+    message: dict[str, Any] = {
+        "id": "msg_mock",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 1, "output_tokens": 0},
+    }
     events = [
         _sse({"type": "message_start", "message": message}, "message_start"),
-        _sse({"type": "content_block_start", "index": 0,
-              "content_block": {"type": "text", "text": ""}}, "content_block_start"),
+        _sse(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            "content_block_start",
+        ),
     ]
     events += [
-        _sse({"type": "content_block_delta", "index": 0,
-              "delta": {"type": "text_delta", "text": p}}, "content_block_delta")
+        _sse(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+            "content_block_delta",
+        )
         for p in pieces
     ]
     events += [
         _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-        _sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-              "usage": usage}, "message_delta"),
+        _sse(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": usage,
+            },
+            "message_delta",
+        ),
         _sse({"type": "message_stop"}, "message_stop"),
     ]
     return events
@@ -83,21 +116,38 @@ def anthropic_events(model: str, pieces: list[str]) -> list[bytes]:
 
 def openai_message(model: str, text: str) -> bytes:
     """An OpenAI chat completion answering ``text``."""
-    return json.dumps({
-        "id": "chatcmpl-mock", "object": "chat.completion", "created": 0, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-    }).encode()
+    return json.dumps(
+        {
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    ).encode()
 
 
 def anthropic_message(model: str, text: str) -> bytes:
     """An Anthropic message answering ``text``."""
-    return json.dumps({
-        "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-        "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1},
-    }).encode()
+    return json.dumps(
+        {
+            "id": "msg_mock",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 1},
+        }
+    ).encode()
 
 
 @dataclass(slots=True)
@@ -137,7 +187,9 @@ class MockConnector:
             raise BadRequest("The mock backend needs a JSON object body.") from None
         pieces = split_reply(REPLY, self.spec.mock_chunks)
         if request.streaming:
-            events = (openai_events if request.api is Api.OPENAI else anthropic_events)(model, pieces)
+            events = (openai_events if request.api is Api.OPENAI else anthropic_events)(
+                model, pieces
+            )
             yield _MockResponse(200, _SSE, events, self.spec.mock_chunk_delay)
         else:
             make = openai_message if request.api is Api.OPENAI else anthropic_message
