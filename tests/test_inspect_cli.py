@@ -1,0 +1,482 @@
+"""``trioproxy-inspect`` run as a subprocess against a fake diagnostics server.
+
+Rules: the fake proxy is a raw ASGI app served by hypercorn on 127.0.0.1 port 0, started
+with ``nursery.start`` (which returns the bound address); the path prefix of the URL
+given to the tool picks the fake's answer. No fixed ports, and no sleep stands in for
+synchronisation: tests wait for the tool's output or exit, under ``trio.fail_after``.
+The unreachable case uses a socket that is bound but not listening, so its port refuses
+connections and stays ours. The terminal cases run the tool in a tmux pane and poll
+``capture-pane`` until the screen shows what is expected (another process's screen
+offers nothing else to wait on).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import hypercorn
+import hypercorn.trio
+import pytest
+import trio
+
+from tests.test_view import connection, instance, several_backends, snapshot, tracking_off
+from trioproxy.activity import inspect_cli, view
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "inspect_activity.py"
+TIMEOUT = 20
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class FakeProxy:
+    """Answers ``GET /<case>/v1/diagnostics``; counts requests per case."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.never = trio.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        case, _, rest = scope["path"].strip("/").partition("/")
+        self.requests[case] += 1
+        status, body = await self.answer(case, self.requests[case])
+        if rest != "v1/diagnostics":
+            status, body = 404, b'{"error": "not found"}'
+        content_type = b"application/json" if body.startswith(b"{") else b"text/html"
+        headers = [(b"content-type", content_type)]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def answer(self, case: str, n: int) -> tuple[int, bytes]:
+        match case:
+            case "ok":
+                return 200, json.dumps(several_backends()).encode()
+            case "counter":  # one connection whose bytes grow with each poll
+                data = snapshot([_one_stream(rx=1000 * n)], timestamp=1701792000.0 + n)
+                return 200, json.dumps(data).encode()
+            case "disabled":
+                return 200, json.dumps(tracking_off()).encode()
+            case "forbidden":
+                return 403, b'{"error": {"message": "diagnostics are local only"}}'
+            case "shape":
+                return 200, b'{"status": "ok"}'
+            case "html":
+                return 200, b"<html><body>Welcome to nginx!</body></html>"
+            case "slow":
+                await self.never.wait()
+        return 404, b'{"error": "no such case"}'
+
+
+def _one_stream(rx: int) -> dict[str, Any]:
+    return instance("mock.1", "mock", [connection("counter-session", rx=rx, tx=rx)])
+
+
+@pytest.fixture
+async def fake_proxy(nursery: trio.Nursery) -> tuple[str, FakeProxy]:
+    """The fake's base URL (``http://127.0.0.1:<port>``) and the app, to read its counts."""
+    app = FakeProxy()
+    config = hypercorn.Config()
+    config.bind = ["127.0.0.1:0"]
+    config.errorlog = None
+    # cast: hypercorn types scopes and events as TypedDicts; the fake reads plain dicts.
+    serve = functools.partial(hypercorn.trio.serve, cast(Any, app), config, mode="asgi")
+    binds: list[str] = await nursery.start(serve)
+    return binds[0], app
+
+
+@pytest.fixture
+def refused_url() -> Iterator[str]:
+    """A loopback URL whose port is bound but not listening: connections are refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+async def run_tool(*args: str, pre: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    """Run the launcher script (or, with ``pre``, main() after that code) to completion."""
+    if pre is None:
+        command = [sys.executable, str(SCRIPT), *args]
+    else:
+        code = f"{pre}\nimport sys\nfrom trioproxy.activity.inspect_cli import main\n"
+        command = [sys.executable, "-c", code + f"sys.exit(main({list(args)!r}))"]
+    with trio.fail_after(TIMEOUT):
+        return await trio.run_process(
+            command, capture_stdout=True, capture_stderr=True, check=False
+        )
+
+
+def assert_one_sentence(result: subprocess.CompletedProcess[bytes], *needles: str) -> str:
+    """Exit 1, nothing on stdout, and a single stderr line holding every needle."""
+    assert result.returncode == 1, result
+    assert result.stdout == b""
+    message = result.stderr.decode()
+    assert message.count("\n") == 1, message
+    assert "Traceback" not in message
+    for needle in needles:
+        assert needle in message
+    return message
+
+
+# --- one shot ------------------------------------------------------------------------
+
+
+async def test_one_shot_prints_plain_table(fake_proxy: tuple[str, FakeProxy]) -> None:
+    url, app = fake_proxy
+    result = await run_tool(f"{url}/ok")
+    assert result.returncode == 0, result
+    assert result.stderr == b""
+    out = result.stdout.decode()
+    assert "\x1b" not in out
+    lines = out.splitlines()
+    assert lines[0] == f"trioproxy activity · {url}/ok"
+    assert lines[1].startswith("Active Connections: 3   Total RX: 3.5 MB   Total TX: 3.0 MB")
+    assert lines[4].split() == list(view.COLUMNS)
+    assert lines[5].split()[:2] == ["openai.1", "0f8fad5b-d…"]
+    assert "4m 05s (idle 42.0s)" in lines[7]
+    assert app.requests == {"ok": 1}
+
+
+async def test_url_forms_are_normalised(fake_proxy: tuple[str, FakeProxy]) -> None:
+    url, app = fake_proxy
+    bare = url.removeprefix("http://")
+    for given in (f"{bare}/ok", f"{url}/ok/", f"{url}/ok/v1/diagnostics"):
+        result = await run_tool(given)
+        assert result.returncode == 0, result
+        assert result.stdout.decode().startswith(f"trioproxy activity · {url}/ok\n")
+    assert app.requests == {"ok": 3}
+
+
+async def test_raw_prints_the_json(fake_proxy: tuple[str, FakeProxy]) -> None:
+    url, _ = fake_proxy
+    result = await run_tool(f"{url}/ok", "--raw")
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout) == several_backends()
+    assert result.stdout.decode().startswith('{\n  "timestamp": ')
+
+
+async def test_raw_with_tracking_disabled_is_still_the_json(
+    fake_proxy: tuple[str, FakeProxy],
+) -> None:
+    url, _ = fake_proxy
+    result = await run_tool(f"{url}/disabled", "--raw")
+    assert result.returncode == 0, result
+    assert json.loads(result.stdout)["activity_tracking_enabled"] is False
+
+
+async def test_works_without_rich(fake_proxy: tuple[str, FakeProxy]) -> None:
+    url, _ = fake_proxy
+    result = await run_tool(f"{url}/ok", pre="import sys; sys.modules['rich'] = None")
+    assert result.returncode == 0, result
+    assert "openai.1     0f8fad5b-d…" in result.stdout.decode()
+
+
+async def test_terminal_without_rich_gets_plain_text(
+    fake_proxy: tuple[str, FakeProxy], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class FakeTerminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    url, _ = fake_proxy
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setitem(sys.modules, "rich.live", None)  # `import rich.live` fails
+    with trio.fail_after(TIMEOUT):
+        code = await trio.to_thread.run_sync(inspect_cli.main, [f"{url}/ok"])
+    assert code == 0
+    lines = terminal.getvalue().splitlines()
+    assert lines[4].split() == list(view.COLUMNS)
+    assert "\x1b" not in terminal.getvalue()
+
+
+# --- failures ------------------------------------------------------------------------
+
+
+async def test_unreachable(refused_url: str) -> None:
+    result = await run_tool(refused_url)
+    assert_one_sentence(result, f"The proxy at {refused_url} is unreachable", "refused")
+
+
+async def test_unreachable_raw(refused_url: str) -> None:
+    result = await run_tool(refused_url, "--raw")
+    assert_one_sentence(result, "is unreachable")
+
+
+async def test_no_answer_within_the_timeout(fake_proxy: tuple[str, FakeProxy]) -> None:
+    url, _ = fake_proxy
+    result = await run_tool(f"{url}/slow")
+    assert_one_sentence(result, "is unreachable: no answer within 2s.")
+
+
+async def test_forbidden(fake_proxy: tuple[str, FakeProxy]) -> None:
+    url, _ = fake_proxy
+    result = await run_tool(f"{url}/forbidden")
+    assert_one_sentence(
+        result, "403 Forbidden", "restricted to local access", "on the proxy's own host"
+    )
+
+
+async def test_tracking_disabled(fake_proxy: tuple[str, FakeProxy]) -> None:
+    url, _ = fake_proxy
+    result = await run_tool(f"{url}/disabled")
+    message = assert_one_sentence(result, "Activity tracking is disabled")
+    assert message == view.TRACKING_DISABLED + "\n"
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("shape", "answered JSON that is not the expected diagnostics JSON (timestamp: missing)"),
+        ("html", "did not answer JSON, so it is not the expected diagnostics JSON"),
+        ("nothing-here", "answered HTTP 404 instead of the diagnostics JSON"),
+    ],
+)
+async def test_not_the_expected_json(
+    fake_proxy: tuple[str, FakeProxy], case: str, needle: str
+) -> None:
+    url, _ = fake_proxy
+    result = await run_tool(f"{url}/{case}")
+    assert_one_sentence(result, f"{url}/{case}/v1/diagnostics", needle)
+    result = await run_tool(f"{url}/{case}", "--raw")
+    assert_one_sentence(result, needle)
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--interval", "0"], "must be a positive number of seconds"),
+        (["--watch", "--interval", "-1"], "must be a positive number of seconds"),
+        (["--interval", "nan"], "must be a positive number of seconds"),
+        (["--interval", "soon"], "not a number of seconds"),
+        (["--watch", "--raw"], "not allowed with argument"),
+        (["ftp://example.com"], "not an http(s) URL"),
+    ],
+)
+async def test_bad_arguments(args: list[str], complaint: str) -> None:
+    result = await run_tool(*args)
+    assert result.returncode == 2
+    assert complaint in result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+
+
+# --- watch, without a terminal -------------------------------------------------------
+
+
+async def watch_blocks(url: str, count: int) -> tuple[list[str], int, str]:
+    """Run ``--watch`` piped until ``count`` blocks are out, then SIGINT it.
+
+    Returns every block it printed (at least ``count``), its exit code and its stderr.
+    """
+    command = [sys.executable, str(SCRIPT), url, "--watch", "--interval", "0.05"]
+    end = b"Ctrl+C to quit\n\n"  # a block ends with the footer and a blank line
+    with trio.fail_after(TIMEOUT):
+        process = await trio.lowlevel.open_process(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        assert process.stdout is not None and process.stderr is not None
+        async with process.stdout, process.stderr:
+            output = b""
+            while output.count(end) < count:
+                chunk = await process.stdout.receive_some()
+                assert chunk, "the watch ended by itself"
+                output += chunk
+            process.send_signal(signal.SIGINT)
+            code = await process.wait()
+            output += b"".join([chunk async for chunk in process.stdout])
+            errors = b"".join([chunk async for chunk in process.stderr])
+    blocks = output.decode().split(end.decode())[:-1]
+    return [block + "Ctrl+C to quit" for block in blocks], code, errors.decode()
+
+
+async def test_watch_plain_one_block_per_refresh(fake_proxy: tuple[str, FakeProxy]) -> None:
+    url, app = fake_proxy
+    blocks, code, errors = await watch_blocks(f"{url}/counter", 3)
+    assert code == 0
+    assert errors == ""
+    for n, block in enumerate(blocks, start=1):
+        assert f"Total RX: {view.format_bytes(1000 * n)}" in block
+        assert "counter-se…" in block
+        assert block.endswith("Refreshing every 0.05s · Ctrl+C to quit")
+        assert "\x1b" not in block
+    # One poll per refresh (the last one may have been cut short by Ctrl+C).
+    assert len(blocks) <= app.requests["counter"] <= len(blocks) + 1
+
+
+async def test_watch_keeps_retrying_when_unreachable(refused_url: str) -> None:
+    blocks, code, errors = await watch_blocks(refused_url, 2)
+    assert code == 0
+    assert errors == ""
+    for block in blocks:
+        assert block.startswith("unreachable, retrying every 0.05s (last try ")
+        assert f"The proxy at {refused_url} is unreachable" in block
+
+
+@pytest.mark.parametrize(
+    ("case", "needle"),
+    [
+        ("forbidden", "forbidden (HTTP 403), retrying"),
+        ("html", "not the expected diagnostics JSON, retrying"),
+        ("disabled", view.TRACKING_DISABLED),
+    ],
+)
+async def test_watch_keeps_retrying_on_failures(
+    fake_proxy: tuple[str, FakeProxy], case: str, needle: str
+) -> None:
+    url, app = fake_proxy
+    blocks, code, errors = await watch_blocks(f"{url}/{case}", 2)
+    assert code == 0
+    assert errors == ""
+    assert all(needle in block for block in blocks)
+    assert app.requests[case] >= 2
+
+
+# --- on a terminal (tmux) ------------------------------------------------------------
+
+
+class Pane:
+    """The tool running in a 100x30 tmux pane, on a private tmux server.
+
+    The tool runs under ``sh``, which prints ``exit status N`` when it ends and then
+    keeps the pane open, so the last screen and the status can be read at leisure. The
+    shell traps SIGINT (a no-op handler, reset in the child), so Ctrl+C reaches only
+    the tool's handling and the shell lives on to report.
+    """
+
+    WRAPPER = 'trap : INT; "$@"; echo "exit status $?"; exec sleep 600'
+
+    def __init__(self) -> None:
+        self._tmux = ["tmux", "-L", f"trioproxy-test-{uuid.uuid4().hex[:12]}", "-f", "/dev/null"]
+
+    async def tmux(self, *args: str) -> str:
+        # Panes inherit the server's environment: drop a size set for the test runner's
+        # own terminal (pytest may export COLUMNS/LINES), which rich would prefer.
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        result = await trio.run_process(
+            [*self._tmux, *args], capture_stdout=True, capture_stderr=True, env=env
+        )
+        return result.stdout.decode()
+
+    async def start(self, command: list[str]) -> None:
+        # The pane gets its final size first, then the tool: it reads the size once.
+        await self.tmux("new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "sleep 600")
+        await self.tmux("respawn-pane", "-k", "-t", "t", "sh", "-c", self.WRAPPER, "sh", *command)
+
+    async def screen(self) -> str:
+        return await self.tmux("capture-pane", "-p", "-t", "t")
+
+    async def wait_for(self, predicate: Callable[[str], bool]) -> str:
+        """Poll the screen until ``predicate`` holds for it (under the test's deadline)."""
+        # The screen of another process: nothing to wait on but the screen itself.
+        while not predicate(screen := await self.screen()):  # noqa: ASYNC110
+            await trio.sleep(0.05)
+        return screen
+
+    async def exit_status(self) -> tuple[int, str]:
+        """Wait for the tool to end; its exit status and the screen before the report."""
+        screen = await self.wait_for(lambda s: "exit status " in s)
+        before, _, after = screen.partition("exit status ")
+        return int(after.split()[0]), before
+
+    async def cursor_visible(self) -> bool:
+        return (await self.tmux("display-message", "-p", "-t", "t", "#{cursor_flag}")) == "1\n"
+
+    async def stop(self) -> None:
+        await self.tmux("kill-server")
+
+
+@pytest.fixture
+async def run_in_pane() -> AsyncIterator[Callable[..., Awaitable[Pane]]]:
+    """Start the tool with the given arguments in a tmux pane; tmux is stopped afterwards."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (apt-get install tmux)")
+    panes: list[Pane] = []
+
+    async def run(*args: str) -> Pane:
+        pane = Pane()
+        panes.append(pane)
+        await pane.start([sys.executable, str(SCRIPT), *args])
+        return pane
+
+    yield run
+    with trio.CancelScope(shield=True):
+        for pane in panes:
+            await pane.stop()
+
+
+def header_values(screen: str) -> str | None:
+    """The header panel's values line (counts, totals, time), if it is on the screen."""
+    lines = screen.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if "Active Connections" in line:
+            return lines[i + 1]
+    return None
+
+
+async def test_one_shot_on_a_terminal_draws_panel_and_table(
+    fake_proxy: tuple[str, FakeProxy], run_in_pane: Callable[..., Awaitable[Pane]]
+) -> None:
+    url, _ = fake_proxy
+    with trio.fail_after(TIMEOUT):
+        pane = await run_in_pane(f"{url}/ok")
+        status, screen = await pane.exit_status()
+    assert status == 0
+    assert "╭─ trioproxy activity · " in screen
+    lines = screen.splitlines()
+    assert lines[5].split() == list(view.COLUMNS)
+    assert lines[6].startswith("─────")
+    assert lines[9].split()[:4] == ["anthropic.1", "sess-idle", "streaming", "claude-sonnet-4"]
+    assert "Traceback" not in screen
+
+
+async def test_watch_on_a_terminal_redraws_in_place(
+    fake_proxy: tuple[str, FakeProxy], run_in_pane: Callable[..., Awaitable[Pane]]
+) -> None:
+    url, _ = fake_proxy
+    with trio.fail_after(TIMEOUT):
+        pane = await run_in_pane(f"{url}/counter", "--watch", "--interval", "0.1")
+        first = await pane.wait_for(lambda s: "counter-se…" in s)
+        changed = await pane.wait_for(
+            lambda s: header_values(s) not in (None, header_values(first))
+        )
+        assert changed.count("Active Connections") == 1  # redrawn, not appended
+        assert "Refreshing every 0.1s · Ctrl+C to quit" in changed
+        assert not await pane.cursor_visible()  # Live hides it while drawing
+        await pane.tmux("send-keys", "-t", "t", "C-c")
+        status, final = await pane.exit_status()
+        assert status == 0
+        assert await pane.cursor_visible()
+    assert "Traceback" not in final
+    assert "KeyboardInterrupt" not in final
+    assert final.count("Active Connections") == 1
+
+
+async def test_watch_on_a_terminal_when_unreachable(
+    refused_url: str, run_in_pane: Callable[..., Awaitable[Pane]]
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        pane = await run_in_pane(refused_url, "--watch", "--interval", "0.1")
+        screen = await pane.wait_for(lambda s: "unreachable, retrying" in s)
+        await pane.tmux("send-keys", "-t", "t", "C-c")
+        status, final = await pane.exit_status()
+    assert status == 0
+    assert "Traceback" not in final
+    assert "unreachable, retrying every 0.1s" in screen
+    assert f"The proxy at {refused_url} is unreachable" in " ".join(screen.split())
