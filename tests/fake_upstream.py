@@ -185,15 +185,17 @@ class FakeUpstream:
 
     # -- running ------------------------------------------------------------------------
 
-    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen on 127.0.0.1 (OS-assigned port) and serve until cancelled.
+    async def serve(
+        self, port: int = 0, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen on 127.0.0.1 (``port``; 0, the default: OS-assigned) and serve until cancelled.
 
         Use as ``base = await nursery.start(fake.serve)``: ``started()`` is called with
         ``"http://127.0.0.1:PORT"`` once the socket is listening. Connection-level errors
         (resets, broken pipes, malformed HTTP) close that connection only; any other
         exception is a bug in the fake and propagates to the test's nursery.
         """
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
         port = listeners[0].socket.getsockname()[1]
         self._base_url = f"http://127.0.0.1:{port}"
         task_status.started(self._base_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -73,7 +74,9 @@ async def test_signal_lets_running_streams_finish_and_exits_0(
             await proc.wait()
 
 
-async def test_streams_past_the_grace_period_are_cut_and_exit_is_0(tmp_path: Path) -> None:
+async def test_streams_past_the_grace_period_end_with_an_error_event_and_exit_0(
+    tmp_path: Path,
+) -> None:
     proc, url, _ = await start_process(tmp_path, "--shutdown-grace", "0.3")
     try:
         body = {"model": "mock-model", "stream": True, "messages": []}
@@ -82,11 +85,14 @@ async def test_streams_past_the_grace_period_are_cut_and_exit_is_0(tmp_path: Pat
             client.stream("POST", url + "/v1/chat/completions", json=body) as response,
         ):
             chunks = response.aiter_raw()
-            await anext(chunks)
+            received = await anext(chunks)
             proc.send_signal(signal.SIGTERM)
-            with pytest.raises(httpx.RemoteProtocolError):
-                async for _ in chunks:
-                    pass
+            async for chunk in chunks:
+                received += chunk
+        assert b"data: [DONE]" not in received
+        last = received.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
+        assert last.startswith(b"data: ")
+        assert json.loads(last[len(b"data: ") :])["error"]["code"] == "shutting_down"
         with trio.fail_after(30):
             assert await proc.wait() == 0
     finally:

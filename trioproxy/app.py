@@ -13,16 +13,15 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from .activity import ActivityTracker, set_activity_tracker
+from .auth import is_authorized
 from .backends.instance import Backends
 from .diagnostics import activity_summary, diagnostics, is_loopback, model_list
-from .errors import Api, error_payload
-from .proxy import PROXY_PATHS, ProxyRoutes
+from .errors import Api, Unauthorized, error_body, error_payload
+from .proxy import PROXY_PATHS, UNAUTHORIZED, ProxyRoutes
 from .relay import Receive, Send
 from .settings import Settings
 
 log = logging.getLogger(__name__)
-
-DISCOVERY_TIMEOUT = 10.0
 
 
 class TrioProxyApp:
@@ -67,6 +66,7 @@ def create_app(settings: Settings) -> TrioProxyApp:
         if settings.enable_activity_tracking
         else None
     )
+    client_keys = tuple(k.value.encode() for k in settings.client_keys)
     quart = QuartTrio("trioproxy")
     # Quart's own timeouts would silently cut long requests; the proxy owns its timeouts.
     quart.config["RESPONSE_TIMEOUT"] = None
@@ -77,12 +77,13 @@ def create_app(settings: Settings) -> TrioProxyApp:
         tracker,
         max_request_body=settings.max_request_body,
         default_backend=settings.default_backend,
+        client_keys=client_keys,
     )
 
     @quart.before_serving
     async def start() -> None:
-        with trio.move_on_after(DISCOVERY_TIMEOUT):
-            await backends.discover_models()
+        await backends.discover_models()
+        quart.nursery.start_soon(backends.run_health_checks)
         # Always set: a proxy running without tracking answers None.
         set_activity_tracker(tracker)
         if tracker is not None:
@@ -116,6 +117,9 @@ def create_app(settings: Settings) -> TrioProxyApp:
 
     @quart.get("/v1/models")
     async def get_models() -> Response:
+        api = Api.ANTHROPIC if "anthropic-version" in request.headers else Api.OPENAI
+        if not is_authorized(request.scope["headers"], client_keys):
+            return _json(json.loads(error_body(api, Unauthorized(UNAUTHORIZED))), 401)
         api = Api.ANTHROPIC if "anthropic-version" in request.headers else Api.OPENAI
         return _json(model_list(backends, api))
 

@@ -142,6 +142,18 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 CONFIG_ENV = "TRIOPROXY_CONFIG"
+OPTIONS = (
+    *OPTIONS,
+    Option(
+        "client_keys_env",
+        "TRIOPROXY_CLIENT_KEYS_ENV",
+        str,
+        None,
+        "name of the environment variable holding comma-separated proxy keys; when set, "
+        "every proxy route requires one (Authorization: Bearer or x-api-key)",
+        "NAME",
+    ),
+)
 
 
 class _YamlConfigParser(configargparse.ConfigFileParser):
@@ -295,6 +307,13 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         backends = tuple(_spec_from_raw(raw, environ) for raw in config.backends)
     else:
         backends = _backends_from_environment(environ)
+    client_keys: tuple[Secret, ...] = ()
+    if values["client_keys_env"]:
+        name = values["client_keys_env"]
+        raw = environ.get(name, "")
+        client_keys = tuple(Secret(k.strip()) for k in raw.split(",") if k.strip())
+        if not client_keys:
+            raise ConfigError(f"client keys: environment variable {name} is unset or holds no key")
     embedded = not backends
     if embedded:
         backends = (BackendSpec(name="mock.1", type=ConnectorType.MOCK),)
@@ -303,6 +322,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         backends=backends,
         default_backend=config.default_backend if config is not None else None,
         embedded_mock=embedded,
+        client_keys=client_keys,
         **values,
     )
 

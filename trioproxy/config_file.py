@@ -30,6 +30,7 @@ FLAT_KEYS: dict[str, tuple[type, ...]] = {
     "upstream_connect_timeout": (int, float),
     "upstream_read_timeout": (int, float),
     "shutdown_grace": (int, float),
+    "client_keys_env": (str,),
 }
 NESTED_KEYS = ("backends", "default_backend")
 BACKEND_KEYS: dict[str, tuple[type, ...]] = {

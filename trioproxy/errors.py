@@ -9,10 +9,16 @@
     │   ├── NotFound              404: no such route, or no instance speaks the API
     │   ├── MethodNotAllowed      405
     │   └── PayloadTooLarge       413: body over ``max_request_body``
+    ├── ShuttingDown              503: the proxy is stopping and its grace period ran out
     └── UpstreamError             the backend could not be used
         ├── UpstreamUnreachable   502: connection refused, DNS, TLS, reset before a response
-        ├── UpstreamTimeout       504: connect or read timeout, or cancelled as stale
+        │   └── UpstreamConnectFailed   502: the connection itself failed (safe to fail over)
+        ├── UpstreamTimeout       504: read timeout, or cancelled as stale
+        │   └── UpstreamConnectTimeout  504: connecting timed out (safe to fail over)
         └── UpstreamProtocolError 502: the backend broke HTTP or cut the body short
+
+``failover_safe`` is true for the errors where the request provably never reached the
+backend, so another instance may take it.
 
 Lower-level errors (httpx, h11, OSError) are mapped to ``UpstreamError`` subclasses at
 the backend boundary with ``raise ... from exc``; nothing above the backends sees them.
@@ -79,15 +85,27 @@ class PayloadTooLarge(ClientError):
     code = "request_too_large"
 
 
+class ShuttingDown(ProxyError):
+    status = 503
+    openai_type = "server_error"
+    anthropic_type = "overloaded_error"
+    code = "shutting_down"
+
+
 class UpstreamError(ProxyError):
     status = 502
     openai_type = "upstream_error"
     anthropic_type = "api_error"
     code = "bad_gateway"
+    failover_safe = False
 
 
 class UpstreamUnreachable(UpstreamError):
     code = "upstream_unreachable"
+
+
+class UpstreamConnectFailed(UpstreamUnreachable):
+    failover_safe = True
 
 
 class UpstreamTimeout(UpstreamError):
@@ -95,6 +113,10 @@ class UpstreamTimeout(UpstreamError):
     openai_type = "timeout_error"
     anthropic_type = "timeout_error"
     code = "upstream_timeout"
+
+
+class UpstreamConnectTimeout(UpstreamTimeout):
+    failover_safe = True
 
 
 class UpstreamProtocolError(UpstreamError):

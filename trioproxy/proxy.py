@@ -15,6 +15,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 from .activity import ActivityTracker
+from .auth import is_authorized
 from .backends.base import UpstreamRequest
 from .backends.instance import Backends
 from .errors import (
@@ -23,14 +24,19 @@ from .errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     ProxyError,
+    Unauthorized,
     error_body,
 )
-from .relay import JSON_HEADERS, Call, Receive, Send, relay
+from .relay import JSON_HEADERS, Call, Exchange, Receive, Send, relay
 from .routing import route
 from .sessions import SESSION_HEADER, session_id_of
 
 log = logging.getLogger(__name__)
 
+UNAUTHORIZED = (
+    "This proxy needs an API key: send one of its client keys as "
+    "'Authorization: Bearer <key>' or 'x-api-key: <key>'."
+)
 PROXY_PATHS = {"/v1/chat/completions": Api.OPENAI, "/v1/messages": Api.ANTHROPIC}
 
 # Request headers never forwarded upstream: hop-by-hop ones, ones the HTTP client sets,
@@ -133,16 +139,19 @@ class ProxyRoutes:
         *,
         max_request_body: int,
         default_backend: str | None,
+        client_keys: tuple[bytes, ...] = (),
     ) -> None:
         self.backends = backends
         self.tracker = tracker
         self.max_request_body = max_request_body
         self.default_backend = default_backend
+        self.in_flight: set[Exchange] = set()
+        self.client_keys = client_keys
 
     def prepare(
         self, api: Api, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> tuple[Call, str]:
-        """Validate and route a request; returns the call and the instance name.
+    ) -> tuple[Call, tuple[str, ...]]:
+        """Validate and route a request; returns the call and the candidate instances.
 
         Raises:
             ProxyError: the request cannot be served (its status and message say why).
@@ -175,22 +184,34 @@ class ProxyRoutes:
             streaming=streaming,
             upstream=UpstreamRequest(api=api, body=body, headers=forwarded, streaming=streaming),
         )
-        return call, chosen.candidates[0]
+        return call, chosen.candidates
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         api = PROXY_PATHS[scope["path"]]
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         try:
+            if not is_authorized(headers, self.client_keys):
+                raise Unauthorized(UNAUTHORIZED)
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Use POST for {scope['path']}.")
             body = await read_body(headers, receive, self.max_request_body)
-            call, name = self.prepare(api, headers, body)
+            call, names = self.prepare(api, headers, body)
         except _Disconnected:
             return
         except ProxyError as exc:
             await send_error(send, api, exc)
             return
-        await relay(call, self.backends[name], receive, send, self.tracker)
+        candidates = [self.backends[name] for name in names]
+        await relay(call, candidates, receive, send, self.tracker, self.in_flight)
+
+    def cancel_in_flight(self) -> int:
+        """End every request still relaying (the shutdown deadline); returns how many.
+
+        Each ends with 503, or an error event if its stream had started.
+        """
+        for exchange in self.in_flight:
+            exchange.scope.cancel()
+        return len(self.in_flight)
 
 
 async def send_error(send: Send, api: Api, exc: ProxyError) -> None:

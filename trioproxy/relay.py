@@ -1,23 +1,29 @@
 """One proxied request, from a routed call to the last byte handed to the client.
 
 The request is one Trio scope. Inside it: a task that watches for the client hanging
-up (``http.disconnect``) and cancels the scope; the tracker registration, when tracking
-is on; and the upstream response, opened with ``async with`` so it is closed on every
-way out. Nothing the request opened outlives the scope.
+up (``http.disconnect``) and cancels the scope; per attempt, the tracker registration
+(when tracking is on) and the upstream response, opened with ``async with`` so it is
+closed on every way out. Nothing the request opened outlives the scope.
 
 Scopes, outermost first::
 
-    request_scope       cancelled by the client hanging up → nothing more is sent
-      tracker.track()   the registration (only when tracking is on)
-        exchange_scope  cancelled by the stale sweeper → 504 or an SSE error event
-          connector.open(...)   the upstream response
+    request_scope          cancelled by the client hanging up → nothing more is sent
+      attempt (per instance tried, at most MAX_ATTEMPTS)
+        tracker.track()    the registration (only when tracking is on)
+          exchange.scope   cancelled by the stale sweeper or the shutdown deadline
+                           → 504/503, or an SSE error event once the stream started
+            connector.open(...)   the upstream response
+
+An attempt that gets a 429, or cannot connect, before any byte reached the client hands
+the request to the next candidate instance; a pinned request has one candidate.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -25,12 +31,23 @@ import trio
 from .activity import ActivityTracker, RequestMeter
 from .backends.base import Headers, UpstreamRequest
 from .backends.instance import BackendInstance
-from .errors import Api, ProxyError, UpstreamError, UpstreamTimeout, error_body, sse_error_event
+from .errors import (
+    Api,
+    ProxyError,
+    ShuttingDown,
+    UpstreamError,
+    UpstreamTimeout,
+    error_body,
+    sse_error_event,
+)
+from .ratelimit import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+MAX_ATTEMPTS = 3
 
 # Response headers that belong to one HTTP hop, or that our server sets itself.
 HOP_BY_HOP = frozenset(
@@ -62,15 +79,23 @@ class Call:
     upstream: UpstreamRequest
 
 
+@dataclass(eq=False, slots=True)
+class Exchange:
+    """One attempt's cancellable part; listed while in flight so shutdown can end it."""
+
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    shutting_down: bool = False
+
+
 class ClientOut:
     """The client side of the response: what was sent, and the bytes handed over."""
 
     __slots__ = ("_send", "_session", "ended", "is_sse", "meter", "started")
 
-    def __init__(self, send: Send, session_id: str, meter: RequestMeter | None) -> None:
+    def __init__(self, send: Send, session_id: str) -> None:
         self._send = send
         self._session = (b"x-session-id", session_id.encode())
-        self.meter = meter
+        self.meter: RequestMeter | None = None
         self.started = False
         self.ended = False
         self.is_sse = False
@@ -98,7 +123,7 @@ class ClientOut:
         if self.ended:
             return
         if not self.started:
-            await self.start(exc.status, [(b"content-type", b"application/json")])
+            await self.start(exc.status, JSON_HEADERS)
             await self.body(error_body(api, exc))
         elif self.is_sse:
             await self.body(sse_error_event(api, exc))
@@ -106,13 +131,32 @@ class ClientOut:
         await self.end()
 
 
+class _Retry(Exception):
+    """This attempt failed before any byte reached the client; try the next instance."""
+
+
 async def _exchange(
-    call: Call, instance: BackendInstance, out: ClientOut, meter: RequestMeter | None
+    call: Call,
+    instance: BackendInstance,
+    out: ClientOut,
+    meter: RequestMeter | None,
+    *,
+    may_retry: bool,
 ) -> None:
-    """Send ``call`` upstream and relay the answer chunk by chunk."""
+    """Send ``call`` to ``instance`` and relay the answer chunk by chunk.
+
+    Raises:
+        _Retry: a 429 or a connection failure, and another instance may take the call.
+    """
     try:
         async with instance.connector.open(call.upstream) as response:
             instance.record_success()
+            if response.status == 429:
+                retry = _header(response.headers, b"retry-after")
+                instance.mark_rate_limited(retry_after_seconds(retry, time.time()))
+                log.warning("backend %s is rate limited (429)", instance.name)
+                if may_retry:
+                    raise _Retry
             if response.status >= 400 and meter is not None:
                 meter.fail()
             await out.start(response.status, response.headers)
@@ -125,12 +169,70 @@ async def _exchange(
                     await out.body(chunk)
             await out.end()
     except UpstreamError as exc:
-        if meter is not None:
-            meter.fail()
         if not out.started:
             instance.record_failure(exc.message)
         log.warning("request to %s failed: %s", instance.name, exc.message)
+        if may_retry and exc.failover_safe and not out.started:
+            raise _Retry from exc
+        if meter is not None:
+            meter.fail()
         await out.fail(call.api, exc)
+
+
+def _header(headers: Headers, name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _attempt(
+    call: Call,
+    instance: BackendInstance,
+    out: ClientOut,
+    tracker: ActivityTracker | None,
+    in_flight: set[Exchange],
+    *,
+    may_retry: bool,
+) -> None:
+    exchange = Exchange()
+    in_flight.add(exchange)
+    try:
+        if tracker is None:
+            with exchange.scope:
+                await _exchange(call, instance, out, None, may_retry=may_retry)
+            if exchange.scope.cancelled_caught:
+                await out.fail(call.api, ShuttingDown("The proxy is shutting down."))
+            return
+        with tracker.track(
+            instance.name,
+            call.session_id,
+            model=call.model,
+            streaming=call.streaming,
+            cancel_scope=exchange.scope,
+        ) as meter:
+            out.meter = meter
+            try:
+                with exchange.scope:
+                    await _exchange(call, instance, out, meter, may_retry=may_retry)
+                    return
+                # Only the sweeper and the shutdown deadline cancel this scope.
+                if meter.stale:
+                    error: ProxyError = UpstreamTimeout(
+                        f"No data in either direction for {tracker.stale_timeout:g} s; "
+                        "the request was cancelled as stale."
+                    )
+                else:
+                    meter.mark_cancelled()
+                    error = ShuttingDown("The proxy is shutting down.")
+                await out.fail(call.api, error)
+            except _Retry:
+                meter.fail()
+                raise
+            finally:
+                out.meter = None
+    finally:
+        in_flight.discard(exchange)
 
 
 async def _watch_disconnect(receive: Receive, scope: trio.CancelScope, out: ClientOut) -> None:
@@ -145,38 +247,29 @@ async def _watch_disconnect(receive: Receive, scope: trio.CancelScope, out: Clie
 
 async def relay(
     call: Call,
-    instance: BackendInstance,
+    candidates: Sequence[BackendInstance],
     receive: Receive,
     send: Send,
     tracker: ActivityTracker | None,
+    in_flight: set[Exchange],
 ) -> None:
-    """Serve ``call`` through ``instance`` to the client behind ``send``.
+    """Serve ``call`` through the first of ``candidates`` that answers.
 
     Errors of the backend reach the client as a JSON error or an SSE error event;
     a client that hangs up cancels everything the request opened, at once.
     """
-    out = ClientOut(send, call.session_id, None)
+    out = ClientOut(send, call.session_id)
+    tried = candidates[:MAX_ATTEMPTS]
     with trio.CancelScope() as request_scope:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_disconnect, receive, request_scope, out)
-            exchange_scope = trio.CancelScope()
-            if tracker is None:
-                await _exchange(call, instance, out, None)
-            else:
-                with tracker.track(
-                    instance.name,
-                    call.session_id,
-                    model=call.model,
-                    streaming=call.streaming,
-                    cancel_scope=exchange_scope,
-                ) as meter:
-                    out.meter = meter
-                    with exchange_scope:
-                        await _exchange(call, instance, out, meter)
-                    if exchange_scope.cancelled_caught:
-                        stale = UpstreamTimeout(
-                            f"No data in either direction for {tracker.stale_timeout:g} s; "
-                            "the request was cancelled as stale."
-                        )
-                        await out.fail(call.api, stale)
+            for number, instance in enumerate(tried, start=1):
+                try:
+                    await _attempt(
+                        call, instance, out, tracker, in_flight, may_retry=number < len(tried)
+                    )
+                except _Retry:
+                    log.info("failing over from %s", instance.name)
+                    continue
+                break
             nursery.cancel_scope.cancel()

@@ -1,12 +1,13 @@
 """Serving the app with hypercorn's Trio worker, and shutting down gracefully.
 
 On SIGINT or SIGTERM the listeners close at once, in-flight requests get
-``shutdown_grace`` seconds to finish, and whatever is left is then cancelled (closing
-its upstream). A second signal during the drain cancels at once.
+``shutdown_grace`` seconds to finish, and whatever is left is then ended with 503 or an
+SSE error event, its upstream closed. A second signal during the drain cancels at once.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -20,19 +21,32 @@ from .settings import Settings
 
 log = logging.getLogger("trioproxy")
 
+SHUTDOWN_MARGIN = 5.0
+
 
 def hypercorn_config(settings: Settings) -> Config:
     """The hypercorn configuration for ``settings``."""
     config = Config()
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     config.bind = [f"{host}:{settings.port}"]
-    config.graceful_timeout = settings.shutdown_grace
+    # Our own deadline ends leftover requests with an error at shutdown_grace; hypercorn's
+    # comes later so those error events still reach the clients.
+    config.graceful_timeout = settings.shutdown_grace + SHUTDOWN_MARGIN
     config.include_server_header = False
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     # LLM clients keep connections open between turns; keep-alive is cheap on Trio.
     config.keep_alive_timeout = 75
     return config
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _describe_backends(app: TrioProxyApp) -> str:
@@ -56,44 +70,45 @@ async def serve(
     config = hypercorn_config(settings)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            first_signal = trio.Event()
+            stopping = trio.Event()
 
             async def on_signals() -> None:
                 async for signum in signals:
-                    if not first_signal.is_set():
+                    if not stopping.is_set():
                         log.info(
                             "%s: stopping; in-flight requests have %gs to finish",
                             signal.Signals(signum).name,
                             settings.shutdown_grace,
                         )
-                        first_signal.set()
+                        stopping.set()
                     else:
                         log.warning("second signal: cancelling in-flight requests now")
                         nursery.cancel_scope.cancel()
 
-            async def trigger() -> None:
-                if shutdown_trigger is None:
-                    await first_signal.wait()
-                    return
-                async with trio.open_nursery() as race:
+            async def on_trigger(trigger: Callable[[], Awaitable[None]]) -> None:
+                await trigger()
+                stopping.set()
 
-                    async def either(wait: Callable[[], Awaitable[object]]) -> None:
-                        await wait()
-                        race.cancel_scope.cancel()
-
-                    race.start_soon(either, first_signal.wait)
-                    race.start_soon(either, shutdown_trigger)
+            async def grace_deadline() -> None:
+                await stopping.wait()
+                await trio.sleep(settings.shutdown_grace)
+                ended = app.proxy.cancel_in_flight()
+                if ended:
+                    log.warning("shutdown grace over: ending %d request(s) with an error", ended)
 
             async def run_server(*, task_status: trio.TaskStatus[list[str]]) -> None:
                 await hypercorn_serve(
                     app,  # type: ignore[arg-type]
                     config,
-                    shutdown_trigger=trigger,
+                    shutdown_trigger=stopping.wait,
                     task_status=task_status,
                 )
                 # Drained: stop listening for signals too.
                 nursery.cancel_scope.cancel()
 
+            if shutdown_trigger is not None:
+                nursery.start_soon(on_trigger, shutdown_trigger)
+            nursery.start_soon(grace_deadline)
             nursery.start_soon(on_signals)
             binds: list[str] = await nursery.start(run_server)
             if settings.embedded_mock:
@@ -107,4 +122,11 @@ async def serve(
                 _describe_backends(app),
                 "on" if settings.enable_activity_tracking else "off",
             )
+            if not settings.client_keys and not _is_loopback_host(settings.host):
+                log.warning(
+                    "!!! listening on %s with no client keys: anyone who can reach this "
+                    "address can spend your backends' API keys. Set --client-keys-env "
+                    "(see docs/operations.md) or bind 127.0.0.1.",
+                    settings.host,
+                )
             task_status.started(binds)

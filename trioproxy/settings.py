@@ -70,6 +70,9 @@ class Settings:
     shutdown_grace: float = 30.0
     backends: tuple[BackendSpec, ...] = ()
     default_backend: str | None = None
+    # Proxy keys clients must present (empty: no client authentication).
+    client_keys_env: str | None = None
+    client_keys: tuple[Secret, ...] = ()
     # Set when no backend came from the config or the environment, for the start-up log.
     embedded_mock: bool = False
 

@@ -19,6 +19,7 @@ class RequestMeter:
         "_bytes_rx",
         "_bytes_tx",
         "_cancel_scope",
+        "_cancelled",
         "_connection",
         "_failed",
         "_lifetime",
@@ -42,6 +43,7 @@ class RequestMeter:
         self._cancel_scope = cancel_scope
         self._stale = False
         self._failed = False
+        self._cancelled = False
         self._bytes_rx = 0
         self._bytes_tx = 0
 
@@ -118,6 +120,14 @@ class RequestMeter:
         """
         self._failed = True
 
+    def mark_cancelled(self) -> None:
+        """Mark the request as cancelled by the proxy (shutdown), without raising.
+
+        For a cancellation the relay catches itself to end the response properly; the
+        request counts in ``lifetime.cancelled`` (unless it failed or went stale first).
+        """
+        self._cancelled = True
+
     def _cancel_as_stale(self) -> bool:
         """Mark the request stale and cancel its scope; False if it already was."""
         if self._stale:
@@ -146,6 +156,8 @@ class RequestMeter:
             return Outcome.STALE
         if self._failed:
             return Outcome.ERROR
+        if self._cancelled:
+            return Outcome.CANCELLED
         if exc is None:
             return Outcome.COMPLETED
         if isinstance(exc, trio.Cancelled | GeneratorExit):

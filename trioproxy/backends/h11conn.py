@@ -5,8 +5,8 @@ TCP (and TLS) connection within a connect timeout, sending a request, reading wi
 per-receive timeout, and telling a dead idle connection from a live one. It is the
 boundary where transport errors become :class:`trioproxy.errors.UpstreamError`:
 
-- ``OSError`` / DNS errors / TLS failures while connecting -> :class:`UpstreamUnreachable`
-- connect + TLS handshake over ``connect_timeout`` -> :class:`UpstreamTimeout`
+- ``OSError`` / DNS errors / TLS failures while connecting -> :class:`UpstreamConnectFailed`
+- connect + TLS handshake over ``connect_timeout`` -> :class:`UpstreamConnectTimeout`
 - EOF or reset before any response byte -> :class:`NoResponseError` (an ``UpstreamUnreachable``)
 - no byte for ``read_timeout`` seconds -> :class:`UpstreamTimeout`
 - malformed HTTP, or the connection cut after the response started -> :class:`UpstreamProtocolError`
@@ -23,7 +23,13 @@ import ssl
 import h11
 import trio
 
-from trioproxy.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnreachable
+from trioproxy.errors import (
+    UpstreamConnectFailed,
+    UpstreamConnectTimeout,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+)
 
 #: Bytes asked of the socket per receive.
 RECEIVE_BUFFER_SIZE = 65536
@@ -217,7 +223,7 @@ async def open_connection(
         try:
             tcp = await trio.open_tcp_stream(host, port)
         except OSError as exc:
-            raise UpstreamUnreachable(f"cannot connect to {host}:{port}: {exc}") from exc
+            raise UpstreamConnectFailed(f"cannot connect to {host}:{port}: {exc}") from exc
         if ssl_context is None:
             return H11Connection(tcp, tcp.socket, read_timeout=read_timeout)
         # https_compatible: do not insist on close_notify at EOF (many servers omit it) and
@@ -228,7 +234,7 @@ async def open_connection(
         except (trio.BrokenResourceError, OSError) as exc:
             await trio.aclose_forcefully(tls)
             reason = exc.__cause__ or exc
-            raise UpstreamUnreachable(f"TLS with {host}:{port} failed: {reason}") from exc
+            raise UpstreamConnectFailed(f"TLS with {host}:{port} failed: {reason}") from exc
         except BaseException:
             await trio.aclose_forcefully(tls)
             raise
@@ -237,4 +243,4 @@ async def open_connection(
             await trio.aclose_forcefully(tls)
             raise UpstreamProtocolError(f"{host}:{port} negotiated {alpn!r}, not HTTP/1.1")
         return H11Connection(tls, tcp.socket, read_timeout=read_timeout)
-    raise UpstreamTimeout(f"connecting to {host}:{port} took over {connect_timeout} s")
+    raise UpstreamConnectTimeout(f"connecting to {host}:{port} took over {connect_timeout} s")

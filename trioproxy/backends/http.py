@@ -16,6 +16,8 @@ import httpx
 
 from ..errors import (
     Api,
+    UpstreamConnectFailed,
+    UpstreamConnectTimeout,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
@@ -42,20 +44,17 @@ class Dialect:
 
 def map_error(exc: httpx.HTTPError, *, started: bool, name: str) -> UpstreamError:
     """The proxy error for an httpx failure; ``started``: a response had begun."""
+    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+        return UpstreamConnectTimeout(f"Timed out trying to connect to backend '{name}'.")
     if isinstance(exc, httpx.TimeoutException):
-        what = (
-            "connect to"
-            if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout)
-            else "read from"
-        )
-        return UpstreamTimeout(f"Timed out trying to {what} backend '{name}'.")
+        return UpstreamTimeout(f"Timed out waiting for backend '{name}' to answer.")
     if started:
         return UpstreamProtocolError(f"Backend '{name}' broke off its response.")
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
         return UpstreamUnreachable(f"Backend '{name}' closed the connection without answering.")
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return UpstreamUnreachable(f"Backend '{name}' has an invalid URL.")
-    return UpstreamUnreachable(f"Cannot reach backend '{name}'.")
+    return UpstreamConnectFailed(f"Cannot connect to backend '{name}'.")
 
 
 class _Response:

@@ -23,6 +23,9 @@ from .openai import OPENAI
 
 log = logging.getLogger(__name__)
 
+HEALTH_CHECK_INTERVAL = 60.0
+PROBE_TIMEOUT = 10.0
+
 
 class ManagedConnector(Connector, Protocol):
     """A connector the app opens at start and closes at stop."""
@@ -121,16 +124,35 @@ class BackendInstance:
         """Fetch the model list when the config gave none; failures mark the instance."""
         if self.spec.models is not None or self.static_errors:
             return
-        try:
-            models = await self.connector.list_models()
-        except UpstreamError as exc:
-            self.record_failure(f"model discovery failed: {exc.message}")
-            log.warning("backend %s: model discovery failed: %s", self.name, exc.message)
+        await self._probe("model discovery failed")
+
+    async def check_health(self) -> None:
+        """Probe an instance that is marked failing (or still lacks its model list).
+
+        A backend that answers its model list again is functional again; one that
+        does not keeps (or gets) a reason in ``validation_errors``.
+        """
+        if self.static_errors:
             return
-        self.models = tuple(models)
-        self._target = self._make_target()
+        undiscovered = self.spec.models is None and not self.models
+        if self.runtime_error is None and not undiscovered:
+            return
+        await self._probe("model discovery failed" if undiscovered else "health check failed")
+
+    async def _probe(self, failure: str) -> None:
+        try:
+            with trio.fail_after(PROBE_TIMEOUT):
+                models = await self.connector.list_models()
+        except (UpstreamError, trio.TooSlowError) as exc:
+            reason = exc.message if isinstance(exc, UpstreamError) else "timed out"
+            self.record_failure(f"{failure}: {reason}")
+            log.warning("backend %s: %s: %s", self.name, failure, reason)
+            return
+        if self.spec.models is None:
+            self.models = tuple(models)
+            self._target = self._make_target()
+            log.info("backend %s: %d models discovered", self.name, len(models))
         self.record_success()
-        log.info("backend %s: %d models discovered", self.name, len(models))
 
 
 class Backends:
@@ -164,3 +186,17 @@ class Backends:
     async def aclose(self) -> None:
         for inst in self:
             await inst.connector.aclose()
+
+    async def run_health_checks(
+        self,
+        interval: float = HEALTH_CHECK_INTERVAL,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Every ``interval`` seconds, re-check the instances that are failing."""
+        task_status.started()
+        while True:
+            await trio.sleep(interval)
+            async with trio.open_nursery() as nursery:
+                for inst in self:
+                    nursery.start_soon(inst.check_health)
