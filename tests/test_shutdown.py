@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 import trio
+
+from tests.proxyprocess import trioproxy_process
 
 CONFIG = """
 backends:
@@ -19,74 +18,44 @@ backends:
     chunks: 30
     chunk_delay: 0.05
 """
-
-
-async def start_process(
-    tmp_path: Path, *args: str
-) -> tuple[trio.Process, str, trio.abc.ReceiveStream]:
-    config = tmp_path / "trioproxy.yaml"
-    config.write_text(CONFIG)
-    proc = await trio.lowlevel.open_process(
-        [sys.executable, "-m", "trioproxy", "--port", "0", "-c", str(config), *args],
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    log = b""
-    with trio.fail_after(30):
-        while (match := re.search(rb"trioproxy on (http://\S+);", log)) is None:
-            data = await proc.stderr.receive_some()
-            assert data, log.decode()
-            log += data
-    return proc, match.group(1).decode().rstrip(";"), proc.stderr
+STREAM = {"model": "mock-model", "stream": True, "messages": []}
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_signal_lets_running_streams_finish_and_exits_0(
     tmp_path: Path, signum: signal.Signals
 ) -> None:
-    proc, url, stderr = await start_process(tmp_path, "--shutdown-grace", "20")
-    try:
-        body = {"model": "mock-model", "stream": True, "messages": []}
+    async with trioproxy_process(tmp_path, CONFIG, "--shutdown-grace", "20") as proxy:
         async with (
             httpx.AsyncClient(timeout=30) as client,
-            client.stream("POST", url + "/v1/chat/completions", json=body) as response,
+            client.stream("POST", proxy.url + "/v1/chat/completions", json=STREAM) as response,
         ):
             chunks = response.aiter_raw()
             received = await anext(chunks)
-            proc.send_signal(signum)
+            proxy.proc.send_signal(signum)
             async for chunk in chunks:
                 received += chunk
         assert received.endswith(b"data: [DONE]\n\n")
         with trio.fail_after(30):
-            code = await proc.wait()
-        assert code == 0
-        rest = b""
-        while data := await stderr.receive_some():
-            rest += data
-        assert b"Traceback" not in rest
+            assert await proxy.proc.wait() == 0
+        assert b"Traceback" not in await proxy.read_rest()
         # Nothing listens any more.
         with pytest.raises(httpx.ConnectError):
             async with httpx.AsyncClient() as client:
-                await client.get(url + "/health")
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+                await client.get(proxy.url + "/health")
 
 
 async def test_streams_past_the_grace_period_end_with_an_error_event_and_exit_0(
     tmp_path: Path,
 ) -> None:
-    proc, url, _ = await start_process(tmp_path, "--shutdown-grace", "0.3")
-    try:
-        body = {"model": "mock-model", "stream": True, "messages": []}
+    async with trioproxy_process(tmp_path, CONFIG, "--shutdown-grace", "0.3") as proxy:
         async with (
             httpx.AsyncClient(timeout=30) as client,
-            client.stream("POST", url + "/v1/chat/completions", json=body) as response,
+            client.stream("POST", proxy.url + "/v1/chat/completions", json=STREAM) as response,
         ):
             chunks = response.aiter_raw()
             received = await anext(chunks)
-            proc.send_signal(signal.SIGTERM)
+            proxy.proc.send_signal(signal.SIGTERM)
             async for chunk in chunks:
                 received += chunk
         assert b"data: [DONE]" not in received
@@ -94,8 +63,5 @@ async def test_streams_past_the_grace_period_end_with_an_error_event_and_exit_0(
         assert last.startswith(b"data: ")
         assert json.loads(last[len(b"data: ") :])["error"]["code"] == "shutting_down"
         with trio.fail_after(30):
-            assert await proc.wait() == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+            assert await proxy.proc.wait() == 0
+        assert b"shutdown grace over: ending 1 request(s)" in await proxy.read_rest()

@@ -261,33 +261,37 @@ def _spec_from_raw(raw: RawBackend, environ: Mapping[str, str]) -> BackendSpec:
     return spec
 
 
+# (instance name, connector, key variable, base-URL variable, default base URL)
+_ENVIRONMENT_BACKENDS = (
+    (
+        "openai.1",
+        ConnectorType.OPENAI,
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "https://api.openai.com/v1",
+    ),
+    (
+        "anthropic.1",
+        ConnectorType.ANTHROPIC,
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "https://api.anthropic.com",
+    ),
+)
+
+
 def _backends_from_environment(environ: Mapping[str, str]) -> tuple[BackendSpec, ...]:
-    specs = []
-    if environ.get("OPENAI_API_KEY"):
-        specs.append(
-            BackendSpec(
-                name="openai.1",
-                type=ConnectorType.OPENAI,
-                base_url=(environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip(
-                    "/"
-                ),
-                api_key_env="OPENAI_API_KEY",
-                api_key=Secret(environ["OPENAI_API_KEY"]),
-            )
+    return tuple(
+        BackendSpec(
+            name=name,
+            type=kind,
+            base_url=(environ.get(url_var) or default_url).rstrip("/"),
+            api_key_env=key_var,
+            api_key=Secret(environ[key_var]),
         )
-    if environ.get("ANTHROPIC_API_KEY"):
-        specs.append(
-            BackendSpec(
-                name="anthropic.1",
-                type=ConnectorType.ANTHROPIC,
-                base_url=(environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com").rstrip(
-                    "/"
-                ),
-                api_key_env="ANTHROPIC_API_KEY",
-                api_key=Secret(environ["ANTHROPIC_API_KEY"]),
-            )
-        )
-    return tuple(specs)
+        for name, kind, key_var, url_var, default_url in _ENVIRONMENT_BACKENDS
+        if environ.get(key_var)
+    )
 
 
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:

@@ -6,10 +6,8 @@ carries ``anthropic-version`` (the client's if it sent one).
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import Api
-from .http import Dialect
+from .http import Dialect, model_ids
 
 ANTHROPIC_VERSION = b"2023-06-01"
 
@@ -18,15 +16,11 @@ def _auth(key: str | None) -> list[tuple[bytes, bytes]]:
     return [(b"x-api-key", key.encode())] if key else []
 
 
-def _models(payload: Any) -> list[str]:
-    return [str(item["id"]) for item in payload["data"]]
-
-
 ANTHROPIC = Dialect(
     api=Api.ANTHROPIC,
     chat_path="/v1/messages",
     models_path="/v1/models",
     auth_headers=_auth,
     default_headers=((b"anthropic-version", ANTHROPIC_VERSION),),
-    parse_models=_models,
+    parse_models=model_ids,
 )

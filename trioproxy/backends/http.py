@@ -42,6 +42,11 @@ class Dialect:
     parse_models: Callable[[Any], list[str]]
 
 
+def model_ids(payload: Any) -> list[str]:
+    """The ids of a ``{"data": [{"id": ...}, ...]}`` model list (both APIs use it)."""
+    return [str(item["id"]) for item in payload["data"]]
+
+
 def map_error(exc: httpx.HTTPError, *, started: bool, name: str) -> UpstreamError:
     """The proxy error for an httpx failure; ``started``: a response had begun."""
     if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):

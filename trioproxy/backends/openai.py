@@ -5,18 +5,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..errors import Api
-from .http import Dialect
+from .http import Dialect, model_ids
 
 
 def _auth(key: str | None) -> list[tuple[bytes, bytes]]:
     return [(b"authorization", b"Bearer " + key.encode())] if key else []
-
-
-def _models(payload: Any) -> list[str]:
-    return [str(item["id"]) for item in payload["data"]]
 
 
 OPENAI = Dialect(
@@ -25,5 +19,5 @@ OPENAI = Dialect(
     models_path="/models",
     auth_headers=_auth,
     default_headers=(),
-    parse_models=_models,
+    parse_models=model_ids,
 )
