@@ -29,3 +29,14 @@ def typecheck(session: nox.Session) -> None:
     """mypy, strict on the package."""
     session.install("-e", ".", "mypy", "types-PyYAML")
     session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark of issue 6 (not a default session): writes docs/performance.md.
+
+    Needs nginx and wrk (``apt-get install -y nginx-light wrk``; it says so and exits 2
+    without them). ``nox -s bench -- --quick`` for a short run; see docs/performance.md.
+    """
+    session.install("-e", ".")
+    session.run("python", "bench/run.py", *session.posargs)

@@ -1,0 +1,177 @@
+"""Profile trioproxy on the hot path: wrk load through the proxy while py-spy samples it.
+
+Starts nginx and one trioproxy (tracking on unless ``--tracking off``) like ``run.py``,
+drives non-streaming (or ``--stream``) requests at 32 connections with wrk, and records
+the proxy with ``py-spy record`` (``pip install py-spy``; root or ptrace rights). Writes
+the flame graph and the collapsed stacks, and prints where the samples fall: the top
+functions by own time, and the share of samples inside a few telling frames.
+
+Run: ``python bench/profile_proxy.py [--seconds S] [--stream] [--tracking off] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import Counter
+from pathlib import Path
+
+import nginx
+import wrk
+from bodies import JSON_MODEL, SSE_MODEL, completion_body, request_body, stream_body
+from procs import LOOPBACK, free_port, raise_fd_limit
+from run import proxy_service
+
+# Frames whose inclusive share says where a request's time goes (substring of "func (file)").
+MARKERS = (
+    ("hypercorn: HTTP/1.1 protocol + h11 (server side)", "hypercorn/protocol"),
+    ("hypercorn: trio TCP server (socket reads/writes)", "hypercorn/trio/tcp_server"),
+    ("trioproxy relay (whole request)", "trioproxy/relay.py"),
+    ("trioproxy backend connector", "trioproxy/backends/"),
+    ("httpx", "httpx/"),
+    ("httpcore", "httpcore/"),
+    ("httpcore connection pool (request assignment, locks)", "httpcore/_async/connection_pool.py"),
+    ("h11 (both sides)", "h11/"),
+    ("json", "json/"),
+    ("activity tracker", "trioproxy/activity/"),
+)
+# Own time grouped by where the innermost frame's code lives.
+PACKAGES = (
+    "trioproxy/",
+    "hypercorn/",
+    "h11/",
+    "httpx/",
+    "httpcore/",
+    "trio/_socket",
+    "trio/",
+    "json/",
+)
+
+
+_LINE = re.compile(r":\d+\)$")
+
+
+def _package(frame: str) -> str:
+    for package in PACKAGES:
+        if package in frame:
+            return package.rstrip("/") + (" (socket syscalls)" if package == "trio/_socket" else "")
+    return "other (stdlib, attrs, outcome, ...)"
+
+
+def summarize(collapsed: Path, top: int = 25) -> str:
+    """Own-time top functions and marker shares of a py-spy ``raw`` (collapsed) file."""
+    own: Counter[str] = Counter()
+    by_package: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        # One entry per function, not per line.
+        frames = [_LINE.sub(")", frame) for frame in stack.split(";")]
+        own[frames[-1]] += count
+        by_package[_package(frames[-1])] += count
+        for label, needle in MARKERS:
+            if any(needle in frame for frame in frames):
+                inclusive[label] += count
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples", "", "share of samples inside:"]
+    for label, _ in MARKERS:
+        lines.append(f"  {inclusive[label] / total:6.1%}  {label}")
+    lines += ["", "own time by package:"]
+    for package, count in by_package.most_common():
+        lines.append(f"  {count / total:6.1%}  {package}")
+    lines += ["", f"top {top} functions by own time:"]
+    for frame, count in own.most_common(top):
+        lines.append(f"  {count / total:6.1%}  {frame}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Profile and print the summary; 2 when nginx, wrk or py-spy is missing."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--stream", action="store_true", help="the 40-chunk stream")
+    parser.add_argument("--tracking", choices=("on", "off"), default="on")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()))
+    args = parser.parse_args()
+    if not (nginx.available() and wrk.available() and shutil.which("py-spy")):
+        print(
+            "needs nginx, wrk (apt-get install -y nginx-light wrk) and py-spy (pip install py-spy)",
+            file=sys.stderr,
+        )
+        return 2
+    raise_fd_limit()
+    with tempfile.TemporaryDirectory(prefix="trioproxy-profile-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        base = f"http://{LOOPBACK}:{port}"
+        upstreams = {
+            "json": base + nginx.JSON_PREFIX,
+            "sse": base + nginx.SSE_PREFIX,
+            "slow": f"http://{LOOPBACK}:1/v1",
+        }
+        body = workdir / "request.json"
+        body.write_bytes(request_body(SSE_MODEL if args.stream else JSON_MODEL, stream=args.stream))
+        with (
+            nginx.service(workdir, port, completion_body(), stream_body()),
+            proxy_service(workdir, "proxy", args.tracking == "on", upstreams) as proxy,
+        ):
+            url = f"http://{LOOPBACK}:{proxy.port}/v1/chat/completions"
+            wrk.run(url, body, connections=args.connections, seconds=2)  # warm up
+            kind = "stream" if args.stream else "json"
+            svg = args.out / f"trioproxy-{kind}-{args.tracking}.svg"
+            raw = args.out / f"trioproxy-{kind}-{args.tracking}.txt"
+            result: list[wrk.WrkResult] = []
+            load = threading.Thread(
+                target=lambda: result.append(
+                    wrk.run(url, body, connections=args.connections, seconds=args.seconds + 2)
+                )
+            )
+            load.start()
+            spy = [
+                "py-spy",
+                "record",
+                "--pid",
+                str(proxy.pid),
+                "--rate",
+                "250",
+                "--duration",
+                str(args.seconds),
+                "--nonblocking",
+            ]
+            subprocess.run(
+                [*spy, "--format", "raw", "-o", str(raw)], check=True, capture_output=True
+            )
+            load.join()
+            # The flame graph from the same load, recorded again (py-spy writes one format).
+            load = threading.Thread(
+                target=lambda: wrk.run(
+                    url, body, connections=args.connections, seconds=args.seconds + 2
+                )
+            )
+            load.start()
+            subprocess.run([*spy, "-o", str(svg)], check=True, capture_output=True)
+            load.join()
+    run = result[0]
+    print(
+        f"wrk through the proxy while sampled: {run.rps:.0f} req/s, p50 {run.p50_ms:.2f} ms, "
+        f"errors {run.errors}"
+    )
+    print(f"flame graph: {svg}\ncollapsed stacks: {raw}\n")
+    print(summarize(raw))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

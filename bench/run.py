@@ -1,0 +1,433 @@
+"""The benchmark of issue 6: ``python bench/run.py [--quick]`` (``nox -s bench``).
+
+It starts everything itself on loopback, in a temporary directory: nginx serving the
+canned bodies (the physical floor), a bare hypercorn trio server answering the same
+bodies (the server's own floor, ``floor_app.py``), trioproxy with tracking off and with
+tracking on (both relaying nginx), and later the slow upstream (``slow_upstream.py``).
+Then it runs the scenarios of ``scenarios.py``, writes the table to
+``docs/performance.md`` (between its markers) and prints it.
+
+Exit codes: 0 done; 2 nginx or wrk missing (the ``apt-get install`` line is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.metadata
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import nginx
+import report
+import scenarios
+import wrk
+from bodies import JSON_MODEL, SLOW_MODEL, SSE_MODEL, completion_body, request_body, stream_body
+from procs import (
+    LOOPBACK,
+    Service,
+    free_port,
+    load_average,
+    python_argv,
+    raise_fd_limit,
+)
+from scenarios import Held, Target
+
+import trioproxy.backends.http as trioproxy_http
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+APT_LINE = "apt-get install -y nginx-light wrk"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How long and how hard each scenario runs."""
+
+    mode: str
+    rounds: int
+    wrk_seconds: float
+    stream_requests: int
+    stream_counts: tuple[int, ...]
+    hold_seconds: float
+    chunk_rate: float
+    """Chunks per second the slow upstream sends over all streams together."""
+    ramp_timeout: float
+
+
+FULL = Plan(
+    "Full",
+    rounds=5,
+    wrk_seconds=5,
+    stream_requests=200,
+    stream_counts=(1000, 5000),
+    hold_seconds=20,
+    chunk_rate=1000,
+    ramp_timeout=60,
+)
+QUICK = Plan(
+    "Quick",
+    rounds=2,
+    wrk_seconds=2,
+    stream_requests=50,
+    stream_counts=(1000, 5000),
+    hold_seconds=5,
+    chunk_rate=1000,
+    ramp_timeout=40,
+)
+
+
+def log(message: str) -> None:
+    """Progress on stderr (the report goes to stdout)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def machine() -> str:
+    """CPU model, cores, memory and kernel."""
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    memory = ""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            memory = f", {int(line.split()[1]) / 1024 / 1024:.0f} GiB RAM"
+    return f"{model}, {os.cpu_count()} cores{memory}, Linux {platform.release()}"
+
+
+def versions() -> str:
+    """Python, the libraries on the request path, nginx and wrk."""
+    libs = ", ".join(
+        f"{name} {importlib.metadata.version(name)}"
+        for name in ("trio", "hypercorn", "httpx", "httpcore", "h11")
+    )
+    return f"Python {platform.python_version()}, {libs}, {nginx.version()}, wrk {wrk.version()}"
+
+
+def commit() -> str:
+    """The checked-out commit (read-only git), and whether the tree has local changes."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "--no-optional-locks", "-C", str(ROOT), "status", "--porcelain"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"`{head}`" + (" with uncommitted changes" if dirty else "")
+
+
+def slow_instances(count: int) -> list[str]:
+    """Names of ``count`` backend instances of the slow upstream (``slow``, or slow1…)."""
+    return ["slow"] if count == 1 else [f"slow{i}" for i in range(1, count + 1)]
+
+
+def proxy_service(
+    workdir: Path,
+    name: str,
+    tracking: bool,
+    upstreams: dict[str, str],
+    slow: int = 1,
+    gc_log: Path | None = None,
+) -> Service:
+    """trioproxy (this interpreter, ``-m trioproxy``) with a temporary YAML config.
+
+    Backends ``json`` and ``sse`` are nginx; ``slow`` (or ``slow1`` … ``slow<slow>``, all
+    the same server) is the slow upstream. With ``gc_log``, the proxy runs under
+    ``gcwatch.py``, which logs its garbage-collector pauses to that file.
+    """
+    port = free_port()
+    config = workdir / f"{name}.yaml"
+    backends = {
+        "json": (upstreams["json"], JSON_MODEL),
+        "sse": (upstreams["sse"], SSE_MODEL),
+        **{instance: (upstreams["slow"], SLOW_MODEL) for instance in slow_instances(slow)},
+    }
+    config.write_text(
+        "backends:\n"
+        + "".join(
+            f"  - name: {backend}\n    type: openai\n    base_url: {url}\n    models: [{model}]\n"
+            for backend, (url, model) in backends.items()
+        )
+    )
+    launcher = [str(HERE / "gcwatch.py")] if gc_log else ["-m", "trioproxy"]
+    env = {**os.environ, "BENCH_GC_LOG": str(gc_log)} if gc_log else None
+    argv = [
+        sys.executable,
+        *launcher,
+        "--port",
+        str(port),
+        "-c",
+        str(config),
+        "--log-level",
+        "warning",
+        "--shutdown-grace",
+        "2",
+        "--enable-activity-tracking" if tracking else "--no-enable-activity-tracking",
+    ]
+    return Service(name, argv, port, workdir / f"{name}.log", env=env)
+
+
+def check_answers(targets: list[Target], json_req: bytes, sse_req: bytes) -> None:
+    """Every target answers the canned bodies, byte for byte."""
+    want = {False: completion_body(), True: stream_body()}
+    with httpx.Client(timeout=10) as client:
+        for t in targets:
+            for stream, body in ((False, json_req), (True, sse_req)):
+                path = t.sse_path if stream else t.json_path
+                got = client.post(
+                    t.url(path), content=body, headers={"content-type": "application/json"}
+                )
+                if got.status_code != 200 or got.content != want[stream]:
+                    raise RuntimeError(
+                        f"{t.label} answered {got.status_code} on {path}: {got.content[:200]!r}"
+                    )
+
+
+def run(plan: Plan, workdir: Path) -> report.Figures:
+    """Start the servers, run every scenario, stop everything; the raw results."""
+    json_req = request_body(JSON_MODEL, stream=False)
+    sse_req = request_body(SSE_MODEL, stream=True)
+    bodies = {False: workdir / "request.json", True: workdir / "request-stream.json"}
+    bodies[False].write_bytes(json_req)
+    bodies[True].write_bytes(sse_req)
+    (workdir / "completion.json").write_bytes(completion_body())
+    (workdir / "stream.sse").write_bytes(stream_body())
+
+    nginx_port, floor_port, slow_port = free_port(), free_port(), free_port()
+    base = f"http://{LOOPBACK}:{nginx_port}"
+    upstreams = {
+        "json": base + nginx.JSON_PREFIX,
+        "sse": base + nginx.SSE_PREFIX,
+        "slow": f"http://{LOOPBACK}:{slow_port}/v1",
+    }
+    chat = nginx.CHAT_PATH
+    with ExitStack() as stack:
+        up = stack.enter_context(
+            nginx.service(workdir, nginx_port, completion_body(), stream_body())
+        )
+        floor = stack.enter_context(
+            Service(
+                "floor",
+                python_argv(
+                    HERE / "floor_app.py",
+                    "--port",
+                    str(floor_port),
+                    "--json",
+                    str(workdir / "completion.json"),
+                    "--sse",
+                    str(workdir / "stream.sse"),
+                ),
+                floor_port,
+                workdir / "floor.log",
+            )
+        )
+        off = stack.enter_context(proxy_service(workdir, "proxy-off", False, upstreams))
+        on = stack.enter_context(proxy_service(workdir, "proxy-on", True, upstreams))
+        targets = [
+            Target(
+                "nginx",
+                "nginx (the upstream directly)",
+                up.port,
+                nginx.JSON_PREFIX + chat,
+                nginx.SSE_PREFIX + chat,
+                (up.pid, *nginx.workers(up.pid)),
+            ),
+            Target(
+                "floor",
+                "bare hypercorn floor",
+                floor.port,
+                nginx.JSON_PREFIX + chat,
+                nginx.SSE_PREFIX + chat,
+                (floor.pid,),
+            ),
+            Target(
+                "off", "trioproxy, tracking off", off.port, "/v1" + chat, "/v1" + chat, (off.pid,)
+            ),
+            Target("on", "trioproxy, tracking on", on.port, "/v1" + chat, "/v1" + chat, (on.pid,)),
+        ]
+        check_answers(targets, json_req, sse_req)
+        log("all four targets answer the canned bodies; warming up")
+        scenarios.warm_up(targets, bodies)
+        tput = scenarios.throughput(
+            targets, bodies, rounds=plan.rounds, seconds=plan.wrk_seconds, log=log
+        )
+        timing = scenarios.stream_timing(
+            targets, sse_req, rounds=plan.rounds, requests=plan.stream_requests, log=log
+        )
+
+    held: list[Held] = []
+    if plan.stream_counts:
+        held = concurrency(plan, workdir, slow_port, upstreams)
+    return report.Figures(targets, tput, timing, held)
+
+
+# The proxy holds at most this many upstream connections per backend instance (its pool's
+# MAX_CONNECTIONS; 1,000 with the httpx relay); more streams than this to one instance
+# wait for the pool and fail after the connect timeout. Above it, the bench also runs the
+# count spread over enough instances (of the same upstream) to measure it at all.
+STREAMS_PER_INSTANCE: int = getattr(trioproxy_http, "MAX_CONNECTIONS", 1000)
+
+
+def concurrency(plan: Plan, workdir: Path, slow_port: int, upstreams: dict[str, str]) -> list[Held]:
+    """Each stream count directly, then through a fresh proxy with tracking on.
+
+    Through the proxy the streams first go to one backend instance; when the count is over
+    :data:`STREAMS_PER_INSTANCE`, once more spread round-robin over enough instances.
+    """
+
+    def bodies(instances: list[str] | None, interval: float) -> list[bytes]:
+        chunks = math.ceil((plan.ramp_timeout + plan.hold_seconds + 30) / interval)
+        models = [f"{i}:{SLOW_MODEL}" for i in instances] if instances else [SLOW_MODEL]
+        return [
+            request_body(m, stream=True, bench_chunks=chunks, bench_delay=interval) for m in models
+        ]
+
+    held: list[Held] = []
+    slow = Service(
+        "slow-upstream",
+        python_argv(HERE / "slow_upstream.py", "--port", str(slow_port)),
+        slow_port,
+        workdir / "slow-upstream.log",
+    )
+    with slow:
+        for count in plan.stream_counts:
+            # Every count gets the same aggregate chunk rate: what differs is how many
+            # streams are open, not how much data flows.
+            interval = count / plan.chunk_rate
+            spread = math.ceil(count / STREAMS_PER_INSTANCE)
+            runs: list[tuple[str, int]] = [("direct", 0), ("proxy", 1)]
+            if spread > 1:
+                runs.append((f"proxy, {spread} instances", spread))
+            for via, instances in runs:
+                gc_log = workdir / f"gc-{count}-{instances}.log"
+                with ExitStack() as stack:
+                    proxy = None
+                    if instances:
+                        proxy = stack.enter_context(
+                            proxy_service(
+                                workdir,
+                                f"proxy-{count}-{instances}",
+                                True,
+                                upstreams,
+                                instances,
+                                gc_log=gc_log,
+                            )
+                        )
+                    log(f"holding {count:,} streams {via}")
+                    result = scenarios.concurrency(
+                        count,
+                        via=via,
+                        proxy=proxy,
+                        upstream=slow,
+                        bodies=bodies(
+                            slow_instances(instances) if instances > 1 else None, interval
+                        ),
+                        chunk_interval=interval,
+                        hold_seconds=plan.hold_seconds,
+                        ramp_timeout=plan.ramp_timeout,
+                        gc_log=gc_log if instances else None,
+                    )
+                    failed = sum(result.hold.failures.values())
+                    log(
+                        f"  {result.hold.opened:,} opened, {failed:,} failed, ramp "
+                        f"{result.hold.ramp_seconds:.1f} s, "
+                        f"RSS peak {result.rss_peak / 1e6:.0f} MB, "
+                        f"{len(result.hold.transit):,} chunks sampled"
+                    )
+                    held.append(result)
+                # Let the sockets of this run close before the next one.
+                time.sleep(1)
+    return held
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the bench; see the module docstring."""
+    parser = argparse.ArgumentParser(description="trioproxy's benchmark (issue 6)")
+    parser.add_argument(
+        "--quick", action="store_true", help="short run: 2 rounds of 2 s per scenario, 5 s holds"
+    )
+    parser.add_argument(
+        "--streams",
+        default=None,
+        help="comma-separated stream counts for the concurrency scenarios "
+        "(default 1000,5000; 0 skips them)",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=ROOT / "docs" / "performance.md",
+        help="the Markdown file to update (default docs/performance.md)",
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+
+    missing = [
+        tool for tool, ok in (("nginx", nginx.available()), ("wrk", wrk.available())) if not ok
+    ]
+    if missing:
+        print(
+            f"bench: {' and '.join(missing)} not found; install with:\n  {APT_LINE}",
+            file=sys.stderr,
+        )
+        return 2
+    plan = QUICK if args.quick else FULL
+    if args.streams is not None:
+        counts = tuple(int(c) for c in args.streams.split(",") if int(c) > 0)
+        plan = dataclasses.replace(plan, stream_counts=counts)
+    limit = raise_fd_limit()
+    if plan.stream_counts and limit < 2 * max(plan.stream_counts) + 1000:
+        log(f"warning: RLIMIT_NOFILE is {limit}; the largest stream count may run out of fds")
+
+    load_start = load_average()
+    started = datetime.datetime.now(datetime.UTC)
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="trioproxy-bench-") as tmp:
+        figures = run(plan, Path(tmp))
+    meta = report.Meta(
+        mode=plan.mode,
+        started=started.strftime("%Y-%m-%d %H:%M UTC"),
+        duration_s=time.monotonic() - t0,
+        commit=commit(),
+        machine=machine(),
+        versions=versions(),
+        rounds=plan.rounds,
+        wrk_seconds=plan.wrk_seconds,
+        stream_requests=plan.stream_requests,
+        hold_seconds=plan.hold_seconds,
+        chunk_rate=plan.chunk_rate,
+        json_bytes=len(completion_body()),
+        sse_bytes=len(stream_body()),
+        load_start=load_start,
+        load_end=load_average(),
+    )
+    largest = max(plan.stream_counts, default=5000)
+    section = report.render(meta, figures, largest)
+    if not args.no_write:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        report.write(args.output, section)
+        log(f"wrote {args.output}")
+    print(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,333 @@
+"""The scenarios of the bench and their results.
+
+* **Throughput** (:func:`throughput`): wrk POSTs for a fixed time at 1 and 32 keep-alive
+  connections — the chat completion at 1 and 32 connections, the 40-chunk stream at 32 —
+  against each target in turn, round after round (A B C D A B C D …), so drift on a noisy
+  machine hits every target alike. Gives requests/s, latency p50/p99 and the server
+  process's CPU time per request, per round.
+* **Stream timing** (:func:`stream_timing`): sequential streaming requests on one
+  keep-alive connection, alternating targets by round; time to the first and to the last
+  body byte of the 40-chunk stream, as one client sees it without any load.
+* **Concurrency** (:func:`concurrency`): thousands of slow streams from the slow upstream
+  held open at once, directly and through a fresh proxy with tracking on; the proxy's RSS
+  and fds, ``GET /v1/diagnostics`` latency while they run, the CPU each process burns,
+  how late each chunk arrives compared with when the upstream sent it, the proxy's
+  garbage-collector pauses (``gcwatch.py``), and how fast it lets go after the hang-up.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import trio
+import wrk
+from clients import HoldResult, StreamTiming, hold_streams, stream_timings
+from procs import LOOPBACK, Service, cpu_seconds, rss_bytes
+from wrk import WrkResult
+
+HERE = Path(__file__).resolve().parent
+# Seconds between diagnostics requests while streams are held. Each answer lists every
+# connection, so polling is itself load; trioproxy-inspect --watch polls every 1 s.
+DIAGNOSTICS_INTERVAL = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A server under test and where it answers the JSON and the SSE request."""
+
+    key: str
+    label: str
+    port: int
+    json_path: str
+    sse_path: str
+    pids: tuple[int, ...] = ()
+    """The server's processes, whose CPU time is charged to it (not its upstream's)."""
+
+    def cpu(self) -> float:
+        """CPU seconds the server's processes have used so far."""
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def url(self, path: str) -> str:
+        return f"http://{LOOPBACK}:{self.port}{path}"
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """A throughput scenario: which body, how many connections."""
+
+    key: str
+    label: str
+    stream: bool
+    connections: int
+
+
+LOADS = (
+    Load("json1", "non-streaming, 1 connection", stream=False, connections=1),
+    Load("json32", "non-streaming, 32 connections", stream=False, connections=32),
+    Load("sse32", "streaming (40 chunks), 32 connections", stream=True, connections=32),
+)
+
+
+@dataclass
+class Throughput:
+    """wrk results per (load key, target key), one per round in round order.
+
+    ``cpu_us`` holds, in the same order, the server's CPU microseconds per completed
+    request: a figure a busy machine disturbs far less than requests/s.
+    """
+
+    runs: dict[tuple[str, str], list[WrkResult]] = field(default_factory=dict)
+    cpu_us: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+
+    def of(self, load: str, target: str) -> list[WrkResult]:
+        return self.runs.get((load, target), [])
+
+
+def throughput(
+    targets: list[Target],
+    bodies: dict[bool, Path],
+    *,
+    rounds: int,
+    seconds: float,
+    log: Callable[[str], None],
+) -> Throughput:
+    """Run every load against every target, ``rounds`` times, alternating targets."""
+    result = Throughput()
+    for number in range(1, rounds + 1):
+        for load in LOADS:
+            for target in targets:
+                path = target.sse_path if load.stream else target.json_path
+                cpu0 = target.cpu()
+                run = wrk.run(
+                    target.url(path),
+                    bodies[load.stream],
+                    connections=load.connections,
+                    seconds=seconds,
+                )
+                cpu_us = (target.cpu() - cpu0) / max(1, run.requests) * 1e6
+                result.runs.setdefault((load.key, target.key), []).append(run)
+                result.cpu_us.setdefault((load.key, target.key), []).append(cpu_us)
+                log(
+                    f"round {number}/{rounds} {load.key:6} {target.key:6} "
+                    f"{run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
+                    f"CPU {cpu_us:6.0f} us/req" + (f"  ERRORS {run.errors}" if run.errors else "")
+                )
+    return result
+
+
+def warm_up(targets: list[Target], bodies: dict[bool, Path]) -> None:
+    """One short wrk run per target and body: pools filled, code paths warm."""
+    for target in targets:
+        for stream in (False, True):
+            path = target.sse_path if stream else target.json_path
+            wrk.run(target.url(path), bodies[stream], connections=32, seconds=1)
+
+
+def stream_timing(
+    targets: list[Target],
+    body: bytes,
+    *,
+    rounds: int,
+    requests: int,
+    log: Callable[[str], None],
+) -> dict[str, list[list[StreamTiming]]]:
+    """TTFB/TTLB of ``requests`` sequential streams per target and round (alternating)."""
+    result: dict[str, list[list[StreamTiming]]] = {}
+    for number in range(1, rounds + 1):
+        for target in targets:
+            timings = stream_timings(LOOPBACK, target.port, target.sse_path, body, requests)
+            result.setdefault(target.key, []).append(timings)
+            ttfb = sorted(t.ttfb for t in timings)[len(timings) // 2] * 1000
+            ttlb = sorted(t.ttlb for t in timings)[len(timings) // 2] * 1000
+            log(
+                f"round {number}/{rounds} stream  {target.key:6} TTFB {ttfb:.3f} ms  "
+                f"TTLB {ttlb:.3f} ms"
+            )
+    return result
+
+
+@dataclass
+class Held:
+    """One concurrency run: ``count`` streams, ``via`` the proxy (how) or ``direct``.
+
+    CPU figures are fractions of one core over the hold window; RSS in bytes.
+    """
+
+    count: int
+    via: str
+    hold: HoldResult
+    chunk_interval: float
+    rss_idle: int = 0
+    rss_peak: int = 0
+    fds_idle: int = 0
+    fds_peak: int = 0
+    fds_after: int = 0
+    diag_latency_ms: list[float] = field(default_factory=list)
+    diag_active: list[int] = field(default_factory=list)
+    diag_bytes: int = 0
+    diag_errors: int = 0
+    proxy_cpu: float = math.nan
+    upstream_cpu: float = math.nan
+    client_cpu: float = math.nan
+    release_seconds: float = math.nan
+    release_slowest_poll: float = 0.0
+    leftover: int = -1
+    gc_full: int = 0
+    gc_full_max_ms: float = math.nan
+    gc_paused_ms: float = math.nan
+    gc_young_max_ms: float = math.nan
+    gc_tracked: bool = False
+
+
+def read_gc_log(held: Held, log: Path) -> None:
+    """Fill ``held``'s GC figures from a ``gcwatch.py`` log, for the hold window only."""
+    full: list[float] = []
+    young: list[float] = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        when, generation, pause, _ = line.split()
+        if held.hold.held_from <= float(when) <= held.hold.held_until:
+            (full if generation == "2" else young).append(float(pause) * 1000)
+    held.gc_tracked = True
+    held.gc_full = len(full)
+    held.gc_full_max_ms = max(full, default=0.0)
+    held.gc_young_max_ms = max(young, default=0.0)
+    held.gc_paused_ms = sum(full) + sum(young)
+
+
+def _fds(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+async def _observe(held: Held, proxy: Service | None, upstream: Service, seconds: float) -> None:
+    """While the streams are held: sample RSS, run the diagnostics probe, account CPU."""
+    up0 = cpu_seconds(upstream.pid)
+    px0 = cpu_seconds(proxy.pid) if proxy else 0.0
+    cl0 = time.process_time()
+    start = time.monotonic()
+    probed = trio.Event()
+    async with trio.open_nursery() as nursery:
+        if proxy is not None:
+            pid = proxy.pid
+
+            async def sample() -> None:
+                while True:
+                    held.rss_peak = max(held.rss_peak, rss_bytes(pid))
+                    held.fds_peak = max(held.fds_peak, _fds(pid))
+                    await trio.sleep(0.25)
+
+            async def probe() -> None:
+                argv = [
+                    sys.executable,
+                    str(HERE / "diag_probe.py"),
+                    "--port",
+                    str(proxy.port),
+                    "--seconds",
+                    str(seconds),
+                    "--interval",
+                    str(DIAGNOSTICS_INTERVAL),
+                ]
+                done = await trio.run_process(argv, capture_stdout=True)
+                data = json.loads(done.stdout)
+                held.diag_latency_ms = data["latency_ms"]
+                held.diag_active = data["active"]
+                held.diag_bytes = data["bytes"]
+                held.diag_errors = data["errors"]
+                probed.set()
+
+            nursery.start_soon(sample)
+            nursery.start_soon(probe)
+        await trio.sleep(seconds)
+        if proxy is not None:
+            # Let the probe finish its last request; the sampler is then cancelled.
+            with trio.move_on_after(30):
+                await probed.wait()
+        nursery.cancel_scope.cancel()
+    elapsed = time.monotonic() - start
+    held.upstream_cpu = (cpu_seconds(upstream.pid) - up0) / elapsed
+    held.client_cpu = (time.process_time() - cl0) / elapsed
+    if proxy is not None:
+        held.proxy_cpu = (cpu_seconds(proxy.pid) - px0) / elapsed
+
+
+def _active(port: int, timeout: float) -> int | None:
+    """``total_active_connections`` of the proxy, or None if it did not answer in time."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=max(0.1, timeout))
+    try:
+        conn.request("GET", "/v1/diagnostics/activity")
+        return int(json.loads(conn.getresponse().read())["total_active_connections"])
+    except (OSError, http.client.HTTPException, ValueError, KeyError):
+        return None
+    finally:
+        conn.close()
+
+
+def _wait_released(held: Held, proxy: Service, timeout: float = 60.0) -> None:
+    """After the hang-up: how long until the proxy's tracker holds no connection.
+
+    Also records the longest the proxy took to answer one of these polls.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    while True:
+        asked = time.monotonic()
+        active = _active(proxy.port, deadline - asked)
+        held.release_slowest_poll = max(held.release_slowest_poll, time.monotonic() - asked)
+        held.leftover = -1 if active is None else active
+        if active == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    held.release_seconds = time.monotonic() - start
+    time.sleep(0.5)
+    held.fds_after = _fds(proxy.pid)
+
+
+def concurrency(
+    count: int,
+    *,
+    via: str,
+    proxy: Service | None,
+    upstream: Service,
+    bodies: list[bytes],
+    chunk_interval: float,
+    hold_seconds: float,
+    ramp_timeout: float,
+    gc_log: Path | None = None,
+) -> Held:
+    """Hold ``count`` slow streams open at once through ``proxy`` (None: directly).
+
+    ``bodies`` are the request bodies, used round-robin; ``via`` labels the run;
+    ``gc_log`` is where the proxy's ``gcwatch.py`` logs its collector pauses, if it does.
+    """
+    port = proxy.port if proxy is not None else upstream.port
+    held = Held(
+        count=count, via=via, hold=HoldResult(requested=count), chunk_interval=chunk_interval
+    )
+    if proxy is not None:
+        held.rss_idle = rss_bytes(proxy.pid)
+        held.fds_idle = _fds(proxy.pid)
+
+    async def main() -> HoldResult:
+        return await hold_streams(
+            LOOPBACK,
+            port,
+            "/v1/chat/completions",
+            bodies,
+            count,
+            while_held=partial(_observe, held, proxy, upstream, hold_seconds),
+            ramp_timeout=ramp_timeout,
+        )
+
+    held.hold = trio.run(main)
+    if proxy is not None:
+        _wait_released(held, proxy)
+    if gc_log is not None:
+        read_gc_log(held, gc_log)
+    return held
