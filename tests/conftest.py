@@ -4,10 +4,20 @@ start with ``nursery.start``; time-dependent behaviour runs under
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import trio
 
 from tests.fake_upstream import FakeUpstream
+from trioproxy.activity import set_activity_tracker
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_tracker() -> Iterator[None]:
+    """Forget the process-wide tracker of a proxy a test stopped by cancellation."""
+    yield
+    set_activity_tracker(None)
 
 
 @pytest.fixture

@@ -190,11 +190,14 @@ async def test_two_requests_of_one_session_are_one_connection_until_the_last_end
         (conn,) = instance(await diagnostics(proxy), "openai.1")["activity"]["connections"]
         assert (conn["session_id"], conn["requests"]) == ("shared", 2)
         scopes[0].cancel()
-        await fake.wait_closed(0)
+        # Either request may have reached the fake first: wait for one to be gone, and
+        # for the proxy to finish releasing it.
         await fake.wait_in_flight(1)
+        await trio.testing.wait_all_tasks_blocked()
         (conn,) = instance(await diagnostics(proxy), "openai.1")["activity"]["connections"]
         assert (conn["session_id"], conn["requests"]) == ("shared", 1)
         scopes[1].cancel()
+    await fake.wait_closed(0)
     await fake.wait_closed(1)
     # The proxy's request tasks finish their cleanup, then everything is idle.
     await trio.testing.wait_all_tasks_blocked()

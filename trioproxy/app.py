@@ -72,6 +72,8 @@ def create_app(settings: Settings) -> TrioProxyApp:
     quart.config["RESPONSE_TIMEOUT"] = None
     quart.config["BODY_TIMEOUT"] = None
     quart.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = None
+    # '/v1//models' is a 404 in JSON, not a redirect with an HTML body.
+    quart.url_map.merge_slashes = False
     proxy = ProxyRoutes(
         backends,
         tracker,

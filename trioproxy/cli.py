@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import trio
 
-    from .server import serve
+    from .server import serve, tune_gc
 
     try:
         settings = load_settings(sys.argv[1:] if argv is None else argv, os.environ)
@@ -358,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
     configure_logging(settings.log_level)
+    tune_gc()
     try:
         trio.run(serve, settings)
     except OSError as exc:

@@ -119,7 +119,7 @@ def parse_payload(body: bytes) -> dict[str, Any]:
     """
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest("The request body is not valid JSON.") from None
     if not isinstance(payload, dict):
         raise BadRequest("The request body must be a JSON object.")
@@ -127,6 +127,15 @@ def parse_payload(body: bytes) -> dict[str, Any]:
     if not isinstance(model, str) or not model.strip():
         raise BadRequest("The request needs a 'model': a non-empty string.")
     return payload
+
+
+def _encode(payload: dict[str, Any]) -> bytes:
+    """``payload`` as compact JSON; non-ASCII kept as UTF-8 where it can be."""
+    try:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate escape ("\ud800") has no UTF-8 form: keep it escaped.
+        return json.dumps(payload, separators=(",", ":")).encode()
 
 
 class ProxyRoutes:
@@ -172,7 +181,7 @@ class ProxyRoutes:
         if chosen.upstream_model != model or in_body:
             payload["model"] = chosen.upstream_model
             payload.pop("session_id", None)
-            body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+            body = _encode(payload)
         forwarded = [(k, v) for k, v in headers if k not in _DROP_REQUEST_HEADERS]
         if content_type is None:
             forwarded.append((b"content-type", b"application/json"))

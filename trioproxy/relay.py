@@ -125,9 +125,13 @@ class ClientOut:
         if not self.started:
             await self.start(exc.status, JSON_HEADERS)
             await self.body(error_body(api, exc))
-        elif self.is_sse:
+        elif not self.is_sse:
+            # A JSON body cut short cannot be mended. Ending it without its last message
+            # makes the server close the connection, so the client sees it was cut.
+            self.ended = True
+            return
+        else:
             await self.body(sse_error_event(api, exc))
-        # A JSON body cut short cannot be mended; ending it is all that is left.
         await self.end()
 
 
@@ -168,12 +172,14 @@ async def _exchange(
                     meter.add_rx(len(chunk))
                     await out.body(chunk)
             await out.end()
-    except UpstreamError as exc:
+    except UpstreamError as raw:
+        # Name the backend for the client, the diagnostics and the log alike.
+        exc = type(raw)(f"Backend '{instance.name}': {raw.message}")
         if not out.started:
             instance.record_failure(exc.message)
-        log.warning("request to %s failed: %s", instance.name, exc.message)
+        log.warning("request failed: %s", exc.message)
         if may_retry and exc.failover_safe and not out.started:
-            raise _Retry from exc
+            raise _Retry from raw
         if meter is not None:
             meter.fail()
         await out.fail(call.api, exc)

@@ -10,6 +10,11 @@ SESSION_HEADER = "x-session-id"
 MAX_SESSION_ID = 200
 
 
+def valid_session_id(value: str) -> bool:
+    """1 to 200 printable ASCII characters: safe to echo back as a header value."""
+    return 0 < len(value) <= MAX_SESSION_ID and all(" " <= c <= "~" for c in value)
+
+
 def new_session_id() -> str:
     """A fresh random session id."""
     return uuid.uuid4().hex
@@ -25,12 +30,13 @@ def session_id_of(
 
     The ``x-session-id`` header wins; else a top-level string ``session_id`` field of the
     body; else a new random id. A body ``session_id`` is reported so the caller removes
-    it before forwarding. Blank or overlong values are ignored.
+    it before forwarding. Values that are blank, overlong or not printable ASCII are
+    ignored (they could not be echoed back as a header unchanged).
     """
     from_body = "session_id" in payload
-    if header is not None and 0 < len(header.strip()) <= MAX_SESSION_ID:
+    if header is not None and valid_session_id(header.strip()):
         return header.strip(), from_body
     value = payload.get("session_id")
-    if isinstance(value, str) and 0 < len(value.strip()) <= MAX_SESSION_ID:
+    if isinstance(value, str) and valid_session_id(value.strip()):
         return value.strip(), from_body
     return generate(), from_body

@@ -1,14 +1,17 @@
-"""The HTTP connector shared by the OpenAI and Anthropic dialects, on httpx.
+"""The HTTP connector shared by the OpenAI and Anthropic dialects.
 
-One ``httpx.AsyncClient`` per instance, with explicit pool limits and connect / per-read
-timeouts and no total deadline, so long streams are never cut by the proxy. httpx
-exceptions are mapped to :mod:`trioproxy.errors` here and nowhere else.
+The relay's requests go through :class:`~.h11pool.H11Pool`, a lean HTTP/1.1 keep-alive
+pool speaking h11 over Trio streams (the benchmark showed httpx's pool costs several
+times more per request; see docs/performance.md). Model discovery and health checks use
+one ``httpx.AsyncClient`` per instance. Both have connect and per-read timeouts and no
+total deadline, so long streams are never cut by the proxy; transport exceptions are
+mapped to :mod:`trioproxy.errors` here and in the pool, nowhere above.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +28,13 @@ from ..errors import (
 )
 from ..settings import BackendSpec
 from .base import Headers, UpstreamRequest
+from .h11pool import H11Pool, H11Response
 
-MAX_CONNECTIONS = 1000
-MAX_KEEPALIVE = 100
+# Upstream connections per instance: one per stream in flight (HTTP/1.1), so this bounds
+# concurrent requests to one backend; past it, requests queue for a free connection.
+MAX_CONNECTIONS = 10_000
+MAX_KEEPALIVE = 256
+DISCOVERY_CONNECTIONS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,21 +69,10 @@ def map_error(exc: httpx.HTTPError, *, started: bool, name: str) -> UpstreamErro
     return UpstreamConnectFailed(f"Cannot connect to backend '{name}'.")
 
 
-class _Response:
-    __slots__ = ("_name", "_response", "headers", "status")
-
-    def __init__(self, response: httpx.Response, name: str) -> None:
-        self._response = response
-        self._name = name
-        self.status = response.status_code
-        self.headers: Headers = [(k.lower(), v) for k, v in response.headers.raw]
-
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.aiter_raw():
-                yield chunk
-        except httpx.HTTPError as exc:
-            raise map_error(exc, started=True, name=self._name) from exc
+@asynccontextmanager
+async def _fail(exc: UpstreamError) -> AsyncIterator[H11Response]:
+    raise exc
+    yield  # pragma: no cover - makes this a generator
 
 
 class HttpConnector:
@@ -94,19 +90,32 @@ class HttpConnector:
         self.dialect = dialect
         self._base = spec.base_url.rstrip("/")
         self._auth = dialect.auth_headers(spec.api_key.value if spec.api_key else None)
+        self.pool: H11Pool | None
+        try:
+            self.pool = H11Pool(
+                self._base,
+                max_connections=MAX_CONNECTIONS,
+                max_keepalive=MAX_KEEPALIVE,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+            )
+        except ValueError:
+            # An invalid base URL: the instance reports it (static_problems) and every
+            # request to it fails as a connection failure.
+            self.pool = None
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(
                 connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
             ),
-            limits=httpx.Limits(
-                max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE
-            ),
+            limits=httpx.Limits(max_connections=DISCOVERY_CONNECTIONS),
             follow_redirects=False,
             trust_env=False,
         )
 
     async def aclose(self) -> None:
-        """Close the pool's connections."""
+        """Close both pools' connections."""
+        if self.pool is not None:
+            await self.pool.aclose()
         await self.client.aclose()
 
     def _headers(self, extra: Headers) -> list[tuple[bytes, bytes]]:
@@ -119,23 +128,16 @@ class HttpConnector:
             headers.append((b"accept-encoding", b"identity"))
         return headers
 
-    @asynccontextmanager
-    async def open(self, request: UpstreamRequest) -> AsyncIterator[_Response]:
+    def open(self, request: UpstreamRequest) -> AbstractAsyncContextManager[H11Response]:
         """POST ``request`` to the chat endpoint; see :class:`~.base.Connector`."""
-        http_request = self.client.build_request(
+        if self.pool is None:
+            return _fail(UpstreamConnectFailed(f"invalid base URL {self._base!r}"))
+        return self.pool.stream(
             "POST",
-            self._base + self.dialect.chat_path,
+            self.dialect.chat_path,
             headers=self._headers(request.headers),
-            content=request.body,
+            body=request.body,
         )
-        try:
-            response = await self.client.send(http_request, stream=True)
-        except httpx.HTTPError as exc:
-            raise map_error(exc, started=False, name=self.spec.name) from exc
-        try:
-            yield _Response(response, self.spec.name)
-        finally:
-            await response.aclose()
 
     async def list_models(self) -> list[str]:
         """The models the backend lists.
