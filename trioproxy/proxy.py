@@ -14,9 +14,11 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any
 
+import trio
+
 from .activity import ActivityTracker
 from .auth import is_authorized
-from .backends.base import UpstreamRequest
+from .backends.base import UpstreamRequest, header_value
 from .backends.instance import Backends
 from .errors import (
     Api,
@@ -27,7 +29,7 @@ from .errors import (
     Unauthorized,
     error_body,
 )
-from .relay import JSON_HEADERS, Call, Exchange, Receive, Send, relay
+from .relay import JSON_HEADERS, Call, Receive, Send, relay
 from .routing import route
 from .sessions import SESSION_HEADER, session_id_of
 
@@ -104,13 +106,6 @@ async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit:
             return b"".join(parts)
 
 
-def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 def parse_payload(body: bytes) -> dict[str, Any]:
     """The JSON object of a request body.
 
@@ -154,7 +149,7 @@ class ProxyRoutes:
         self.tracker = tracker
         self.max_request_body = max_request_body
         self.default_backend = default_backend
-        self.in_flight: set[Exchange] = set()
+        self.in_flight: set[trio.CancelScope] = set()
         self.client_keys = client_keys
 
     def prepare(
@@ -165,12 +160,12 @@ class ProxyRoutes:
         Raises:
             ProxyError: the request cannot be served (its status and message say why).
         """
-        content_type = _header(headers, b"content-type")
+        content_type = header_value(headers, b"content-type")
         if content_type is not None and "json" not in content_type.lower():
             raise BadRequest(f"Content-Type must be application/json, not {content_type!r}.")
         payload = parse_payload(body)
         model: str = payload["model"]
-        session_id, in_body = session_id_of(_header(headers, SESSION_HEADER.encode()), payload)
+        session_id, in_body = session_id_of(header_value(headers, SESSION_HEADER.encode()), payload)
         chosen = route(
             model,
             api,
@@ -219,7 +214,7 @@ class ProxyRoutes:
         Each ends with 503, or an error event if its stream had started.
         """
         for exchange in self.in_flight:
-            exchange.scope.cancel()
+            exchange.cancel()
         return len(self.in_flight)
 
 

@@ -10,7 +10,7 @@ Scopes, outermost first::
     request_scope          cancelled by the client hanging up → nothing more is sent
       attempt (per instance tried, at most MAX_ATTEMPTS)
         tracker.track()    the registration (only when tracking is on)
-          exchange.scope   cancelled by the stale sweeper or the shutdown deadline
+          exchange         cancelled by the stale sweeper or the shutdown deadline
                            → 504/503, or an SSE error event once the stream started
             connector.open(...)   the upstream response
 
@@ -23,13 +23,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from .activity import ActivityTracker, RequestMeter
-from .backends.base import Headers, UpstreamRequest
+from .backends.base import Headers, UpstreamRequest, header_value
 from .backends.instance import BackendInstance
 from .errors import (
     Api,
@@ -77,14 +78,6 @@ class Call:
     model: str  # as sent upstream
     streaming: bool
     upstream: UpstreamRequest
-
-
-@dataclass(eq=False, slots=True)
-class Exchange:
-    """One attempt's cancellable part; listed while in flight so shutdown can end it."""
-
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
-    shutting_down: bool = False
 
 
 class ClientOut:
@@ -156,7 +149,7 @@ async def _exchange(
         async with instance.connector.open(call.upstream) as response:
             instance.record_success()
             if response.status == 429:
-                retry = _header(response.headers, b"retry-after")
+                retry = header_value(response.headers, b"retry-after")
                 instance.mark_rate_limited(retry_after_seconds(retry, time.time()))
                 log.warning("backend %s is rate limited (429)", instance.name)
                 if may_retry:
@@ -185,55 +178,51 @@ async def _exchange(
         await out.fail(call.api, exc)
 
 
-def _header(headers: Headers, name: bytes) -> str | None:
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
 async def _attempt(
     call: Call,
     instance: BackendInstance,
     out: ClientOut,
     tracker: ActivityTracker | None,
-    in_flight: set[Exchange],
+    in_flight: set[trio.CancelScope],
     *,
     may_retry: bool,
 ) -> None:
-    exchange = Exchange()
-    in_flight.add(exchange)
-    try:
-        if tracker is None:
-            with exchange.scope:
-                await _exchange(call, instance, out, None, may_retry=may_retry)
-            if exchange.scope.cancelled_caught:
-                await out.fail(call.api, ShuttingDown("The proxy is shutting down."))
-            return
-        with tracker.track(
+    # The exchange scope: only the stale sweeper and the shutdown deadline cancel it.
+    exchange = trio.CancelScope()
+    registration: AbstractContextManager[RequestMeter | None] = (
+        nullcontext()
+        if tracker is None
+        else tracker.track(
             instance.name,
             call.session_id,
             model=call.model,
             streaming=call.streaming,
-            cancel_scope=exchange.scope,
-        ) as meter:
+            cancel_scope=exchange,
+        )
+    )
+    in_flight.add(exchange)
+    try:
+        with registration as meter:
             out.meter = meter
             try:
-                with exchange.scope:
+                with exchange:
                     await _exchange(call, instance, out, meter, may_retry=may_retry)
                     return
-                # Only the sweeper and the shutdown deadline cancel this scope.
-                if meter.stale:
-                    error: ProxyError = UpstreamTimeout(
+                error: ProxyError
+                if meter is not None and meter.stale:
+                    assert tracker is not None
+                    error = UpstreamTimeout(
                         f"No data in either direction for {tracker.stale_timeout:g} s; "
                         "the request was cancelled as stale."
                     )
                 else:
-                    meter.mark_cancelled()
+                    if meter is not None:
+                        meter.mark_cancelled()
                     error = ShuttingDown("The proxy is shutting down.")
                 await out.fail(call.api, error)
             except _Retry:
-                meter.fail()
+                if meter is not None:
+                    meter.fail()
                 raise
             finally:
                 out.meter = None
@@ -257,7 +246,7 @@ async def relay(
     receive: Receive,
     send: Send,
     tracker: ActivityTracker | None,
-    in_flight: set[Exchange],
+    in_flight: set[trio.CancelScope],
 ) -> None:
     """Serve ``call`` through the first of ``candidates`` that answers.
 

@@ -20,6 +20,14 @@ from ..errors import Api
 Headers = Sequence[tuple[bytes, bytes]]
 
 
+def header_value(headers: Headers, name: bytes) -> str | None:
+    """The first value of header ``name`` (lower-case) in ``headers``, or None."""
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
     """What to send upstream: a POST of ``body`` to the connector's endpoint for ``api``."""
@@ -50,16 +58,3 @@ class Connector(Protocol):
     def open(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamResponse]:
         """Send ``request``; the response is usable inside the block and closed after it."""
         ...
-
-
-@dataclass(frozen=True, slots=True)
-class StaticResponse:
-    """A fully known response; used by the mock connector and tests."""
-
-    status: int
-    headers: Headers
-    chunks: tuple[bytes, ...]
-
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        for chunk in self.chunks:
-            yield chunk

@@ -1,31 +1,22 @@
 """The HTTP connector shared by the OpenAI and Anthropic dialects.
 
-The relay's requests go through :class:`~.h11pool.H11Pool`, a lean HTTP/1.1 keep-alive
+Every request to the backend — the relay's, model discovery's and the health checks' —
+goes through one :class:`~.h11pool.H11Pool` per instance, a lean HTTP/1.1 keep-alive
 pool speaking h11 over Trio streams (the benchmark showed httpx's pool costs several
-times more per request; see docs/performance.md). Model discovery and health checks use
-one ``httpx.AsyncClient`` per instance. Both have connect and per-read timeouts and no
-total deadline, so long streams are never cut by the proxy; transport exceptions are
-mapped to :mod:`trioproxy.errors` here and in the pool, nowhere above.
+times more per request; see docs/performance.md). It has connect and per-read timeouts
+and no total deadline, so long streams are never cut by the proxy, and it raises
+:mod:`trioproxy.errors` only.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import json
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from ..errors import (
-    Api,
-    UpstreamConnectFailed,
-    UpstreamConnectTimeout,
-    UpstreamError,
-    UpstreamProtocolError,
-    UpstreamTimeout,
-    UpstreamUnreachable,
-)
+from ..errors import Api, UpstreamConnectFailed, UpstreamProtocolError
 from ..settings import BackendSpec
 from .base import Headers, UpstreamRequest
 from .h11pool import H11Pool, H11Response
@@ -34,7 +25,6 @@ from .h11pool import H11Pool, H11Response
 # concurrent requests to one backend; past it, requests queue for a free connection.
 MAX_CONNECTIONS = 10_000
 MAX_KEEPALIVE = 256
-DISCOVERY_CONNECTIONS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,29 +44,8 @@ def model_ids(payload: Any) -> list[str]:
     return [str(item["id"]) for item in payload["data"]]
 
 
-def map_error(exc: httpx.HTTPError, *, started: bool, name: str) -> UpstreamError:
-    """The proxy error for an httpx failure; ``started``: a response had begun."""
-    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-        return UpstreamConnectTimeout(f"Timed out trying to connect to backend '{name}'.")
-    if isinstance(exc, httpx.TimeoutException):
-        return UpstreamTimeout(f"Timed out waiting for backend '{name}' to answer.")
-    if started:
-        return UpstreamProtocolError(f"Backend '{name}' broke off its response.")
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
-        return UpstreamUnreachable(f"Backend '{name}' closed the connection without answering.")
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
-        return UpstreamUnreachable(f"Backend '{name}' has an invalid URL.")
-    return UpstreamConnectFailed(f"Cannot connect to backend '{name}'.")
-
-
-@asynccontextmanager
-async def _fail(exc: UpstreamError) -> AsyncIterator[H11Response]:
-    raise exc
-    yield  # pragma: no cover - makes this a generator
-
-
 class HttpConnector:
-    """An OpenAI- or Anthropic-style backend reached over HTTP with httpx."""
+    """An OpenAI- or Anthropic-style backend reached over HTTP/1.1."""
 
     def __init__(
         self,
@@ -103,41 +72,33 @@ class HttpConnector:
             # An invalid base URL: the instance reports it (static_problems) and every
             # request to it fails as a connection failure.
             self.pool = None
-        self.client = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
-            ),
-            limits=httpx.Limits(max_connections=DISCOVERY_CONNECTIONS),
-            follow_redirects=False,
-            trust_env=False,
-        )
 
     async def aclose(self) -> None:
-        """Close both pools' connections."""
+        """Close the pool's connections."""
         if self.pool is not None:
             await self.pool.aclose()
-        await self.client.aclose()
 
-    def _headers(self, extra: Headers) -> list[tuple[bytes, bytes]]:
-        headers = list(extra)
+    def _stream(
+        self, method: str, path: str, headers: Headers, body: bytes = b""
+    ) -> AbstractAsyncContextManager[H11Response]:
+        if self.pool is None:
+            raise UpstreamConnectFailed(f"invalid base URL {self._base!r}")
         present = {k for k, _ in headers}
-        headers.extend(h for h in self.dialect.default_headers if h[0] not in present)
-        headers.extend(self._auth)
+        out = list(headers)
+        out.extend(h for h in self.dialect.default_headers if h[0] not in present)
+        out.extend(self._auth)
         if b"accept-encoding" not in present:
             # Bodies are relayed undecoded, so never ask for an encoding the client did not.
-            headers.append((b"accept-encoding", b"identity"))
-        return headers
+            out.append((b"accept-encoding", b"identity"))
+        return self.pool.stream(method, path, headers=out, body=body)
 
     def open(self, request: UpstreamRequest) -> AbstractAsyncContextManager[H11Response]:
-        """POST ``request`` to the chat endpoint; see :class:`~.base.Connector`."""
-        if self.pool is None:
-            return _fail(UpstreamConnectFailed(f"invalid base URL {self._base!r}"))
-        return self.pool.stream(
-            "POST",
-            self.dialect.chat_path,
-            headers=self._headers(request.headers),
-            body=request.body,
-        )
+        """POST ``request`` to the chat endpoint; see :class:`~.base.Connector`.
+
+        Raises:
+            UpstreamError: here for an invalid base URL, else when the block is entered.
+        """
+        return self._stream("POST", self.dialect.chat_path, request.headers, request.body)
 
     async def list_models(self) -> list[str]:
         """The models the backend lists.
@@ -145,19 +106,14 @@ class HttpConnector:
         Raises:
             UpstreamError: unreachable, timed out, a non-2xx answer or an unreadable list.
         """
-        try:
-            response = await self.client.get(
-                self._base + self.dialect.models_path,
-                headers=self._headers([]),
-            )
-        except httpx.HTTPError as exc:
-            raise map_error(exc, started=False, name=self.spec.name) from exc
-        if response.status_code != 200:
+        async with self._stream("GET", self.dialect.models_path, []) as response:
+            body = b"".join([chunk async for chunk in response.aiter_raw()])
+        if response.status != 200:
             raise UpstreamProtocolError(
-                f"GET {self.dialect.models_path} answered HTTP {response.status_code}"
+                f"GET {self.dialect.models_path} answered HTTP {response.status}"
             )
         try:
-            return self.dialect.parse_models(response.json())
+            return self.dialect.parse_models(json.loads(body))
         except (ValueError, KeyError, TypeError):
             raise UpstreamProtocolError(
                 f"GET {self.dialect.models_path} did not answer a model list"
