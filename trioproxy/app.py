@@ -121,8 +121,8 @@ def create_app(settings: Settings) -> TrioProxyApp:
     async def get_models() -> Response:
         api = Api.ANTHROPIC if "anthropic-version" in request.headers else Api.OPENAI
         if not is_authorized(request.scope["headers"], client_keys):
-            return _json(json.loads(error_body(api, Unauthorized(UNAUTHORIZED))), 401)
-        api = Api.ANTHROPIC if "anthropic-version" in request.headers else Api.OPENAI
+            body = error_body(api, Unauthorized(UNAUTHORIZED))
+            return Response(body, status=401, content_type="application/json")
         return _json(model_list(backends, api))
 
     @quart.get("/health")

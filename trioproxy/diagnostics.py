@@ -16,12 +16,10 @@ from .errors import Api
 from .routing import speaks
 
 
-def is_loopback(client: Any) -> bool:
-    """Whether the ASGI ``client`` (host, port) is 127.0.0.0/8 or ::1 (or v4-mapped)."""
-    if not client:
-        return False
+def is_loopback_address(host: str) -> bool:
+    """Whether ``host`` is an address in 127.0.0.0/8 or ::1 (or v4-mapped); pure."""
     try:
-        address = ipaddress.ip_address(str(client[0]).split("%", 1)[0])
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -29,16 +27,18 @@ def is_loopback(client: Any) -> bool:
     return address.is_loopback
 
 
+def is_loopback(client: Any) -> bool:
+    """Whether the ASGI ``client`` (host, port) is a loopback peer."""
+    return bool(client) and is_loopback_address(str(client[0]))
+
+
 def diagnostics(backends: Backends, tracker: ActivityTracker | None) -> dict[str, Any]:
     """The ``GET /v1/diagnostics`` document."""
     snapshot = tracker.get_global_snapshot() if tracker is not None else None
-    by_name = {a.name: a for a in snapshot.instances} if snapshot is not None else {}
     instances = []
     for inst in backends:
         retry = inst.retry_after_seconds()
-        activity = by_name.get(inst.name)
-        if activity is None and tracker is not None:
-            activity = tracker.instance_snapshot(inst.name)
+        activity = snapshot.instance(inst.name).to_dict() if snapshot is not None else None
         instances.append(
             {
                 "name": inst.name,
@@ -48,7 +48,7 @@ def diagnostics(backends: Backends, tracker: ActivityTracker | None) -> dict[str
                 "is_functional": inst.is_functional,
                 "validation_errors": inst.validation_errors,
                 "models": list(inst.models),
-                "activity": activity.to_dict() if activity is not None else None,
+                "activity": activity,
             }
         )
     return {

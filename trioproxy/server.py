@@ -8,7 +8,6 @@ SSE error event, its upstream closed. A second signal during the drain cancels a
 from __future__ import annotations
 
 import gc
-import ipaddress
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
 from .app import TrioProxyApp, create_app
+from .diagnostics import is_loopback_address
 from .settings import Settings
 
 log = logging.getLogger("trioproxy")
@@ -55,15 +55,6 @@ def tune_gc() -> None:
     """
     gc.set_threshold(GC_THRESHOLD_0, 20, 50)
     gc.freeze()
-
-
-def _is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _describe_backends(app: TrioProxyApp) -> str:
@@ -139,7 +130,9 @@ async def serve(
                 _describe_backends(app),
                 "on" if settings.enable_activity_tracking else "off",
             )
-            if not settings.client_keys and not _is_loopback_host(settings.host):
+            if not settings.client_keys and not (
+                settings.host == "localhost" or is_loopback_address(settings.host)
+            ):
                 log.warning(
                     "!!! listening on %s with no client keys: anyone who can reach this "
                     "address can spend your backends' API keys. Set --client-keys-env "
