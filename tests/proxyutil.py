@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import httpx
 import hypercorn.trio
 import trio
 
@@ -31,6 +32,18 @@ class RunningProxy:
     @property
     def openai_url(self) -> str:
         return self.url + "/v1"
+
+    async def diagnostics(self) -> dict[str, Any]:
+        """``GET /v1/diagnostics`` on a client of its own (asserting 200)."""
+        async with httpx.AsyncClient() as client:
+            response = await client.get(self.url + "/v1/diagnostics")
+        assert response.status_code == 200
+        return response.json()  # type: ignore[no-any-return]
+
+
+def instance(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """The entry of instance ``name`` in a diagnostics document."""
+    return next(i for i in doc["instances"] if i["name"] == name)
 
 
 async def start_proxy(nursery: trio.Nursery, **settings: Any) -> RunningProxy:

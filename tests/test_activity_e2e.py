@@ -20,6 +20,7 @@ from tests.fake_upstream import FakeUpstream, Scenario
 from tests.proxyutil import (
     RunningProxy,
     anthropic_spec,
+    instance,
     mock_spec,
     openai_spec,
     start_proxy,
@@ -28,17 +29,6 @@ from trioproxy.activity import get_activity_tracker
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
-
-
-async def diagnostics(proxy: RunningProxy) -> dict[str, Any]:
-    async with httpx.AsyncClient() as client:
-        response = await client.get(proxy.url + "/v1/diagnostics")
-    assert response.status_code == 200
-    return response.json()  # type: ignore[no-any-return]
-
-
-def instance(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(i for i in doc["instances"] if i["name"] == name)
 
 
 async def tracked_proxy(nursery: trio.Nursery, fake: FakeUpstream, **settings: Any) -> RunningProxy:
@@ -86,7 +76,7 @@ async def test_live_streams_are_listed_with_their_fields_and_vanish_when_done(
             clients.start_soon(stream, path, model, session)
         for _ in targets:
             await first_events.acquire()
-        doc = await diagnostics(proxy)
+        doc = await proxy.diagnostics()
         assert doc["activity_tracking_enabled"] is True
         assert doc["global_activity"]["total_active_connections"] == 3
         openai_1 = instance(doc, "openai.1")["activity"]
@@ -105,7 +95,7 @@ async def test_live_streams_are_listed_with_their_fields_and_vanish_when_done(
         clients.cancel_scope.cancel()
     for i in range(3):
         await fake.wait_closed(i)
-    doc = await diagnostics(proxy)
+    doc = await proxy.diagnostics()
     assert doc["global_activity"]["total_active_connections"] == 0
     assert all(i["activity"]["connections"] == [] for i in doc["instances"])
     assert doc["global_activity"]["lifetime"]["cancelled"] == 3
@@ -115,7 +105,7 @@ async def test_bytes_are_exact_for_streams_json_both_apis_and_a_large_body(
     nursery: trio.Nursery, fake: FakeUpstream
 ) -> None:
     proxy = await tracked_proxy(nursery, fake)
-    before = (await diagnostics(proxy))["global_activity"]["lifetime"]
+    before = (await proxy.diagnostics())["global_activity"]["lifetime"]
     sent_before = fake.bytes_sent
     fake.script(
         Scenario(chunks=9),
@@ -142,7 +132,7 @@ async def test_bytes_are_exact_for_streams_json_both_apis_and_a_large_body(
                 assert response.status_code == 200
                 async for chunk in response.aiter_raw():
                     received += len(chunk)
-    after = (await diagnostics(proxy))["global_activity"]["lifetime"]
+    after = (await proxy.diagnostics())["global_activity"]["lifetime"]
     upstream_sent = fake.bytes_sent - sent_before
     assert upstream_sent > 3_000_000
     assert after["bytes_rx"] - before["bytes_rx"] == upstream_sent
@@ -162,7 +152,7 @@ async def test_sdk_traffic_is_counted_exactly(nursery: trio.Nursery, fake: FakeU
         async for _ in stream:
             pass
         await ant.messages.create(model="claude-fake", max_tokens=5, messages=[])
-    life = (await diagnostics(proxy))["global_activity"]["lifetime"]
+    life = (await proxy.diagnostics())["global_activity"]["lifetime"]
     assert life["requests"] == 3
     assert life["bytes_rx"] == life["bytes_tx"] == fake.bytes_sent
 
@@ -187,21 +177,21 @@ async def test_two_requests_of_one_session_are_one_connection_until_the_last_end
         for scope in scopes:
             clients.start_soon(hold, scope)
         await fake.wait_in_flight(2)
-        (conn,) = instance(await diagnostics(proxy), "openai.1")["activity"]["connections"]
+        (conn,) = instance(await proxy.diagnostics(), "openai.1")["activity"]["connections"]
         assert (conn["session_id"], conn["requests"]) == ("shared", 2)
         scopes[0].cancel()
         # Either request may have reached the fake first: wait for one to be gone, and
         # for the proxy to finish releasing it.
         await fake.wait_in_flight(1)
         await trio.testing.wait_all_tasks_blocked()
-        (conn,) = instance(await diagnostics(proxy), "openai.1")["activity"]["connections"]
+        (conn,) = instance(await proxy.diagnostics(), "openai.1")["activity"]["connections"]
         assert (conn["session_id"], conn["requests"]) == ("shared", 1)
         scopes[1].cancel()
     await fake.wait_closed(0)
     await fake.wait_closed(1)
     # The proxy's request tasks finish their cleanup, then everything is idle.
     await trio.testing.wait_all_tasks_blocked()
-    doc = await diagnostics(proxy)
+    doc = await proxy.diagnostics()
     assert doc["global_activity"]["total_active_connections"] == 0
     assert doc["global_activity"]["lifetime"]["cancelled"] == 2
 
@@ -219,9 +209,9 @@ async def test_hang_up_removes_the_connection_at_once_and_counts_cancelled(
     ):
         chunks = response.aiter_raw()
         await anext(chunks)
-        assert (await diagnostics(proxy))["global_activity"]["total_active_connections"] == 1
+        assert (await proxy.diagnostics())["global_activity"]["total_active_connections"] == 1
     await fake.wait_closed(0)
-    doc = await diagnostics(proxy)
+    doc = await proxy.diagnostics()
     assert doc["global_activity"]["total_active_connections"] == 0
     assert doc["global_activity"]["lifetime"]["cancelled"] == 1
     assert doc["global_activity"]["lifetime"]["errors"] == 0
@@ -236,7 +226,7 @@ async def test_upstream_cut_counts_an_error(nursery: trio.Nursery, fake: FakeUps
             json={"model": "claude-fake", "stream": True, "max_tokens": 5, "messages": []},
         )
     assert b"event: error" in response.content
-    life = (await diagnostics(proxy))["global_activity"]["lifetime"]
+    life = (await proxy.diagnostics())["global_activity"]["lifetime"]
     assert (life["errors"], life["cancelled"]) == (1, 0)
     assert life["bytes_rx"] == fake.bytes_sent
     assert life["bytes_tx"] == len(response.content)
@@ -275,7 +265,7 @@ async def test_sweeper_cancels_a_hanging_upstream_on_time(
         assert response.status_code == 504
         assert response.json()["error"]["type"] == "timeout_error"
     await fake.wait_closed(0)
-    doc = await diagnostics(proxy)
+    doc = await proxy.diagnostics()
     assert doc["global_activity"]["lifetime"]["stale"] == 1
     assert doc["global_activity"]["total_active_connections"] == 0
 
@@ -294,7 +284,7 @@ async def test_sweeper_for_real_with_a_short_timeout(
         await fake.wait_closed(0)
     assert response.content.startswith(b"event: error\ndata: ")
     assert json.loads(response.content.split(b"data: ", 1)[1])["error"]["type"] == "timeout_error"
-    assert (await diagnostics(proxy))["global_activity"]["lifetime"]["stale"] == 1
+    assert (await proxy.diagnostics())["global_activity"]["lifetime"]["stale"] == 1
 
 
 async def test_tracking_off_means_no_tracker_and_null_activity(nursery: trio.Nursery) -> None:
@@ -305,7 +295,7 @@ async def test_tracking_off_means_no_tracker_and_null_activity(nursery: trio.Nur
             await client.post(proxy.url + CHAT, json={"model": "m", "messages": []})
         ).status_code == 200
         summary = (await client.get(proxy.url + "/v1/diagnostics/activity")).json()
-    doc = await diagnostics(proxy)
+    doc = await proxy.diagnostics()
     assert doc["activity_tracking_enabled"] is False
     assert doc["global_activity"] is None
     assert [i["activity"] for i in doc["instances"]] == [None]

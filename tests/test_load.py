@@ -18,12 +18,12 @@ import trio
 import trio.testing
 
 from tests.fake_upstream import FakeUpstream, Scenario, _anthropic_events, _openai_events
-from tests.proxyutil import RunningProxy, anthropic_spec, openai_spec, start_proxy
+from tests.proxyutil import anthropic_spec, instance, openai_spec, start_proxy
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
 STREAMS = 300
-BATCH = 50  # connections opened at once: under hypercorn's listen backlog of 100
+BATCH = 50  # connections the clients open at once, so the test ramps up in steps
 SCENARIO = Scenario(chunks=5, delay=1.0)
 
 
@@ -62,18 +62,6 @@ def expected_bytes(fake: FakeUpstream, stream: Stream, index: int) -> bytes:
     else:
         events = _anthropic_events(f"fake-{index}", stream.model, SCENARIO, prompt_tokens)
     return b"".join(event for _, event in events)
-
-
-async def diagnostics(proxy: RunningProxy) -> dict[str, Any]:
-    # Its own client: the streams' client may have every pooled connection busy.
-    async with httpx.AsyncClient() as client:
-        response = await client.get(proxy.url + "/v1/diagnostics")
-    assert response.status_code == 200
-    return response.json()  # type: ignore[no-any-return]
-
-
-def instance(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(i for i in doc["instances"] if i["name"] == name)
 
 
 async def test_hundreds_of_concurrent_streams_arrive_whole_and_the_books_balance(
@@ -123,7 +111,7 @@ async def test_hundreds_of_concurrent_streams_arrive_whole_and_the_books_balance
 
             # All 300 are mid-stream, held by the fake's first content delay (time is frozen).
             assert fake.in_flight == STREAMS
-            doc = await diagnostics(proxy)
+            doc = await proxy.diagnostics()
             live = doc["global_activity"]
             assert live["total_active_connections"] == STREAMS
             for name, path in (("openai.1", CHAT), ("anthropic.1", MESSAGES)):
@@ -168,7 +156,7 @@ async def test_hundreds_of_concurrent_streams_arrive_whole_and_the_books_balance
 
         # Every request released its record; the lifetime counters are exact.
         await trio.testing.wait_all_tasks_blocked()
-        doc = await diagnostics(proxy)
+        doc = await proxy.diagnostics()
     activity = doc["global_activity"]
     assert activity["total_active_connections"] == 0
     assert activity["total_bytes_rx"] == activity["total_bytes_tx"] == 0

@@ -38,8 +38,8 @@ async def chat(proxy: RunningProxy, model: str = "gpt-fake", **extra: Any) -> ht
 
 
 async def diagnostics(proxy: RunningProxy) -> dict[str, Any]:
-    async with httpx.AsyncClient() as client:
-        doc: dict[str, Any] = (await client.get(proxy.url + "/v1/diagnostics")).json()
+    """The instances of the diagnostics document, by name."""
+    doc = await proxy.diagnostics()
     return {i["name"]: i for i in doc["instances"]}
 
 
