@@ -16,7 +16,7 @@ import os
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any, NoReturn
 
 import configargparse
@@ -140,10 +140,6 @@ OPTIONS: tuple[Option, ...] = (
         "seconds in-flight requests get to finish on SIGINT/SIGTERM",
         "S",
     ),
-)
-CONFIG_ENV = "TRIOPROXY_CONFIG"
-OPTIONS = (
-    *OPTIONS,
     Option(
         "client_keys_env",
         "TRIOPROXY_CLIENT_KEYS_ENV",
@@ -154,6 +150,7 @@ OPTIONS = (
         "NAME",
     ),
 )
+CONFIG_ENV = "TRIOPROXY_CONFIG"
 
 
 class _YamlConfigParser(configargparse.ConfigFileParser):
@@ -248,16 +245,11 @@ def _spec_from_raw(raw: RawBackend, environ: Mapping[str, str]) -> BackendSpec:
         api_key=Secret(key) if key else None,
         models=raw.models,
     )
-    if raw.type is ConnectorType.MOCK:
-        spec = BackendSpec(
-            name=spec.name,
-            type=spec.type,
-            models=spec.models,
-            mock_chunks=raw.chunks if raw.chunks is not None else spec.mock_chunks,
-            mock_chunk_delay=raw.chunk_delay
-            if raw.chunk_delay is not None
-            else spec.mock_chunk_delay,
-        )
+    # The mock's streaming shape, where the file gives it; the spec's defaults otherwise.
+    if raw.chunks is not None:
+        spec = replace(spec, mock_chunks=raw.chunks)
+    if raw.chunk_delay is not None:
+        spec = replace(spec, mock_chunk_delay=raw.chunk_delay)
     return spec
 
 
