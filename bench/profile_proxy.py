@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import subprocess
+import signal
 import sys
 import tempfile
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -123,52 +122,34 @@ def main() -> int:
         }
         body = workdir / "request.json"
         body.write_bytes(request_body(SSE_MODEL if args.stream else JSON_MODEL, stream=args.stream))
-        with (
-            nginx.service(workdir, port, completion_body(), stream_body()),
-            proxy_service(workdir, "proxy", args.tracking == "on", upstreams) as proxy,
-        ):
+        kind = "stream" if args.stream else "json"
+        raw = args.out / f"trioproxy-{kind}-{args.tracking}.txt"
+        proxy = proxy_service(workdir, "proxy", args.tracking == "on", upstreams)
+        # py-spy starts the proxy as its own child (attaching with --pid needs ptrace
+        # rights some sandboxes refuse) and writes the samples when it gets SIGINT.
+        proxy.argv = [
+            "py-spy",
+            "record",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "-o",
+            str(raw),
+            "--",
+            *proxy.argv,
+        ]
+        proxy.stop_signal = signal.SIGINT
+        with nginx.service(workdir, port, completion_body(), stream_body()), proxy:
             url = f"http://{LOOPBACK}:{proxy.port}/v1/chat/completions"
-            wrk.run(url, body, connections=args.connections, seconds=2)  # warm up
-            kind = "stream" if args.stream else "json"
-            svg = args.out / f"trioproxy-{kind}-{args.tracking}.svg"
-            raw = args.out / f"trioproxy-{kind}-{args.tracking}.txt"
-            result: list[wrk.WrkResult] = []
-            load = threading.Thread(
-                target=lambda: result.append(
-                    wrk.run(url, body, connections=args.connections, seconds=args.seconds + 2)
-                )
-            )
-            load.start()
-            spy = [
-                "py-spy",
-                "record",
-                "--pid",
-                str(proxy.pid),
-                "--rate",
-                "250",
-                "--duration",
-                str(args.seconds),
-                "--nonblocking",
-            ]
-            subprocess.run(
-                [*spy, "--format", "raw", "-o", str(raw)], check=True, capture_output=True
-            )
-            load.join()
-            # The flame graph from the same load, recorded again (py-spy writes one format).
-            load = threading.Thread(
-                target=lambda: wrk.run(
-                    url, body, connections=args.connections, seconds=args.seconds + 2
-                )
-            )
-            load.start()
-            subprocess.run([*spy, "-o", str(svg)], check=True, capture_output=True)
-            load.join()
-    run = result[0]
+            # Start-up and the warm-up are sampled too; they are short against the load.
+            wrk.run(url, body, connections=args.connections, seconds=1)
+            run = wrk.run(url, body, connections=args.connections, seconds=args.seconds)
     print(
         f"wrk through the proxy while sampled: {run.rps:.0f} req/s, p50 {run.p50_ms:.2f} ms, "
         f"errors {run.errors}"
     )
-    print(f"flame graph: {svg}\ncollapsed stacks: {raw}\n")
+    print(f"collapsed stacks: {raw} (flamegraph.pl or speedscope draw them)\n")
     print(summarize(raw))
     return 0
 

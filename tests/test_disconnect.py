@@ -11,6 +11,7 @@ import json
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 import trio
 
 from tests.fake_upstream import FakeUpstream, Scenario
@@ -90,6 +91,31 @@ async def test_hang_up_after_headers_before_first_body_byte_closes_upstream(
     await stream.aclose()
     with trio.fail_after(CLOSE_WITHIN):
         await fake.wait_closed(0)
+
+
+@pytest.mark.parametrize("stall", ["before the headers", "after the headers"])
+async def test_hang_up_while_a_reused_connection_waits_for_a_json_answer_closes_upstream(
+    nursery: trio.Nursery, fake: FakeUpstream, stall: str
+) -> None:
+    # A quick JSON answer is relayed without a disconnect watcher; on a reused upstream
+    # connection nothing but a wait past the connector's patience starts one. This
+    # checks that it does, both before the answer's headers and after them.
+    proxy = await start_proxy(nursery, backends=(openai_spec(fake.base_url),))
+    stalled = (
+        Scenario(stall_before_headers=True)
+        if stall == "before the headers"
+        else Scenario(stall_after_headers=True)
+    )
+    fake.script(Scenario(), stalled)
+    body = {"model": "gpt-fake", "messages": []}
+    async with httpx.AsyncClient() as client:
+        first = await client.post(proxy.openai_url + "/chat/completions", json=body)
+    assert first.status_code == 200
+    await hang_up_after(proxy, body, lambda: fake.wait_in_flight(1))
+    with trio.fail_after(CLOSE_WITHIN):
+        await fake.wait_closed(1)
+    assert fake.connections_opened == 1  # the stalled request rode the reused connection
+    assert fake.in_flight == 0
 
 
 async def test_hang_up_while_sending_the_body_opens_nothing_upstream(

@@ -241,5 +241,5 @@ async def test_upstream_silent_hits_the_read_timeout(
     )
     fake.script(Scenario(stall_before_headers=True))
     response = await post(proxy, CHAT, {"model": "gpt-fake", "messages": []})
-    assert_openai_error(response, 504, "Backend 'openai.1': no data")
+    assert_openai_error(response, 504, "Backend 'openai.1': no response from upstream within")
     await fake.wait_closed(0)

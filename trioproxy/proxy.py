@@ -14,8 +14,6 @@ import logging
 from collections.abc import MutableMapping
 from typing import Any
 
-import trio
-
 from .activity import ActivityTracker
 from .auth import is_authorized
 from .backends.base import UpstreamRequest, header_value
@@ -29,7 +27,7 @@ from .errors import (
     Unauthorized,
     error_body,
 )
-from .relay import JSON_HEADERS, Call, Receive, Send, relay
+from .relay import JSON_HEADERS, Attempt, Call, Receive, Send, relay
 from .routing import route
 from .sessions import SESSION_HEADER, session_id_of
 
@@ -149,7 +147,7 @@ class ProxyRoutes:
         self.tracker = tracker
         self.max_request_body = max_request_body
         self.default_backend = default_backend
-        self.in_flight: set[trio.CancelScope] = set()
+        self.in_flight: set[Attempt] = set()
         self.client_keys = client_keys
 
     def prepare(
@@ -213,8 +211,8 @@ class ProxyRoutes:
 
         Each ends with 503, or an error event if its stream had started.
         """
-        for exchange in self.in_flight:
-            exchange.cancel()
+        for attempt in self.in_flight:
+            attempt.shut_down()
         return len(self.in_flight)
 
 

@@ -1,18 +1,18 @@
 """One proxied request, from a routed call to the last byte handed to the client.
 
-The request is one Trio scope. Inside it: a task that watches for the client hanging
-up (``http.disconnect``) and cancels the scope; per attempt, the tracker registration
-(when tracking is on) and the upstream response, opened with ``async with`` so it is
-closed on every way out. Nothing the request opened outlives the scope.
+Each attempt (one per instance tried, at most MAX_ATTEMPTS) is one Trio nursery whose
+cancel scope owns everything the attempt opened: the upstream response (``async with``,
+so it is closed on every way out) and the task that watches for the client hanging up.
+That task starts with a stream, or once the connector says the exchange may take long
+(it queues, dials, or has waited 0.1 s for the backend): a quick JSON answer is relayed
+without it, since a task costs more than the rest of such a relay.
+The tracker registration (when tracking is on) encloses the nursery, so the bytes of an
+error answer sent after a cancellation are still counted. Nothing outlives the attempt.
 
-Scopes, outermost first::
-
-    request_scope          cancelled by the client hanging up → nothing more is sent
-      attempt (per instance tried, at most MAX_ATTEMPTS)
-        tracker.track()    the registration (only when tracking is on)
-          exchange         cancelled by the stale sweeper or the shutdown deadline
-                           → 504/503, or an SSE error event once the stream started
-            connector.open(...)   the upstream response
+Three things cancel an attempt's scope, through its :class:`Attempt` handle, which
+records why: the client hanging up (``http.disconnect``: nothing more is sent), the stale
+sweeper (504, or an SSE error event once the stream started) and the shutdown deadline
+(503, or an error event).
 
 An attempt that gets a 429, or cannot connect, before any byte reached the client hands
 the request to the next candidate instance; a pinned request has one candidate.
@@ -20,6 +20,7 @@ the request to the next candidate instance; a pinned request has one candidate.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
@@ -132,11 +133,53 @@ class _Retry(Exception):
     """This attempt failed before any byte reached the client; try the next instance."""
 
 
+class _Stop(enum.Enum):
+    """Why an attempt's scope was cancelled from outside."""
+
+    DISCONNECT = "the client hung up"
+    STALE = "the stale sweeper"
+    SHUTDOWN = "the shutdown deadline"
+
+
+class Attempt:
+    """The cancel handle of one attempt: whoever cancels it says why.
+
+    The tracker's sweeper calls :meth:`cancel` (stale), the shutdown deadline
+    :meth:`shut_down`, the disconnect watcher :meth:`disconnect`. The first reason wins;
+    the relay reads it after the attempt's scope has unwound.
+    """
+
+    __slots__ = ("reason", "scope")
+
+    def __init__(self) -> None:
+        self.reason: _Stop | None = None
+        self.scope: trio.CancelScope | None = None
+
+    def _stop(self, reason: _Stop) -> None:
+        if self.reason is None:
+            self.reason = reason
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def cancel(self) -> None:
+        """Cancel as stale (the tracker's sweeper)."""
+        self._stop(_Stop.STALE)
+
+    def shut_down(self) -> None:
+        """Cancel at the shutdown deadline."""
+        self._stop(_Stop.SHUTDOWN)
+
+    def disconnect(self) -> None:
+        """Cancel because the client hung up."""
+        self._stop(_Stop.DISCONNECT)
+
+
 async def _exchange(
     call: Call,
     instance: BackendInstance,
     out: ClientOut,
     meter: RequestMeter | None,
+    on_wait: Callable[[], None],
     *,
     may_retry: bool,
 ) -> None:
@@ -146,7 +189,7 @@ async def _exchange(
         _Retry: a 429 or a connection failure, and another instance may take the call.
     """
     try:
-        async with instance.connector.open(call.upstream) as response:
+        async with instance.connector.open(call.upstream, on_wait=on_wait) as response:
             instance.record_success()
             if response.status == 429:
                 retry = header_value(response.headers, b"retry-after")
@@ -178,17 +221,32 @@ async def _exchange(
         await out.fail(call.api, exc)
 
 
+async def _watch_disconnect(receive: Receive, attempt: Attempt, out: ClientOut) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            # A client that hangs up after the last byte ended nothing early.
+            if not out.ended:
+                attempt.disconnect()
+            return
+
+
 async def _attempt(
     call: Call,
     instance: BackendInstance,
     out: ClientOut,
+    receive: Receive,
     tracker: ActivityTracker | None,
-    in_flight: set[trio.CancelScope],
+    in_flight: set[Attempt],
     *,
     may_retry: bool,
 ) -> None:
-    # The exchange scope: only the stale sweeper and the shutdown deadline cancel it.
-    exchange = trio.CancelScope()
+    """One try at one instance.
+
+    Raises:
+        _Retry: hand the call to the next instance.
+    """
+    attempt = Attempt()
     registration: AbstractContextManager[RequestMeter | None] = (
         nullcontext()
         if tracker is None
@@ -197,47 +255,67 @@ async def _attempt(
             call.session_id,
             model=call.model,
             streaming=call.streaming,
-            cancel_scope=exchange,
+            cancel_scope=attempt,
         )
     )
-    in_flight.add(exchange)
+    in_flight.add(attempt)
     try:
         with registration as meter:
             out.meter = meter
-            try:
-                with exchange:
-                    await _exchange(call, instance, out, meter, may_retry=may_retry)
-                    return
-                error: ProxyError
-                if meter is not None and meter.stale:
-                    assert tracker is not None
-                    error = UpstreamTimeout(
-                        f"No data in either direction for {tracker.stale_timeout:g} s; "
-                        "the request was cancelled as stale."
-                    )
-                else:
-                    if meter is not None:
-                        meter.mark_cancelled()
-                    error = ShuttingDown("The proxy is shutting down.")
-                await out.fail(call.api, error)
-            except _Retry:
+            retry: _Retry | None = None
+            # The attempt's one scope: the nursery's. The watcher, the sweeper and the
+            # shutdown deadline cancel it through ``attempt``, which records why.
+            async with trio.open_nursery() as nursery:
+                attempt.scope = nursery.cancel_scope
+                if attempt.reason is not None:
+                    nursery.cancel_scope.cancel()
+                watching = False
+
+                def watch() -> None:
+                    # Watching for the client hanging up takes a task of its own, which
+                    # costs more than a quick answer's whole relay: so it starts only
+                    # once the exchange may take long (the connector says when), and
+                    # at once for a stream.
+                    nonlocal watching
+                    if not watching:
+                        watching = True
+                        nursery.start_soon(_watch_disconnect, receive, attempt, out)
+
+                if call.streaming:
+                    watch()
+                try:
+                    await _exchange(call, instance, out, meter, watch, may_retry=may_retry)
+                except _Retry as exc:
+                    # Raised out of the nursery it would arrive wrapped in a group.
+                    retry = exc
+                if watching:
+                    nursery.cancel_scope.cancel()  # the watcher is no longer needed
+            reason = attempt.reason
+            if retry is not None and reason is None:
                 if meter is not None:
                     meter.fail()
-                raise
-            finally:
-                out.meter = None
+                raise retry
+            if reason is None:
+                return
+            if reason is _Stop.DISCONNECT:
+                if meter is not None:
+                    meter.mark_cancelled()
+                return
+            error: ProxyError
+            if reason is _Stop.STALE:
+                assert tracker is not None
+                error = UpstreamTimeout(
+                    f"No data in either direction for {tracker.stale_timeout:g} s; "
+                    "the request was cancelled as stale."
+                )
+            else:
+                if meter is not None:
+                    meter.mark_cancelled()
+                error = ShuttingDown("The proxy is shutting down.")
+            await out.fail(call.api, error)
     finally:
-        in_flight.discard(exchange)
-
-
-async def _watch_disconnect(receive: Receive, scope: trio.CancelScope, out: ClientOut) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            # A client that hangs up after the last byte ended nothing early.
-            if not out.ended:
-                scope.cancel()
-            return
+        out.meter = None
+        in_flight.discard(attempt)
 
 
 async def relay(
@@ -246,7 +324,7 @@ async def relay(
     receive: Receive,
     send: Send,
     tracker: ActivityTracker | None,
-    in_flight: set[trio.CancelScope],
+    in_flight: set[Attempt],
 ) -> None:
     """Serve ``call`` through the first of ``candidates`` that answers.
 
@@ -255,16 +333,12 @@ async def relay(
     """
     out = ClientOut(send, call.session_id)
     tried = candidates[:MAX_ATTEMPTS]
-    with trio.CancelScope() as request_scope:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_disconnect, receive, request_scope, out)
-            for number, instance in enumerate(tried, start=1):
-                try:
-                    await _attempt(
-                        call, instance, out, tracker, in_flight, may_retry=number < len(tried)
-                    )
-                except _Retry:
-                    log.info("failing over from %s", instance.name)
-                    continue
-                break
-            nursery.cancel_scope.cancel()
+    for number, instance in enumerate(tried, start=1):
+        try:
+            await _attempt(
+                call, instance, out, receive, tracker, in_flight, may_retry=number < len(tried)
+            )
+        except _Retry:
+            log.info("failing over from %s", instance.name)
+            continue
+        return

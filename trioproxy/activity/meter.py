@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import trio
 
 from .records import ConnectionRecord, LifetimeRecord, Outcome
+
+
+class Cancellable(Protocol):
+    """What the sweeper cancels: a ``trio.CancelScope``, or any handle that cancels one."""
+
+    def cancel(self) -> None: ...
 
 
 class RequestMeter:
@@ -34,7 +42,7 @@ class RequestMeter:
         session_id: str,
         connection: ConnectionRecord,
         lifetime: LifetimeRecord,
-        cancel_scope: trio.CancelScope,
+        cancel_scope: Cancellable,
     ) -> None:
         self.instance = instance
         self.session_id = session_id

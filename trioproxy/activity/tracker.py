@@ -19,7 +19,7 @@ from typing import NoReturn
 import trio
 
 from .clock import EpochClock
-from .meter import RequestMeter
+from .meter import Cancellable, RequestMeter
 from .records import ConnectionRecord, InstanceRecord
 from .snapshot import ConnectionActivity, GlobalSnapshot, InstanceActivity, LifetimeCounters
 from .sweeper import cancel_stale, run_periodically, sweep_period
@@ -75,7 +75,7 @@ class ActivityTracker:
         *,
         model: str,
         streaming: bool,
-        cancel_scope: trio.CancelScope,
+        cancel_scope: Cancellable,
     ) -> AbstractContextManager[RequestMeter]:
         """Track one request for the duration of a ``with`` block.
 
@@ -94,9 +94,9 @@ class ActivityTracker:
             model: the model as sent to the backend.
             streaming: whether the answer is streamed (fixes the connection's type if
                 this is its first request).
-            cancel_scope: the request's own scope; the sweeper cancels it when stale.
-                It must enclose the ``with`` block, so the cancellation unwinds through
-                it.
+            cancel_scope: the request's own scope (or a handle whose ``cancel()``
+                cancels it); the sweeper cancels it when stale. The scope must enclose
+                the work the request does, so the cancellation unwinds through it.
 
         Raises:
             RuntimeError: entered outside a Trio run, or entered twice.
@@ -167,7 +167,7 @@ class ActivityTracker:
         session_id: str,
         model: str,
         streaming: bool,
-        cancel_scope: trio.CancelScope,
+        cancel_scope: Cancellable,
     ) -> RequestMeter:
         now = self._clock.trio_now()
         with self._lock:
@@ -228,7 +228,7 @@ class _Tracking(AbstractContextManager[RequestMeter]):
         session_id: str,
         model: str,
         streaming: bool,
-        cancel_scope: trio.CancelScope,
+        cancel_scope: Cancellable,
     ) -> None:
         self._tracker = tracker
         self._args = (instance, session_id, model, streaming, cancel_scope)

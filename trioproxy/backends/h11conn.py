@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import select
 import ssl
+from collections.abc import Callable
 
 import h11
 import trio
@@ -35,6 +36,8 @@ from trioproxy.errors import (
 RECEIVE_BUFFER_SIZE = 65536
 #: Largest response head h11 will buffer before calling it a protocol error.
 MAX_HEAD_SIZE = 65536
+#: A receive that has waited this long (seconds) calls the connection's ``on_wait`` hook.
+WAIT_PATIENCE = 0.1
 #: Bodies up to this size are sent in the same write as the head: one segment for the
 #: typical small JSON request, while a large body is not copied just to join it.
 _JOIN_BODY_LIMIT = 65536
@@ -56,7 +59,16 @@ class H11Connection:
     the connection goes back to the pool. Create with :func:`open_connection`.
     """
 
-    __slots__ = ("_h11", "_read_timeout", "_response_started", "_socket", "_stream", "idle_since")
+    __slots__ = (
+        "_h11",
+        "_poll",
+        "_read_timeout",
+        "_response_started",
+        "_socket",
+        "_stream",
+        "idle_since",
+        "on_wait",
+    )
 
     def __init__(
         self, stream: trio.abc.Stream, socket: trio.socket.SocketType, *, read_timeout: float
@@ -70,16 +82,22 @@ class H11Connection:
         self._response_started = False
         #: ``trio.current_time()`` when the connection last went idle.
         self.idle_since = 0.0
+        #: Called once, by the request using the connection, when a receive has waited
+        #: ``WAIT_PATIENCE`` seconds (see :meth:`H11Pool.stream`); then cleared.
+        self.on_wait: Callable[[], None] | None = None
+        # One poller for the liveness probe, registered once: the fd never changes.
+        self._poll: select.poll | None = None
 
     async def send_request(self, request: h11.Request, body: bytes) -> h11.Response:
         """Send ``request`` with ``body`` and return the final response head.
 
-        Informational (1xx) heads are skipped. Sending is bounded by the read timeout too,
-        so an upstream that stops reading cannot hold the request forever.
+        Informational (1xx) heads are skipped. Sending the request and receiving the head
+        share one ``read_timeout``, so an upstream that stops reading cannot hold the
+        request forever either.
 
         Raises:
             NoResponseError: the connection ended before any response byte.
-            UpstreamTimeout: no progress for ``read_timeout`` seconds.
+            UpstreamTimeout: the head did not arrive within ``read_timeout`` seconds.
             UpstreamProtocolError: the response head is not valid HTTP/1.1.
             ValueError: h11 refuses to send the request.
         """
@@ -92,27 +110,28 @@ class H11Connection:
             h.send(h11.EndOfMessage())
         except h11.LocalProtocolError as exc:
             raise ValueError(f"cannot send this request: {exc}") from exc
-        try:
-            with trio.move_on_after(self._read_timeout) as scope:
+        # One scope for the send and the head: a scope per step costs measurably on the
+        # hot path, and "no response head within read_timeout" is the useful limit.
+        with trio.move_on_after(self._read_timeout):
+            try:
                 if len(payload) <= _JOIN_BODY_LIMIT:
                     await self._stream.send_all(head + payload)
                 else:
                     await self._stream.send_all(head)
                     await self._stream.send_all(payload)
-        except (trio.BrokenResourceError, OSError) as exc:
-            raise NoResponseError(f"connection lost while sending the request: {exc}") from exc
-        if scope.cancelled_caught:
-            raise UpstreamTimeout(f"sending the request took over {self._read_timeout} s")
-        while True:
-            event = self.next_event()
-            if event is h11.NEED_DATA:
-                await self.receive()
-            elif isinstance(event, h11.Response):
-                return event
-            elif not isinstance(event, h11.InformationalResponse):
-                # 1xx heads (100 Continue, 103 Early Hints) precede the real one; anything
-                # else here is a server that broke the protocol.
-                raise UpstreamProtocolError(f"unexpected {type(event).__name__} from upstream")
+            except (trio.BrokenResourceError, OSError) as exc:
+                raise NoResponseError(f"connection lost while sending the request: {exc}") from exc
+            while True:
+                event = self.next_event()
+                if event is h11.NEED_DATA:
+                    await self._feed()
+                elif isinstance(event, h11.Response):
+                    return event
+                elif not isinstance(event, h11.InformationalResponse):
+                    # 1xx heads (100 Continue, 103 Early Hints) precede the real one;
+                    # anything else here is a server that broke the protocol.
+                    raise UpstreamProtocolError(f"unexpected {type(event).__name__} from upstream")
+        raise UpstreamTimeout(f"no response from upstream within {self._read_timeout} s")
 
     def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         """The next h11 event from what was received; malformed HTTP becomes an error.
@@ -137,17 +156,21 @@ class H11Connection:
         """
         # A fresh cancel scope per receive is the price of a per-receive timeout: a scope
         # cannot stay open across the body iterator's yields to its consumer.
+        with trio.move_on_after(self._read_timeout):
+            await self._feed()
+            return
+        raise UpstreamTimeout(f"no data from upstream for {self._read_timeout} s")
+
+    async def _feed(self) -> None:
+        """Receive once, without a timeout, and hand the bytes (or EOF) to h11."""
         try:
-            with trio.move_on_after(self._read_timeout) as scope:
-                data = await self._stream.receive_some(RECEIVE_BUFFER_SIZE)
+            data = await self._receive_some()
         except trio.ClosedResourceError as exc:
             raise RuntimeError("response read after its connection was closed") from exc
         except (trio.BrokenResourceError, OSError) as exc:
             if self._response_started:
                 raise UpstreamProtocolError(f"connection lost mid-response: {exc}") from exc
             raise NoResponseError(f"connection lost before any response byte: {exc}") from exc
-        if scope.cancelled_caught:
-            raise UpstreamTimeout(f"no data from upstream for {self._read_timeout} s")
         if data:
             self._response_started = True
         elif not self._response_started:
@@ -156,6 +179,18 @@ class H11Connection:
         # raise for a body cut short. SSLStream returns bytearray; h11 only appends what it
         # gets to its own bytearray, so it takes one as is (its annotation says bytes).
         self._h11.receive_data(data)  # type: ignore[arg-type]
+
+    async def _receive_some(self) -> bytes | bytearray:
+        """One ``receive_some``; a wait past ``WAIT_PATIENCE`` calls ``on_wait`` first."""
+        on_wait = self.on_wait
+        if on_wait is not None:
+            with trio.move_on_after(WAIT_PATIENCE):
+                return await self._stream.receive_some(RECEIVE_BUFFER_SIZE)
+            # Cancelled while waiting, so nothing was read: the receive can resume.
+            # (Trio streams, TLS included once the handshake is done, allow this.)
+            self.on_wait = None
+            on_wait()
+        return await self._stream.receive_some(RECEIVE_BUFFER_SIZE)
 
     def start_next_cycle(self) -> bool:
         """After a complete response: ready the connection for another request if it can be.
@@ -187,9 +222,10 @@ class H11Connection:
         # poll rather than select: select() fails for descriptors >= FD_SETSIZE (1024),
         # which a proxy holding thousands of streams reaches.
         if hasattr(select, "poll"):
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            return bool(poller.poll(0))
+            if self._poll is None:
+                self._poll = select.poll()
+                self._poll.register(fd, select.POLLIN)
+            return bool(self._poll.poll(0))
         return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
 
     async def aclose(self) -> None:

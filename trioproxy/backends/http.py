@@ -79,7 +79,12 @@ class HttpConnector:
             await self.pool.aclose()
 
     def _stream(
-        self, method: str, path: str, headers: Headers, body: bytes = b""
+        self,
+        method: str,
+        path: str,
+        headers: Headers,
+        body: bytes = b"",
+        on_wait: Callable[[], None] | None = None,
     ) -> AbstractAsyncContextManager[H11Response]:
         if self.pool is None:
             raise UpstreamConnectFailed(f"invalid base URL {self._base!r}")
@@ -90,15 +95,17 @@ class HttpConnector:
         if b"accept-encoding" not in present:
             # Bodies are relayed undecoded, so never ask for an encoding the client did not.
             out.append((b"accept-encoding", b"identity"))
-        return self.pool.stream(method, path, headers=out, body=body)
+        return self.pool.stream(method, path, headers=out, body=body, on_wait=on_wait)
 
-    def open(self, request: UpstreamRequest) -> AbstractAsyncContextManager[H11Response]:
+    def open(
+        self, request: UpstreamRequest, *, on_wait: Callable[[], None] | None = None
+    ) -> AbstractAsyncContextManager[H11Response]:
         """POST ``request`` to the chat endpoint; see :class:`~.base.Connector`.
 
         Raises:
             UpstreamError: here for an invalid base URL, else when the block is entered.
         """
-        return self._stream("POST", self.dialect.chat_path, request.headers, request.body)
+        return self._stream("POST", self.dialect.chat_path, request.headers, request.body, on_wait)
 
     async def list_models(self) -> list[str]:
         """The models the backend lists.

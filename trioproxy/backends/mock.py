@@ -8,7 +8,7 @@ view and benchmarks show real in-flight requests without any upstream.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -178,8 +178,15 @@ class MockConnector:
         return list(self.spec.models or MOCK_MODELS)
 
     @asynccontextmanager
-    async def open(self, request: UpstreamRequest) -> AsyncIterator[_MockResponse]:
-        """Answer ``request``; raises BadRequest when its body is not a JSON object."""
+    async def open(
+        self, request: UpstreamRequest, *, on_wait: Callable[[], None] | None = None
+    ) -> AsyncIterator[_MockResponse]:
+        """Answer ``request``; raises BadRequest when its body is not a JSON object.
+
+        A streamed answer waits between chunks, so ``on_wait`` is called at once.
+        """
+        if on_wait is not None and request.streaming and self.spec.mock_chunk_delay:
+            on_wait()
         try:
             payload = json.loads(request.body)
             model = str(payload.get("model", MOCK_MODELS[0]))
