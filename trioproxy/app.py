@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 from .activity import ActivityTracker, set_activity_tracker
 from .auth import is_authorized
 from .backends.instance import Backends
-from .diagnostics import activity_summary, diagnostics, is_loopback, model_list
+from .diagnostics import activity_summary, diagnostics_json, is_loopback, model_list
 from .errors import Api, Unauthorized, error_body, error_payload
 from .proxy import PROXY_PATHS, UNAUTHORIZED, ProxyRoutes
 from .relay import Receive, Send
@@ -111,7 +111,9 @@ def create_app(settings: Settings) -> TrioProxyApp:
 
     @quart.get("/v1/diagnostics")
     async def get_diagnostics() -> Response:
-        return _forbidden() or _json(diagnostics(backends, tracker))
+        return _forbidden() or Response(
+            diagnostics_json(backends, tracker), content_type="application/json"
+        )
 
     @quart.get("/v1/diagnostics/activity")
     async def get_activity() -> Response:

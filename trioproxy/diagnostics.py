@@ -10,7 +10,9 @@ import ipaddress
 import time
 from typing import Any
 
-from .activity import ActivityTracker
+import orjson
+
+from .activity import ActivityTracker, InstanceActivity
 from .backends.instance import Backends
 from .errors import Api
 from .routing import speaks
@@ -32,13 +34,25 @@ def is_loopback(client: Any) -> bool:
     return bool(client) and is_loopback_address(str(client[0]))
 
 
+def _activity(activity: InstanceActivity) -> dict[str, Any]:
+    """``activity.to_dict()``, but with the connections left as snapshot objects.
+
+    orjson writes those dataclasses (field names = JSON names) several times faster than
+    building a dict per connection and encoding it with ``json``: with thousands of
+    streams in flight this document is megabytes, built on the event loop.
+    """
+    sums = activity.to_dict(connections=False)
+    active = sums.pop("active_connections")
+    return {"active_connections": active, "connections": activity.connections, **sums}
+
+
 def diagnostics(backends: Backends, tracker: ActivityTracker | None) -> dict[str, Any]:
-    """The ``GET /v1/diagnostics`` document."""
+    """The ``GET /v1/diagnostics`` document, for :func:`diagnostics_json`."""
     snapshot = tracker.get_global_snapshot() if tracker is not None else None
     instances = []
     for inst in backends:
         retry = inst.retry_after_seconds()
-        activity = snapshot.instance(inst.name).to_dict() if snapshot is not None else None
+        activity = _activity(snapshot.instance(inst.name)) if snapshot is not None else None
         instances.append(
             {
                 "name": inst.name,
@@ -57,6 +71,11 @@ def diagnostics(backends: Backends, tracker: ActivityTracker | None) -> dict[str
         "instances": instances,
         "global_activity": snapshot.to_dict() if snapshot is not None else None,
     }
+
+
+def diagnostics_json(backends: Backends, tracker: ActivityTracker | None) -> bytes:
+    """The ``GET /v1/diagnostics`` document as JSON bytes."""
+    return orjson.dumps(diagnostics(backends, tracker))
 
 
 def activity_summary(tracker: ActivityTracker | None) -> dict[str, Any]:

@@ -270,19 +270,23 @@ def _freeze_instance(record: InstanceRecord, now: float, offset: float) -> Insta
 
 
 def _freeze_connection(record: ConnectionRecord, now: float, offset: float) -> ConnectionActivity:
+    # Called once per connection per snapshot (thousands with thousands of streams), so
+    # positional arguments and conditionals rather than keywords and max().
     started_at = record.started_at + offset
     last_activity_at = record.last_activity + offset
+    duration = now - started_at
+    idle = now - last_activity_at
     return ConnectionActivity(
-        session_id=record.session_id,
-        connection_type=record.connection_type,
-        started_at=started_at,
-        duration_seconds=max(0.0, now - started_at),
-        model=record.model,
-        bytes_rx=record.bytes_rx,
-        bytes_tx=record.bytes_tx,
-        requests=len(record.meters),
-        last_activity_at=last_activity_at,
-        idle_seconds=max(0.0, now - last_activity_at),
+        record.session_id,
+        record.connection_type,
+        started_at,
+        duration if duration > 0.0 else 0.0,
+        record.model,
+        record.bytes_rx,
+        record.bytes_tx,
+        len(record.meters),
+        last_activity_at,
+        idle if idle > 0.0 else 0.0,
     )
 
 
