@@ -1,8 +1,9 @@
 """The ``GET /v1/diagnostics`` document, built from the tracker's snapshot.
 
-The document is encoded straight from the snapshot's connection objects (orjson) for
-speed; these tests hold it to the snapshot's own ``to_dict()``, key order included, so
-the fast path cannot drift from the documented shape.
+For speed the document is built from ``ActivityTracker.snapshot_dicts()`` (plain JSON
+objects, no snapshot dataclasses) and encoded with orjson; these tests hold it to the
+snapshot's own ``to_dict()``, key order included, so the fast path cannot drift from the
+documented shape.
 """
 
 from __future__ import annotations

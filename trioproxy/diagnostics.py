@@ -34,25 +34,22 @@ def is_loopback(client: Any) -> bool:
     return bool(client) and is_loopback_address(str(client[0]))
 
 
-def _activity(activity: InstanceActivity) -> dict[str, Any]:
-    """``activity.to_dict()``, but with the connections left as snapshot objects.
-
-    orjson writes those dataclasses (field names = JSON names) several times faster than
-    building a dict per connection and encoding it with ``json``: with thousands of
-    streams in flight this document is megabytes, built on the event loop.
-    """
-    sums = activity.to_dict(connections=False)
-    active = sums.pop("active_connections")
-    return {"active_connections": active, "connections": activity.connections, **sums}
-
-
 def diagnostics(backends: Backends, tracker: ActivityTracker | None) -> dict[str, Any]:
-    """The ``GET /v1/diagnostics`` document, for :func:`diagnostics_json`."""
-    snapshot = tracker.get_global_snapshot() if tracker is not None else None
+    """The ``GET /v1/diagnostics`` document.
+
+    Built from :meth:`ActivityTracker.snapshot_dicts` (the snapshot as plain JSON
+    objects) and encoded with orjson by :func:`diagnostics_json`: with thousands of
+    streams in flight the document is megabytes, built on the event loop.
+    """
+    timestamp, activities, global_activity = (
+        tracker.snapshot_dicts() if tracker is not None else (time.time(), None, None)
+    )
     instances = []
     for inst in backends:
         retry = inst.retry_after_seconds()
-        activity = _activity(snapshot.instance(inst.name)) if snapshot is not None else None
+        activity = None
+        if activities is not None:
+            activity = activities.get(inst.name) or InstanceActivity(inst.name).to_dict()
         instances.append(
             {
                 "name": inst.name,
@@ -66,10 +63,10 @@ def diagnostics(backends: Backends, tracker: ActivityTracker | None) -> dict[str
             }
         )
     return {
-        "timestamp": snapshot.timestamp if snapshot is not None else time.time(),
+        "timestamp": timestamp,
         "activity_tracking_enabled": tracker is not None,
         "instances": instances,
-        "global_activity": snapshot.to_dict() if snapshot is not None else None,
+        "global_activity": global_activity,
     }
 
 

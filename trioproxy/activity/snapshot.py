@@ -102,15 +102,11 @@ class InstanceActivity:
     total_bytes_tx: int = 0
     lifetime: LifetimeCounters = LifetimeCounters()
 
-    def to_dict(self, *, connections: bool = True) -> dict[str, Any]:
-        """Return the instance's ``activity`` JSON object (the name is not part of it).
-
-        With ``connections=False`` the ``connections`` list is left out.
-        """
-        out: dict[str, Any] = {"active_connections": self.active_connections}
-        if connections:
-            out["connections"] = [connection.to_dict() for connection in self.connections]
-        return out | {
+    def to_dict(self) -> dict[str, Any]:
+        """Return the instance's ``activity`` JSON object (the name is not part of it)."""
+        return {
+            "active_connections": self.active_connections,
+            "connections": [connection.to_dict() for connection in self.connections],
             "total_bytes_rx": self.total_bytes_rx,
             "total_bytes_tx": self.total_bytes_tx,
             "lifetime": self.lifetime.to_dict(),
