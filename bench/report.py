@@ -318,6 +318,16 @@ def render(meta: Meta, fig: Figures, largest: int) -> str:
         ("trioproxy on / floor, streaming 32 conns", fig.paired("sse32", "on", "floor"), 3),
         ("floor / nginx, non-streaming 32 conns", fig.paired("json32", "floor", "nginx"), 3),
         (
+            "minimal h11 relay / floor, non-streaming 32 conns",
+            fig.paired("json32", "relay", "floor"),
+            3,
+        ),
+        (
+            "trioproxy on / minimal h11 relay, non-streaming 32 conns",
+            fig.paired("json32", "on", "relay"),
+            3,
+        ),
+        (
             "on / floor throughput on one saturated core (floor CPU/req / on CPU/req), 32 conns",
             fig.cpu_paired("json32", "on", "floor"),
             3,

@@ -212,7 +212,7 @@ def run(plan: Plan, workdir: Path) -> report.Figures:
     (workdir / "completion.json").write_bytes(completion_body())
     (workdir / "stream.sse").write_bytes(stream_body())
 
-    nginx_port, floor_port, slow_port = free_port(), free_port(), free_port()
+    nginx_port, floor_port, relay_port, slow_port = (free_port() for _ in range(4))
     base = f"http://{LOOPBACK}:{nginx_port}"
     upstreams = {
         "json": base + nginx.JSON_PREFIX,
@@ -240,6 +240,14 @@ def run(plan: Plan, workdir: Path) -> report.Figures:
                 workdir / "floor.log",
             )
         )
+        relay = stack.enter_context(
+            Service(
+                "relay",
+                python_argv(HERE / "relay_floor.py", "--port", str(relay_port), "--upstream", base),
+                relay_port,
+                workdir / "relay.log",
+            )
+        )
         off = stack.enter_context(proxy_service(workdir, "proxy-off", False, upstreams))
         on = stack.enter_context(proxy_service(workdir, "proxy-on", True, upstreams))
         targets = [
@@ -260,12 +268,20 @@ def run(plan: Plan, workdir: Path) -> report.Figures:
                 (floor.pid,),
             ),
             Target(
+                "relay",
+                "minimal h11 relay (calibration)",
+                relay.port,
+                nginx.JSON_PREFIX + chat,
+                nginx.SSE_PREFIX + chat,
+                (relay.pid,),
+            ),
+            Target(
                 "off", "trioproxy, tracking off", off.port, "/v1" + chat, "/v1" + chat, (off.pid,)
             ),
             Target("on", "trioproxy, tracking on", on.port, "/v1" + chat, "/v1" + chat, (on.pid,)),
         ]
         check_answers(targets, json_req, sse_req)
-        log("all four targets answer the canned bodies; warming up")
+        log("all targets answer the canned bodies; warming up")
         scenarios.warm_up(targets, bodies)
         tput = scenarios.throughput(
             targets, bodies, rounds=plan.rounds, seconds=plan.wrk_seconds, log=log
