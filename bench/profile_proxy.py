@@ -1,10 +1,13 @@
 """Profile trioproxy on the hot path: wrk load through the proxy while py-spy samples it.
 
 Starts nginx and one trioproxy (tracking on unless ``--tracking off``) like ``run.py``,
-drives non-streaming (or ``--stream``) requests at 32 connections with wrk, and records
-the proxy with ``py-spy record`` (``pip install py-spy``; root or ptrace rights). Writes
-the flame graph and the collapsed stacks, and prints where the samples fall: the top
-functions by own time, and the share of samples inside a few telling frames.
+with the proxy running under ``py-spy record`` (``pip install py-spy``) — py-spy starts
+it as its own child, because attaching to a running process needs ptrace rights some
+sandboxes refuse. Drives non-streaming (or ``--stream``) requests at 32 connections
+with wrk, stops the proxy with SIGINT (py-spy then writes its samples), and prints where
+the samples fall: the share inside a few telling frames, own time by package, and the
+top functions by own time. The collapsed stacks stay in ``--out`` for flamegraph.pl or
+speedscope.
 
 Run: ``python bench/profile_proxy.py [--seconds S] [--stream] [--tracking off] [--out DIR]``.
 """
@@ -32,10 +35,8 @@ MARKERS = (
     ("hypercorn: trio TCP server (socket reads/writes)", "hypercorn/trio/tcp_server"),
     ("trioproxy relay (whole request)", "trioproxy/relay.py"),
     ("trioproxy backend connector", "trioproxy/backends/"),
-    ("httpx", "httpx/"),
-    ("httpcore", "httpcore/"),
-    ("httpcore connection pool (request assignment, locks)", "httpcore/_async/connection_pool.py"),
     ("h11 (both sides)", "h11/"),
+    ("the upstream pool (h11 client side, its sockets)", "trioproxy/backends/h11"),
     ("json", "json/"),
     ("activity tracker", "trioproxy/activity/"),
 )
@@ -44,8 +45,6 @@ PACKAGES = (
     "trioproxy/",
     "hypercorn/",
     "h11/",
-    "httpx/",
-    "httpcore/",
     "trio/_socket",
     "trio/",
     "json/",

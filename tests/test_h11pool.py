@@ -251,6 +251,32 @@ async def test_idle_probe_sees_a_server_close() -> None:
     await listeners[0].aclose()
 
 
+@pytest.mark.parametrize(("idle", "probed"), [(0.5, False), (2.0, True)])
+async def test_probe_only_connections_idle_over_a_second(
+    nursery: trio.Nursery, mock_clock: trio.testing.MockClock, idle: float, probed: bool
+) -> None:
+    # The server half-closes each connection after its first answer but still reads.
+    # A connection idle over PROBE_AFTER_IDLE is probed, seen dropped and skipped; a
+    # younger one is reused without the probe, fails before any response byte and the
+    # request is retried on a fresh connection. Both end with the answer.
+    async def answer_once(conn: ServerConn, request: h11.Request, body: bytes) -> None:
+        if [index for index, _, _ in upstream.requests].count(conn.index) == 1:
+            await conn.respond(b"ok")
+            await conn.stream.send_eof()  # type: ignore[attr-defined]
+
+    upstream = await start(nursery, answer_once)
+    async with H11Pool(upstream.url()) as pool:
+        assert await fetch(pool, body=b"one") == (200, b"ok")
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(idle)
+        assert await fetch(pool, body=b"two") == (200, b"ok")
+    sent = [(index, body) for index, _, body in upstream.requests]
+    if probed:
+        assert sent == [(0, b"one"), (1, b"two")]  # the probe saw the close
+    else:
+        assert sent == [(0, b"one"), (0, b"two"), (1, b"two")]  # sent, failed, retried
+
+
 @pytest.mark.parametrize("how", ["eof", "reset"])
 async def test_reused_connection_dropped_before_response_is_retried(
     nursery: trio.Nursery, how: str
