@@ -20,8 +20,9 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: style, imports, and the ASYNC rules."""
     session.install("ruff")
-    session.run("ruff", "check", "trioproxy", "tests", "scripts", "noxfile.py")
-    session.run("ruff", "format", "--check", "trioproxy", "tests", "scripts", "noxfile.py")
+    paths = ("trioproxy", "tests", "scripts", "bench", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
 
 
 @nox.session

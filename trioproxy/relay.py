@@ -295,7 +295,8 @@ async def _attempt(
                 if meter is not None:
                     meter.fail()
                 raise retry
-            if reason is None:
+            if reason is None or out.ended:
+                # Not cancelled, or cancelled once the answer was complete: nothing to add.
                 return
             if reason is _Stop.DISCONNECT:
                 if meter is not None:
