@@ -149,7 +149,7 @@ def budgets(fig: Figures, largest: int) -> list[Budget]:
         Budget(
             "tracking on / tracking off throughput (non-streaming, 32 connections)",
             "≥ 0.97",
-            _f(on_off),
+            _f(on_off, 3),  # 3 digits: 0.968 must not read as a failing 0.97
             None if math.isnan(on_off) else on_off >= 0.97,
         )
     )
@@ -158,7 +158,7 @@ def budgets(fig: Figures, largest: int) -> list[Budget]:
         Budget(
             "trioproxy (tracking on) / bare hypercorn floor (non-streaming, 32 connections)",
             "≥ 0.70",
-            _f(on_floor),
+            _f(on_floor, 3),
             None if math.isnan(on_floor) else on_floor >= 0.70,
         )
     )
