@@ -131,7 +131,7 @@ class H11Connection:
                     # 1xx heads (100 Continue, 103 Early Hints) precede the real one;
                     # anything else here is a server that broke the protocol.
                     raise UpstreamProtocolError(f"unexpected {type(event).__name__} from upstream")
-        raise UpstreamTimeout(f"no response from upstream within {self._read_timeout} s")
+        raise UpstreamTimeout(f"no response from upstream within {self._read_timeout:g} s")
 
     def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         """The next h11 event from what was received; malformed HTTP becomes an error.
@@ -159,7 +159,7 @@ class H11Connection:
         with trio.move_on_after(self._read_timeout):
             await self._feed()
             return
-        raise UpstreamTimeout(f"no data from upstream for {self._read_timeout} s")
+        raise UpstreamTimeout(f"no data from upstream for {self._read_timeout:g} s")
 
     async def _feed(self) -> None:
         """Receive once, without a timeout, and hand the bytes (or EOF) to h11."""
@@ -279,4 +279,4 @@ async def open_connection(
             await trio.aclose_forcefully(tls)
             raise UpstreamProtocolError(f"{host}:{port} negotiated {alpn!r}, not HTTP/1.1")
         return H11Connection(tls, tcp.socket, read_timeout=read_timeout)
-    raise UpstreamConnectTimeout(f"connecting to {host}:{port} took over {connect_timeout} s")
+    raise UpstreamConnectTimeout(f"connecting to {host}:{port} took over {connect_timeout:g} s")
