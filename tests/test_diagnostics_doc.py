@@ -15,7 +15,7 @@ import trio.testing
 
 from trioproxy.activity import ActivityTracker
 from trioproxy.backends.instance import Backends
-from trioproxy.diagnostics import diagnostics_json
+from trioproxy.diagnostics import activity_summary, diagnostics_json
 from trioproxy.settings import BackendSpec, ConnectorType, Settings
 
 DESIGN_ACTIVITY_KEYS = [
@@ -64,5 +64,14 @@ async def test_document_matches_the_snapshot_field_for_field(
     assert busy["connections"][0]["model"] == 'm"odel\\'
     assert doc["global_activity"] == snapshot.to_dict()
     assert doc["timestamp"] == snapshot.timestamp
+    # The cheap summary (no connection copied) reports the snapshot's sums.
+    assert activity_summary(tracker) == {
+        "enabled": True,
+        "total_active_connections": snapshot.total_active_connections,
+        "total_bytes_rx": snapshot.total_bytes_rx,
+        "total_bytes_tx": snapshot.total_bytes_tx,
+    }
+    assert snapshot.total_active_connections == 3
+    assert snapshot.total_bytes_rx == 1007
     for block in blocks:
         block.__exit__(None, None, None)

@@ -84,12 +84,12 @@ def activity_summary(tracker: ActivityTracker | None) -> dict[str, Any]:
             "total_bytes_rx": 0,
             "total_bytes_tx": 0,
         }
-    snap = tracker.get_global_snapshot()
+    active, rx, tx = tracker.totals()
     return {
         "enabled": True,
-        "total_active_connections": snap.total_active_connections,
-        "total_bytes_rx": snap.total_bytes_rx,
-        "total_bytes_tx": snap.total_bytes_tx,
+        "total_active_connections": active,
+        "total_bytes_rx": rx,
+        "total_bytes_tx": tx,
     }
 
 
