@@ -14,19 +14,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
-from typing import Any
 
 import trio
-from floor_app import config
+from floor_app import Message, Receive, Send, config, read_request
 from hypercorn.trio import serve
 
 from trioproxy.backends.h11pool import H11Pool
-
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 _DROP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"})
 _HEADERS = [(b"content-type", b"application/json")]
@@ -39,27 +33,10 @@ class RelayFloor:
         self.pool = H11Pool(upstream, max_connections=10_000, max_keepalive=256)
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
+        body = await read_request(scope, receive, send)
+        if body is None:
             return
-        parts = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            parts.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        async with self.pool.stream(
-            "POST", scope["path"], headers=_HEADERS, body=b"".join(parts)
-        ) as response:
+        async with self.pool.stream("POST", scope["path"], headers=_HEADERS, body=body) as response:
             headers = [(k, v) for k, v in response.headers if k not in _DROP]
             await send(
                 {"type": "http.response.start", "status": response.status, "headers": headers}
