@@ -179,7 +179,7 @@ async def _exchange(
     instance: BackendInstance,
     out: ClientOut,
     meter: RequestMeter | None,
-    on_wait: Callable[[], None] | None,
+    on_wait: Callable[[], None],
     *,
     may_retry: bool,
 ) -> None:
@@ -284,14 +284,7 @@ async def _attempt(
                 if call.streaming:
                     watch()
                 try:
-                    await _exchange(
-                        call,
-                        instance,
-                        out,
-                        meter,
-                        None if call.streaming else watch,
-                        may_retry=may_retry,
-                    )
+                    await _exchange(call, instance, out, meter, watch, may_retry=may_retry)
                 except _Retry as exc:
                     # Raised out of the nursery it would arrive wrapped in a group.
                     retry = exc
