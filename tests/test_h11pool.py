@@ -216,7 +216,7 @@ async def test_keepalive_reuses_one_connection(nursery: trio.Nursery) -> None:
     async with H11Pool(upstream.url()) as pool:
         assert await fetch(pool) == (200, b"ok")
         assert await fetch(pool) == (200, b"ok")
-        stats = pool.stats()
+        stats = pool.statistics()
     assert upstream.connections == 1
     assert [index for index, _, _ in upstream.requests] == [0, 0]
     assert stats.connections_opened == 1
@@ -233,7 +233,7 @@ async def test_server_closing_idle_connection_gets_a_fresh_one(nursery: trio.Nur
     async with H11Pool(upstream.url()) as pool:
         assert await fetch(pool) == (200, b"ok")
         assert await fetch(pool) == (200, b"ok")
-        assert pool.stats().connections_opened == 2
+        assert pool.statistics().connections_opened == 2
     assert [index for index, _, _ in upstream.requests] == [0, 1]
 
 
@@ -293,7 +293,7 @@ async def test_reused_connection_dropped_before_response_is_retried(
     async with H11Pool(upstream.url()) as pool:
         assert await fetch(pool, body=b"one") == (200, b"ok")
         assert await fetch(pool, body=b"two") == (200, b"ok")
-        assert pool.stats().connections_opened == 2
+        assert pool.statistics().connections_opened == 2
     assert [(index, body) for index, _, body in upstream.requests] == [
         (0, b"one"),
         (0, b"two"),
@@ -311,7 +311,7 @@ async def test_fresh_connection_dropped_before_response_is_not_retried(
     async with H11Pool(upstream.url()) as pool:
         with pytest.raises(UpstreamUnreachable, match="before any response byte"):
             await fetch(pool)
-        assert pool.stats().connections_open == 0
+        assert pool.statistics().connections_open == 0
     assert upstream.connections == 1
 
 
@@ -353,7 +353,7 @@ async def test_connection_close_header_is_honoured(nursery: trio.Nursery) -> Non
     upstream = await start(nursery, answer_close)
     async with H11Pool(upstream.url()) as pool:
         assert await fetch(pool) == (200, b"ok")
-        assert pool.stats().connections_open == 0
+        assert pool.statistics().connections_open == 0
         assert await fetch(pool) == (200, b"ok")
     assert upstream.connections == 2
 
@@ -381,7 +381,7 @@ async def test_chunked_body_is_streamed_chunk_by_chunk(nursery: trio.Nursery) ->
                 first_seen.set()
         assert chunks == [b"data: one\n\n", b"data: two\n\n"]
         assert (b"transfer-encoding", b"chunked") in resp.headers
-        assert pool.stats().connections_idle == 1  # a complete chunked body allows reuse
+        assert pool.statistics().connections_idle == 1  # a complete chunked body allows reuse
 
 
 async def test_content_length_body(nursery: trio.Nursery) -> None:
@@ -393,7 +393,7 @@ async def test_content_length_body(nursery: trio.Nursery) -> None:
     upstream = await start(nursery, answer_big)
     async with H11Pool(upstream.url()) as pool:
         assert await fetch(pool) == (200, payload)
-        assert pool.stats().connections_idle == 1
+        assert pool.statistics().connections_idle == 1
 
 
 async def test_close_delimited_body(nursery: trio.Nursery) -> None:
@@ -405,7 +405,7 @@ async def test_close_delimited_body(nursery: trio.Nursery) -> None:
     upstream = await start(nursery, answer_until_close)
     async with H11Pool(upstream.url()) as pool:
         assert await fetch(pool) == (200, b"hello world")
-        assert pool.stats().connections_open == 0  # the body's end was the connection's end
+        assert pool.statistics().connections_open == 0  # the body's end was the connection's end
 
 
 async def test_gzip_body_passes_through_undecoded(nursery: trio.Nursery) -> None:
@@ -455,7 +455,7 @@ async def test_body_cut_short_is_a_protocol_error(nursery: trio.Nursery, raw: by
                 async for chunk in resp.aiter_raw():
                     received.append(chunk)
         assert received == [b"hello"]
-        assert pool.stats().connections_open == 0
+        assert pool.statistics().connections_open == 0
 
 
 async def test_reset_mid_body_is_a_protocol_error(nursery: trio.Nursery) -> None:
@@ -479,7 +479,7 @@ async def test_malformed_response_is_a_protocol_error(nursery: trio.Nursery) -> 
         with pytest.raises(UpstreamProtocolError) as info:
             await fetch(pool)
         assert isinstance(info.value.__cause__, h11.RemoteProtocolError)
-        assert pool.stats().connections_open == 0
+        assert pool.statistics().connections_open == 0
 
 
 # --- early exits and cancellation ----------------------------------------------------------
@@ -517,7 +517,7 @@ async def test_cancellation_mid_body_closes_the_socket(nursery: trio.Nursery) ->
             client.cancel_scope.cancel()  # the client hangs up while the body is in flight
         with trio.fail_after(1):
             await client_gone.wait()
-        assert pool.stats().connections_open == 0
+        assert pool.statistics().connections_open == 0
         assert await fetch(pool) == (200, b"ok")
     assert upstream.connections == 2  # the cancelled connection was not reused
 
@@ -549,7 +549,7 @@ async def test_block_left_before_the_end_closes_the_connection(
                         break
         with trio.fail_after(1):
             await client_gone.wait()
-        assert pool.stats().connections_open == 0
+        assert pool.statistics().connections_open == 0
     assert upstream.connections == 1
 
 
@@ -592,7 +592,7 @@ async def test_refused_connection_is_unreachable() -> None:
                 with pytest.raises(UpstreamUnreachable, match="cannot connect") as info:
                     await fetch(pool)
                 assert isinstance(info.value.__cause__, OSError)
-            assert pool.stats().connections_open == 0
+            assert pool.statistics().connections_open == 0
 
 
 async def test_unknown_host_is_unreachable() -> None:
@@ -615,7 +615,7 @@ async def test_connect_timeout_on_tcp(autojump_clock: trio.testing.MockClock) ->
             with trio.fail_after(1000), pytest.raises(UpstreamTimeout, match="connecting"):
                 await fetch(pool)
             assert trio.current_time() - start_time == pytest.approx(10)
-            assert pool.stats().connections_open == 0
+            assert pool.statistics().connections_open == 0
         await filler.aclose()
 
 
@@ -652,7 +652,7 @@ async def test_read_timeout_waiting_for_the_head(
         with trio.fail_after(1000), pytest.raises(UpstreamTimeout, match="no response"):
             await fetch(pool)
         assert trio.current_time() - start_time == pytest.approx(30)
-        assert pool.stats().connections_open == 0
+        assert pool.statistics().connections_open == 0
 
 
 async def test_read_timeout_mid_body(
@@ -671,7 +671,7 @@ async def test_read_timeout_mid_body(
                 async for chunk in resp.aiter_raw():
                     received.append(chunk)
         assert received == [b"first"]
-        assert pool.stats().connections_open == 0
+        assert pool.statistics().connections_open == 0
 
 
 async def test_read_timeout_is_per_receive_not_per_response(
@@ -716,7 +716,7 @@ async def test_max_connections_is_respected(nursery: trio.Nursery) -> None:
                 client.start_soon(one, i)
             await two_arrived.wait()
             await trio.testing.wait_all_tasks_blocked()
-            stats = pool.stats()
+            stats = pool.statistics()
             assert (stats.connections_in_use, stats.requests_waiting) == (2, 4)
             assert upstream.connections == 2
             release.set()
@@ -742,7 +742,7 @@ async def test_max_keepalive_bounds_idle_connections(nursery: trio.Nursery) -> N
                 client.start_soon(fetch, pool)
             await three_arrived.wait()
             release.set()
-        stats = pool.stats()
+        stats = pool.statistics()
         assert (stats.connections_open, stats.connections_idle) == (1, 1)
 
 
@@ -758,7 +758,7 @@ async def test_idle_connections_expire(
         mock_clock.jump(61)
         await fetch(pool)
         assert upstream.connections == 2
-        assert pool.stats().connections_open == 1  # the expired one was closed
+        assert pool.statistics().connections_open == 1  # the expired one was closed
 
 
 async def test_aclose_closes_idle_connections_and_refuses_new_requests(
@@ -775,11 +775,11 @@ async def test_aclose_closes_idle_connections_and_refuses_new_requests(
     upstream = await start(nursery, answer_then_watch)
     pool = H11Pool(upstream.url())
     await fetch(pool)
-    assert pool.stats().connections_idle == 1
+    assert pool.statistics().connections_idle == 1
     await pool.aclose()
     with trio.fail_after(1):
         await client_gone.wait()
-    assert pool.stats().connections_open == 0
+    assert pool.statistics().connections_open == 0
     with pytest.raises(RuntimeError, match="closed"):
         await fetch(pool)
 
@@ -827,7 +827,7 @@ async def test_on_wait_before_queueing_for_a_connection(
         await trio.testing.wait_all_tasks_blocked()
         client.start_soon(functools.partial(fetch, pool, on_wait=queued))
         await trio.testing.wait_all_tasks_blocked()
-        assert pool.stats().requests_waiting == 1
+        assert pool.statistics().requests_waiting == 1
         assert queued.calls == 1
         release.set()
     assert queued.calls == 1  # once only, though it also waited for its answer
@@ -926,7 +926,7 @@ async def test_tls_untrusted_certificate_is_unreachable(
     async with H11Pool(upstream.url(host="localhost")) as pool:
         with pytest.raises(UpstreamUnreachable, match="certificate verify failed"):
             await fetch(pool)
-        assert pool.stats().connections_open == 0
+        assert pool.statistics().connections_open == 0
 
 
 # --- argument checking -----------------------------------------------------------------------

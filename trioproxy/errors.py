@@ -10,18 +10,26 @@
     │   ├── MethodNotAllowed      405
     │   └── PayloadTooLarge       413: body over ``max_request_body``
     ├── ShuttingDown              503: the proxy is stopping and its grace period ran out
-    └── UpstreamError             the backend could not be used
-        ├── UpstreamUnreachable   502: connection refused, DNS, TLS, reset before a response
-        │   └── UpstreamConnectFailed   502: the connection itself failed (safe to fail over)
-        ├── UpstreamTimeout       504: read timeout, or cancelled as stale
-        │   └── UpstreamConnectTimeout  504: connecting timed out (safe to fail over)
-        └── UpstreamProtocolError 502: the backend broke HTTP or cut the body short
+    └── UpstreamError             the backend could not be used (``backend`` names it)
+        ├── UpstreamUnreachable   502
+        │   ├── UpstreamConnectFailed   502: DNS, refused, reset or TLS failure while
+        │   │                           connecting; an invalid base URL (safe to fail over)
+        │   └── NoResponseError   502: the connection ended (EOF, reset) before any byte
+        │                         of the response; a reused idle connection is retried once
+        ├── UpstreamTimeout       504: no response head, or no body byte, within the read
+        │   │                     timeout; cancelled as stale
+        │   └── UpstreamConnectTimeout  504: connecting took over the connect timeout
+        │                               (safe to fail over)
+        └── UpstreamProtocolError 502: the backend broke HTTP/1.1 (malformed or oversized
+                                  head, conflicting framing) or cut the body short
 
 ``failover_safe`` is true for the errors where the request provably never reached the
 backend, so another instance may take it.
 
-Lower-level errors (httpx, h11, OSError) are mapped to ``UpstreamError`` subclasses at
-the backend boundary with ``raise ... from exc``; nothing above the backends sees them.
+Lower-level errors (h11, OSError, ssl) are mapped to ``UpstreamError`` subclasses at the
+backend boundary (:mod:`trioproxy.backends.h11conn`) with ``raise ... from exc``; nothing
+above the backends sees them. The connector sets ``backend`` to the instance's name, so
+the message the client, the log and the diagnostics see says which backend failed.
 """
 
 from __future__ import annotations
@@ -93,11 +101,28 @@ class ShuttingDown(ProxyError):
 
 
 class UpstreamError(ProxyError):
+    """The backend could not be used; ``backend`` is the instance's name once known."""
+
     status = 502
     openai_type = "upstream_error"
     anthropic_type = "api_error"
     code = "bad_gateway"
     failover_safe = False
+
+    def __init__(self, message: str, *, backend: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = message
+        self.backend = backend
+        if backend is not None:
+            self.message = f"Backend '{backend}': {message}"
+
+    def of_backend(self, name: str) -> UpstreamError:
+        """Name the backend this error came from (once; later names are ignored)."""
+        if self.backend is None:
+            self.backend = name
+            self.message = f"Backend '{name}': {self.detail}"
+            self.args = (self.message,)
+        return self
 
 
 class UpstreamUnreachable(UpstreamError):
@@ -119,12 +144,21 @@ class UpstreamConnectTimeout(UpstreamTimeout):
     failover_safe = True
 
 
+class NoResponseError(UpstreamUnreachable):
+    """The connection ended (EOF or reset) before a single byte of the response arrived.
+
+    Nothing of the response was seen, so the request can be retried on a fresh
+    connection; the pool does that once, and only for a connection reused from its idle
+    set (a server may close an idle connection at any moment).
+    """
+
+
 class UpstreamProtocolError(UpstreamError):
     code = "upstream_protocol_error"
 
 
 def error_payload(
-    api: Api, status: int, message: str, *, error_type: str | None = None, code: str | None = None
+    api: Api, message: str, *, error_type: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
     """The error object of ``api`` for ``message`` (pure)."""
     if api is Api.ANTHROPIC:
@@ -135,11 +169,9 @@ def error_payload(
 def error_body(api: Api, exc: ProxyError) -> bytes:
     """The JSON body answering ``exc`` in ``api``'s shape."""
     if api is Api.ANTHROPIC:
-        payload = error_payload(api, exc.status, exc.message, error_type=exc.anthropic_type)
+        payload = error_payload(api, exc.message, error_type=exc.anthropic_type)
     else:
-        payload = error_payload(
-            api, exc.status, exc.message, error_type=exc.openai_type, code=exc.code
-        )
+        payload = error_payload(api, exc.message, error_type=exc.openai_type, code=exc.code)
     return json.dumps(payload).encode()
 
 

@@ -7,7 +7,7 @@ boundary where transport errors become :class:`trioproxy.errors.UpstreamError`:
 
 - ``OSError`` / DNS errors / TLS failures while connecting -> :class:`UpstreamConnectFailed`
 - connect + TLS handshake over ``connect_timeout`` -> :class:`UpstreamConnectTimeout`
-- EOF or reset before any response byte -> :class:`NoResponseError` (an ``UpstreamUnreachable``)
+- EOF or reset before any response byte -> :class:`~trioproxy.errors.NoResponseError`
 - no byte for ``read_timeout`` seconds -> :class:`UpstreamTimeout`
 - malformed HTTP, or the connection cut after the response started -> :class:`UpstreamProtocolError`
 
@@ -25,11 +25,11 @@ import h11
 import trio
 
 from trioproxy.errors import (
+    NoResponseError,
     UpstreamConnectFailed,
     UpstreamConnectTimeout,
     UpstreamProtocolError,
     UpstreamTimeout,
-    UpstreamUnreachable,
 )
 
 #: Bytes asked of the socket per receive.
@@ -41,15 +41,6 @@ WAIT_PATIENCE = 0.1
 #: Bodies up to this size are sent in the same write as the head: one segment for the
 #: typical small JSON request, while a large body is not copied just to join it.
 _JOIN_BODY_LIMIT = 65536
-
-
-class NoResponseError(UpstreamUnreachable):
-    """The connection ended (EOF or reset) before a single byte of the response arrived.
-
-    Nothing of the response was seen, so the request can be retried on a fresh
-    connection; the pool does that once, and only for a connection reused from its idle
-    set (a server may close an idle connection at any moment).
-    """
 
 
 class H11Connection:
@@ -126,7 +117,7 @@ class H11Connection:
                 if event is h11.NEED_DATA:
                     await self._feed()
                 elif isinstance(event, h11.Response):
-                    return event
+                    return _checked_head(event)
                 elif not isinstance(event, h11.InformationalResponse):
                     # 1xx heads (100 Continue, 103 Early Hints) precede the real one;
                     # anything else here is a server that broke the protocol.
@@ -280,3 +271,33 @@ async def open_connection(
             raise UpstreamProtocolError(f"{host}:{port} negotiated {alpn!r}, not HTTP/1.1")
         return H11Connection(tls, tcp.socket, read_timeout=read_timeout)
     raise UpstreamConnectTimeout(f"connecting to {host}:{port} took over {connect_timeout:g} s")
+
+
+def _checked_head(head: h11.Response) -> h11.Response:
+    """``head``, unless it is oversized or its framing is ambiguous.
+
+    h11's buffer limit only bounds a head still incomplete after a receive, so one that
+    arrives over two receives may exceed :data:`MAX_HEAD_SIZE`: its size is checked here.
+    A response with both ``Transfer-Encoding`` and ``Content-Length`` may be an attempt
+    at response splitting (RFC 9112 §6.3): h11 would follow the transfer coding, but
+    nothing says what the backend meant, so it is a protocol error before the body.
+
+    Raises:
+        UpstreamProtocolError: the head is over the limit, or both framing headers are
+            present.
+    """
+    size = len(head.reason) + 15
+    chunked = sized = False
+    for name, value in head.headers:
+        size += len(name) + len(value) + 4
+        if name == b"transfer-encoding":
+            chunked = True
+        elif name == b"content-length":
+            sized = True
+    if size > MAX_HEAD_SIZE:
+        raise UpstreamProtocolError(f"the response head is over {MAX_HEAD_SIZE} bytes")
+    if chunked and sized:
+        raise UpstreamProtocolError(
+            "the response has both Transfer-Encoding and Content-Length (ambiguous framing)"
+        )
+    return head

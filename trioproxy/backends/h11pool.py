@@ -6,11 +6,13 @@ One :class:`H11Pool` talks to one origin (``http://host:port`` or ``https://host
 back to the pool only if the response was read to its end and HTTP/1.1 allows reuse,
 and is closed at once on any other way out of the block. Every failure surfaces as a
 :class:`trioproxy.errors.UpstreamError` subclass (see :mod:`trioproxy.backends.h11conn`
-for the mapping); ``trio.Cancelled`` propagates unchanged.
+for the mapping), named with the pool's ``name``; ``trio.Cancelled`` propagates
+unchanged.
 
 Measured as a bare relay on hypercorn against nginx (issue 6), a pool of this shape
 reaches about 0.74 of the bare server's throughput where ``httpx.AsyncClient`` reaches
-0.30; httpx stays for model discovery and health checks, where convenience wins.
+0.30. Every request of an instance goes through its pool: the relay's, model discovery's
+and the health checks'.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import math
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -27,10 +29,10 @@ from urllib.parse import urlsplit
 import h11
 import trio
 
-from trioproxy.backends.h11conn import H11Connection, NoResponseError, open_connection
-from trioproxy.errors import UpstreamError, UpstreamProtocolError
+from trioproxy.backends.h11conn import H11Connection, open_connection
+from trioproxy.errors import NoResponseError, UpstreamError, UpstreamProtocolError
 
-__all__ = ["H11Pool", "H11Response", "PoolStats"]
+__all__ = ["H11Pool", "H11Response", "PoolStatistics"]
 
 DEFAULT_MAX_CONNECTIONS = 100
 DEFAULT_MAX_KEEPALIVE = 20
@@ -49,7 +51,7 @@ _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "DELETE", "CON
 
 
 @dataclass(frozen=True, slots=True)
-class PoolStats:
+class PoolStatistics:
     """A snapshot of one pool's counters.
 
     Attributes:
@@ -76,11 +78,12 @@ class H11Response:
     ``async with pool.stream(...)`` block that produced it.
     """
 
-    __slots__ = ("_closed", "_complete", "_conn", "_head", "_iterated")
+    __slots__ = ("_closed", "_complete", "_conn", "_head", "_iterated", "_name")
 
-    def __init__(self, conn: H11Connection, head: h11.Response) -> None:
+    def __init__(self, conn: H11Connection, head: h11.Response, name: str | None) -> None:
         self._conn = conn
         self._head = head
+        self._name = name
         self._iterated = False
         self._complete = False
         self._closed = False
@@ -95,44 +98,24 @@ class H11Response:
         """Response headers in order, names lower-cased, values as sent."""
         return self._head.headers
 
-    @property
-    def reason(self) -> bytes:
-        """The reason phrase of the status line."""
-        return self._head.reason
-
-    @property
-    def http_version(self) -> bytes:
-        """The upstream's HTTP version, ``b"1.1"`` or ``b"1.0"``."""
-        return self._head.http_version
-
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        """Yield the body as it arrives: after HTTP framing, before content decoding.
+    def aiter_raw(self) -> _Body:
+        """The body as it arrives: after HTTP framing, before content decoding.
 
         Chunked transfer coding is removed; a gzip body stays gzip. Each receive waits at
-        most ``read_timeout`` seconds; there is no deadline on the whole body.
+        most ``read_timeout`` seconds; there is no deadline on the whole body. The
+        iterator is a plain object, not a generator: abandoning it mid-body leaves
+        nothing to close but the response's block.
 
-        Raises:
+        Raises (from iterating):
             UpstreamTimeout: no byte for ``read_timeout`` seconds.
             UpstreamProtocolError: malformed framing, or the body was cut short (EOF before
                 the last chunk or before Content-Length bytes, or a reset).
-            RuntimeError: iterated twice, or after the block exited.
+            RuntimeError: (when called) iterated twice, or after the block exited.
         """
         if self._iterated or self._closed:
             raise RuntimeError("a response body can be iterated once, inside its block")
         self._iterated = True
-        conn = self._conn
-        while True:
-            event = conn.next_event()
-            if type(event) is h11.Data:
-                # h11 hands out a fresh bytearray; the interface promises immutable bytes.
-                yield bytes(event.data)
-            elif event is h11.NEED_DATA:
-                await conn.receive()
-            elif type(event) is h11.EndOfMessage:
-                self._complete = True
-                return
-            else:
-                raise UpstreamProtocolError(f"unexpected {event!r} in a response body")
+        return _Body(self)
 
     def _is_complete(self) -> bool:
         """Whether the whole response has been received, peeking at buffered data only.
@@ -147,6 +130,41 @@ class H11Response:
             return type(self._conn.next_event()) is h11.EndOfMessage
         except UpstreamError:
             return False
+
+
+class _Body:
+    """The async iterator of one response's body bytes (see :meth:`H11Response.aiter_raw`)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: H11Response) -> None:
+        self._response = response
+
+    def __aiter__(self) -> _Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        response = self._response
+        if response._closed:
+            raise RuntimeError("a response body read after its block exited")
+        conn = response._conn
+        try:
+            while True:
+                event = conn.next_event()
+                if type(event) is h11.Data:
+                    # h11 hands out a fresh bytearray; the interface promises bytes.
+                    return bytes(event.data)
+                if event is h11.NEED_DATA:
+                    await conn.receive()
+                elif type(event) is h11.EndOfMessage:
+                    response._complete = True
+                    raise StopAsyncIteration
+                else:
+                    raise UpstreamProtocolError(f"unexpected {event!r} in a response body")
+        except UpstreamError as exc:
+            if response._name is not None:
+                exc.of_backend(response._name)
+            raise
 
 
 class H11Pool:
@@ -164,6 +182,7 @@ class H11Pool:
             sending the request); None for no limit. No deadline bounds a whole response.
         ssl_context: for ``https``; defaults to ``ssl.create_default_context()`` (the
             system trust store). The pool sets its ALPN protocols to ``http/1.1``.
+        name: names the backend in every error the pool raises (``UpstreamError.backend``).
 
     Raises:
         ValueError: a URL that is not an http(s) origin with an optional path, or a bad
@@ -184,6 +203,7 @@ class H11Pool:
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         read_timeout: float | None = DEFAULT_READ_TIMEOUT,
         ssl_context: ssl.SSLContext | None = None,
+        name: str | None = None,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -193,6 +213,7 @@ class H11Pool:
         self._host = host
         self._port = port
         self._base_path = base_path
+        self.name = name
         host_header = f"[{host}]" if ":" in host else host
         if port != _DEFAULT_PORTS[scheme]:
             host_header += f":{port}"
@@ -259,17 +280,21 @@ class H11Pool:
                 out.append((name, value))
         if body or method.upper() not in _BODYLESS_METHODS:
             out.append((b"content-length", b"%d" % len(body)))
-        target = self._base_path + (path if path.startswith("/") else "/" + path)
+        target = self.path_of(path)
         try:
             request = h11.Request(method=method, target=target, headers=out)
         except h11.LocalProtocolError as exc:
             raise ValueError(f"invalid request: {exc}") from exc
         return _ResponseContext(self, request, body, on_wait)
 
-    def stats(self) -> PoolStats:
-        """A snapshot of the pool's connection and request counters."""
+    def path_of(self, path: str) -> str:
+        """The request target for ``path``: the base URL's path, then ``path``."""
+        return self._base_path + (path if path.startswith("/") else "/" + path)
+
+    def statistics(self) -> PoolStatistics:
+        """An immutable snapshot of the pool's connection and request counters."""
         idle = len(self._idle)
-        return PoolStats(
+        return PoolStatistics(
             connections_open=idle + self._in_use,
             connections_idle=idle,
             connections_in_use=self._in_use,
@@ -336,13 +361,20 @@ class H11Pool:
                     await self._discard(dead)
                 else:
                     self._served += 1
-                    return H11Response(conn, head)
+                    return H11Response(conn, head, self.name)
             if on_wait is not None:
                 on_wait()
             conn = await self._connect()
             head = await conn.send_request(request, body)
             self._served += 1
-            return H11Response(conn, head)
+            return H11Response(conn, head, self.name)
+        except UpstreamError as exc:
+            if conn is not None:
+                await self._discard(conn)
+            self._slots.release()
+            if self.name is not None:
+                exc.of_backend(self.name)
+            raise
         except BaseException:
             if conn is not None:
                 await self._discard(conn)
