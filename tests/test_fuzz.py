@@ -151,7 +151,8 @@ def check_response(req: Req, response: httpx.Response) -> None:
         return
     assert content_type == "application/json", what
     body = json.loads(response.content)
-    if path == MESSAGES:
+    # Anthropic's clients parse errors under /v1/messages, OpenAI's everywhere else.
+    if path == MESSAGES or path.startswith(MESSAGES + "/"):
         assert body["type"] == "error", what
         assert set(body["error"]) == {"type", "message"}, what
         assert isinstance(body["error"]["type"], str) and body["error"]["type"], what

@@ -10,22 +10,60 @@ from typing import Any
 import trio
 from quart import Response, request
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from . import __version__
 from .activity import ActivityTracker, set_activity_tracker
 from .auth import is_authorized
 from .backends.instance import Backends
-from .diagnostics import activity_summary, diagnostics_json, is_loopback, model_list
-from .errors import Api, Unauthorized, error_body, error_payload
-from .proxy import PROXY_PATHS, UNAUTHORIZED, ProxyRoutes
-from .relay import Receive, Send
+from .diagnostics import activity_summary, diagnostics_json, is_loopback, model_entry, model_list
+from .errors import Api, NotFound, Unauthorized, error_body, error_payload
+from .proxy import UNAUTHORIZED, ProxyRoutes
+from .relay import JSON_HEADERS, Receive, Send
+from .routes import BY_PATH, api_of_path
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
+_NO_WEBSOCKETS = json.dumps(
+    error_payload(
+        Api.OPENAI,
+        "This proxy serves HTTP only: WebSocket upgrades are not supported.",
+        error_type="invalid_request_error",
+        code="websocket_not_supported",
+    )
+).encode()
+
+
+def origin_form(path: str) -> str:
+    """The path of a request target in absolute form (``http://host/v1/...``), else ``path``.
+
+    RFC 9112 §3.2.2: a server must accept absolute-form targets; the route is the path.
+    """
+    if path.startswith(("http://", "https://")):
+        _, _, rest = path.partition("://")
+        slash = rest.find("/")
+        return rest[slash:] if slash >= 0 else "/"
+    return path
+
+
+async def refuse_websocket(receive: Receive, send: Send) -> None:
+    """Answer a WebSocket upgrade with 400 and a JSON error (403 if the server cannot)."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": 400,
+            "headers": [*JSON_HEADERS, (b"content-length", b"%d" % len(_NO_WEBSOCKETS))],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": _NO_WEBSOCKETS})
+
 
 class TrioProxyApp:
-    """The ASGI application: the proxy routes lean, everything else through Quart-Trio.
+    """The ASGI application: the route table's paths lean, everything else via Quart-Trio.
 
     Attributes:
         settings, backends, tracker (None when tracking is off), quart, proxy.
@@ -46,10 +84,24 @@ class TrioProxyApp:
         self.proxy = proxy
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in PROXY_PATHS:
-            await self.proxy(scope, receive, send)
-        else:
-            await self.quart(scope, receive, send)  # type: ignore[arg-type]
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            proxy_route = BY_PATH.get(path)
+            if proxy_route is None and path[:1] != "/":
+                path = scope["path"] = origin_form(path)
+                proxy_route = BY_PATH.get(path)
+            if proxy_route is not None:
+                await self.proxy(proxy_route, scope, receive, send)
+                return
+        elif kind == "websocket":
+            if "websocket.http.response" in scope.get("extensions", {}):
+                await refuse_websocket(receive, send)
+            else:
+                await receive()
+                await send({"type": "websocket.close", "code": 1003})
+            return
+        await self.quart(scope, receive, send)  # type: ignore[arg-type]
 
 
 def _json(payload: Any, status: int = 200) -> Response:
@@ -102,7 +154,6 @@ def create_app(settings: Settings) -> TrioProxyApp:
             return None
         payload = error_payload(
             Api.OPENAI,
-            403,
             "Diagnostics are only served to clients on the proxy's own host (loopback).",
             error_type="permission_error",
             code="forbidden",
@@ -119,13 +170,36 @@ def create_app(settings: Settings) -> TrioProxyApp:
     async def get_activity() -> Response:
         return _forbidden() or _json(activity_summary(tracker))
 
+    def _models_api() -> Api:
+        # The Anthropic SDK sends anthropic-version on every request; OpenAI's never does.
+        return Api.ANTHROPIC if "anthropic-version" in request.headers else Api.OPENAI
+
+    def _unauthorized(api: Api) -> Response | None:
+        if is_authorized(request.scope["headers"], client_keys):
+            return None
+        body = error_body(api, Unauthorized(UNAUTHORIZED))
+        return Response(body, status=401, content_type="application/json")
+
     @quart.get("/v1/models")
     async def get_models() -> Response:
-        api = Api.ANTHROPIC if "anthropic-version" in request.headers else Api.OPENAI
-        if not is_authorized(request.scope["headers"], client_keys):
-            body = error_body(api, Unauthorized(UNAUTHORIZED))
-            return Response(body, status=401, content_type="application/json")
-        return _json(model_list(backends, api))
+        api = _models_api()
+        return _unauthorized(api) or _json(model_list(backends, api))
+
+    @quart.get("/v1/models/<path:model_id>")
+    async def get_model(model_id: str) -> Response:
+        api = _models_api()
+        refused = _unauthorized(api)
+        if refused is not None:
+            return refused
+        entry = model_entry(backends, api, model_id)
+        if entry is None:
+            missing = NotFound(f"No configured backend lists the model '{model_id}'.")
+            return Response(error_body(api, missing), status=404, content_type="application/json")
+        return _json(entry)
+
+    @quart.route("/", methods=["GET", "HEAD"])
+    async def index() -> Response:
+        return _json({"name": "trioproxy", "version": __version__, "status": "ok"})
 
     @quart.get("/health")
     async def health() -> Response:
@@ -134,13 +208,18 @@ def create_app(settings: Settings) -> TrioProxyApp:
     @quart.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        payload = error_payload(
-            Api.OPENAI,
-            status,
-            f"{exc.name}: {request.method} {request.path}",
-            error_type="invalid_request_error",
-            code=exc.name.lower().replace(" ", "_"),
-        )
-        return _json(payload, status)
+        path = request.path
+        api = api_of_path(path)
+        message = f"{exc.name}: {request.method} {path}"
+        if api is Api.ANTHROPIC:
+            error_type = "not_found_error" if status == 404 else "invalid_request_error"
+            payload = error_payload(api, message, error_type=error_type)
+        else:
+            code = exc.name.lower().replace(" ", "_")
+            payload = error_payload(api, message, error_type="invalid_request_error", code=code)
+        response = _json(payload, status)
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
 
     return TrioProxyApp(settings, backends, tracker, quart, proxy)

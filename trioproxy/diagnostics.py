@@ -93,26 +93,52 @@ def activity_summary(tracker: ActivityTracker | None) -> dict[str, Any]:
     }
 
 
-def model_list(backends: Backends, api: Api) -> dict[str, Any]:
-    """``GET /v1/models`` in ``api``'s shape: every instance's models that speak it."""
-    rows = [
+def _model_object(api: Api, model: str, owner: str) -> dict[str, Any]:
+    """One model in ``api``'s shape (``owned_by`` is the instance for OpenAI clients)."""
+    if api is Api.ANTHROPIC:
+        return {
+            "type": "model",
+            "id": model,
+            "display_name": model,
+            "created_at": "1970-01-01T00:00:00Z",
+        }
+    return {"id": model, "object": "model", "created": 0, "owned_by": owner}
+
+
+def _model_rows(backends: Backends, api: Api) -> list[tuple[str, str]]:
+    return [
         (model, inst.name)
         for inst in backends
         if api is Api.OPENAI or speaks(inst.spec.type, api)
         for model in inst.models
     ]
+
+
+def model_entry(backends: Backends, api: Api, model_id: str) -> dict[str, Any] | None:
+    """``GET /v1/models/{id}`` in ``api``'s shape, or None when no instance lists it.
+
+    ``model_id`` is a listed model, or ``<instance>:<model>`` for one instance's model.
+    """
+    rows = _model_rows(backends, api)
+    for model, owner in rows:
+        if model == model_id:
+            return _model_object(api, model, owner)
+    prefix, sep, rest = model_id.partition(":")
+    for model, owner in rows:
+        if sep and owner == prefix and model == rest:
+            return _model_object(api, model_id, owner)
+    return None
+
+
+def model_list(backends: Backends, api: Api) -> dict[str, Any]:
+    """``GET /v1/models`` in ``api``'s shape: every instance's models that speak it."""
+    rows = _model_rows(backends, api)
     if api is Api.ANTHROPIC:
-        data = [
-            {"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}
-            for m, _ in rows
-        ]
+        data = [_model_object(api, m, owner) for m, owner in rows]
         return {
             "data": data,
             "has_more": False,
             "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None,
         }
-    return {
-        "object": "list",
-        "data": [{"id": m, "object": "model", "created": 0, "owned_by": name} for m, name in rows],
-    }
+    return {"object": "list", "data": [_model_object(api, m, name) for m, name in rows]}

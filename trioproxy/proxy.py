@@ -1,22 +1,21 @@
 """The proxy routes as a lean ASGI handler: read the body, validate, route, relay.
 
-``POST /v1/chat/completions`` (OpenAI) and ``POST /v1/messages`` (Anthropic) bypass the
-web framework: a Quart route costs measurably more per request, and owning the ASGI
-conversation lets the request's scope own its upstream stream from the first byte (no
-window between opening the upstream and the framework starting to iterate the body).
-Every problem is answered in the API's own error shape; nothing here raises to the server.
+Every path of the route table (:mod:`trioproxy.routes`) bypasses the web framework: a
+Quart route costs measurably more per request, and owning the ASGI conversation lets the
+request's scope own its upstream stream from the first byte (no window between opening
+the upstream and the framework starting to iterate the body). Every problem is answered
+in the route's API's own error shape; nothing here raises to the server.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 from .activity import ActivityTracker
 from .auth import is_authorized
-from .backends.base import UpstreamRequest, header_value
 from .backends.instance import Backends
 from .errors import (
     Api,
@@ -27,9 +26,11 @@ from .errors import (
     Unauthorized,
     error_body,
 )
+from .headers import REQUEST_DROP, Headers, header_value
 from .relay import JSON_HEADERS, Attempt, Call, Receive, Send, relay
+from .routes import ProxyRoute
 from .routing import route
-from .sessions import SESSION_HEADER, session_id_of
+from .sessions import DEFAULT_SESSION_HEADERS, header_session_id, session_id_of
 
 log = logging.getLogger(__name__)
 
@@ -37,47 +38,18 @@ UNAUTHORIZED = (
     "This proxy needs an API key: send one of its client keys as "
     "'Authorization: Bearer <key>' or 'x-api-key: <key>'."
 )
-PROXY_PATHS = {"/v1/chat/completions": Api.OPENAI, "/v1/messages": Api.ANTHROPIC}
-
-# Request headers never forwarded upstream: hop-by-hop ones, ones the HTTP client sets,
-# the client's credentials (the instance's own key is sent instead), and ours.
-_DROP_REQUEST_HEADERS = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        b"content-length",
-        b"expect",
-        b"authorization",
-        b"x-api-key",
-        b"api-key",
-        b"cookie",
-        SESSION_HEADER.encode(),
-        b"forwarded",
-        b"x-forwarded-for",
-        b"x-forwarded-host",
-        b"x-forwarded-proto",
-        b"x-real-ip",
-    }
-)
 
 
 class _Disconnected(Exception):
     """The client hung up while sending its body."""
 
 
-async def read_body(headers: list[tuple[bytes, bytes]], receive: Receive, limit: int) -> bytes:
+async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
     """The request body, read no further than ``limit`` bytes.
 
     Raises:
         PayloadTooLarge: the declared or actual size is over ``limit``.
+        BadRequest: a ``Content-Length`` that is not a number.
         _Disconnected: the client hung up first.
     """
     for name, value in headers:
@@ -132,7 +104,16 @@ def _encode(payload: dict[str, Any]) -> bytes:
 
 
 class ProxyRoutes:
-    """The ASGI handler of the two proxy routes."""
+    """The ASGI handler of every route in the route table.
+
+    Args:
+        backends: the configured instances.
+        tracker: the activity tracker, or None when tracking is off.
+        max_request_body: the largest body accepted, in bytes (413 beyond).
+        default_backend: the instance for models no instance lists.
+        client_keys: proxy keys a client must present (empty: none needed).
+        session_headers: the request headers that may carry a session id, in order.
+    """
 
     def __init__(
         self,
@@ -142,6 +123,7 @@ class ProxyRoutes:
         max_request_body: int,
         default_backend: str | None,
         client_keys: tuple[bytes, ...] = (),
+        session_headers: Sequence[str] = DEFAULT_SESSION_HEADERS,
     ) -> None:
         self.backends = backends
         self.tracker = tracker
@@ -149,9 +131,10 @@ class ProxyRoutes:
         self.default_backend = default_backend
         self.in_flight: set[Attempt] = set()
         self.client_keys = client_keys
+        self.session_headers = tuple(name.lower().encode("latin-1") for name in session_headers)
 
     def prepare(
-        self, api: Api, headers: list[tuple[bytes, bytes]], body: bytes
+        self, request_route: ProxyRoute, headers: Headers, body: bytes, query: bytes = b""
     ) -> tuple[Call, tuple[str, ...]]:
         """Validate and route a request; returns the call and the candidate instances.
 
@@ -163,10 +146,12 @@ class ProxyRoutes:
             raise BadRequest(f"Content-Type must be application/json, not {content_type!r}.")
         payload = parse_payload(body)
         model: str = payload["model"]
-        session_id, in_body = session_id_of(header_value(headers, SESSION_HEADER.encode()), payload)
+        session_id, in_body = session_id_of(
+            header_session_id(headers, self.session_headers), payload
+        )
         chosen = route(
             model,
-            api,
+            request_route,
             self.backends.targets(),
             default_backend=self.default_backend,
             rate_limited=lambda name: self.backends[name].is_rate_limited(),
@@ -175,29 +160,37 @@ class ProxyRoutes:
             payload["model"] = chosen.upstream_model
             payload.pop("session_id", None)
             body = _encode(payload)
-        forwarded = [(k, v) for k, v in headers if k not in _DROP_REQUEST_HEADERS]
+        forwarded = [(k, v) for k, v in headers if k not in REQUEST_DROP]
         if content_type is None:
             forwarded.append((b"content-type", b"application/json"))
-        streaming = payload.get("stream") is True
         call = Call(
-            api=api,
+            route=request_route,
             session_id=session_id,
             model=chosen.upstream_model,
-            streaming=streaming,
-            upstream=UpstreamRequest(api=api, body=body, headers=forwarded, streaming=streaming),
+            streaming=request_route.streams and payload.get("stream") is True,
+            body=body,
+            headers=forwarded,
+            query=b"?" + query if query else b"",
         )
         return call, chosen.candidates
 
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        api = PROXY_PATHS[scope["path"]]
+    async def __call__(
+        self,
+        request_route: ProxyRoute,
+        scope: MutableMapping[str, Any],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Serve one request on ``request_route``; every failure is answered, none raised."""
+        api = request_route.api
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         try:
             if not is_authorized(headers, self.client_keys):
                 raise Unauthorized(UNAUTHORIZED)
             if scope["method"] != "POST":
-                raise MethodNotAllowed(f"Use POST for {scope['path']}.")
+                raise MethodNotAllowed(f"Use POST for {request_route.path}.")
             body = await read_body(headers, receive, self.max_request_body)
-            call, names = self.prepare(api, headers, body)
+            call, names = self.prepare(request_route, headers, body, scope["query_string"])
         except _Disconnected:
             return
         except ProxyError as exc:

@@ -1,18 +1,24 @@
 """One proxied request, from a routed call to the last byte handed to the client.
 
-Each attempt (one per instance tried, at most MAX_ATTEMPTS) is one Trio nursery whose
-cancel scope owns everything the attempt opened: the upstream response (``async with``,
-so it is closed on every way out) and the task that watches for the client hanging up.
-That task starts with a stream, or once the connector says the exchange may take long
-(it queues, dials, or has waited 0.1 s for the backend): a quick JSON answer is relayed
-without it, since a task costs more than the rest of such a relay.
-The tracker registration (when tracking is on) encloses the nursery, so the bytes of an
-error answer sent after a cancellation are still counted. Nothing outlives the attempt.
+Each attempt (one per instance tried, at most MAX_ATTEMPTS) owns one cancel scope,
+:attr:`Attempt.scope`, created with it. Inside it a nursery holds everything the attempt
+opened: the upstream response (``async with``, so it is closed on every way out) and the
+task that watches for the client hanging up. That task starts with a stream, or once the
+connector says the exchange may take long (it queues, dials, or has waited 0.1 s for the
+backend): a quick JSON answer is relayed without it, since a task costs more than the
+rest of such a relay. The tracker registration (when tracking is on) encloses the scope,
+so the bytes of an error answer sent after a cancellation are still counted. Nothing
+outlives the attempt.
 
 Three things cancel an attempt's scope, through its :class:`Attempt` handle, which
-records why: the client hanging up (``http.disconnect``: nothing more is sent), the stale
+records why (:class:`Stop`): the client hanging up (nothing more is sent), the stale
 sweeper (504, or an SSE error event once the stream started) and the shutdown deadline
-(503, or an error event).
+(503, or an error event). What the relay does once the scope has unwound is the pure
+decision :func:`ending`.
+
+Server-Sent Events are relayed event by event: bytes after the last complete event
+boundary wait until their event completes, so a backend that cuts its stream mid-event
+never hands the client a partial event, and an error event follows complete events only.
 
 An attempt that gets a 429, or cannot connect, before any byte reached the client hands
 the request to the next candidate instance; a pinned request has one candidate.
@@ -23,7 +29,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +37,7 @@ from typing import Any
 import trio
 
 from .activity import ActivityTracker, RequestMeter
-from .backends.base import Headers, UpstreamRequest, header_value
+from .backends.base import UpstreamRequest
 from .backends.instance import BackendInstance
 from .errors import (
     Api,
@@ -42,7 +48,10 @@ from .errors import (
     error_body,
     sse_error_event,
 )
+from .headers import RESPONSE_DROP, SESSION_HEADER, Headers, header_value
 from .ratelimit import retry_after_seconds
+from .routes import ProxyRoute
+from .routing import backend_api
 
 log = logging.getLogger(__name__)
 
@@ -50,57 +59,79 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 MAX_ATTEMPTS = 3
-
-# Response headers that belong to one HTTP hop, or that our server sets itself.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"trailers",
-        b"transfer-encoding",
-        b"upgrade",
-        b"date",
-        b"server",
-    }
-)
 JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """A validated, routed request ready to go upstream."""
+    """A validated, routed request ready to go upstream.
 
-    api: Api
+    ``body`` and ``headers`` are what the backend gets (model rewritten, our own and
+    hop-by-hop headers removed); ``query`` is the client's query string with its ``?``
+    (empty when there was none), appended unchanged to the upstream path.
+    """
+
+    route: ProxyRoute
     session_id: str
     model: str  # as sent upstream
     streaming: bool
-    upstream: UpstreamRequest
+    body: bytes
+    headers: Headers
+    query: bytes = b""
+
+    @property
+    def api(self) -> Api:
+        """The API the client speaks, which shapes every error it gets."""
+        return self.route.api
+
+    def upstream_request(self, instance: BackendInstance) -> UpstreamRequest:
+        """What to send to ``instance``: its dialect's path for the route, and the query."""
+        api = backend_api(instance.spec.type)
+        path = self.route.upstream_path(api) if api is not None else None
+        return UpstreamRequest(
+            endpoint=self.route.endpoint,
+            path=(path or self.route.path) + self.query.decode("latin-1"),
+            body=self.body,
+            headers=self.headers,
+            streaming=self.streaming,
+        )
+
+
+class Phase(enum.Enum):
+    """How far the client's response has got; one value instead of flags that must agree."""
+
+    PENDING = "nothing sent yet"
+    JSON = "head sent, a body that is not an event stream"
+    SSE = "head sent, a Server-Sent Events body"
+    CLOSED = "nothing more will be sent"
 
 
 class ClientOut:
-    """The client side of the response: what was sent, and the bytes handed over."""
+    """The client side of the response: its phase, and the bytes handed over."""
 
-    __slots__ = ("_send", "_session", "ended", "is_sse", "meter", "started")
+    __slots__ = ("_send", "_session", "meter", "phase")
 
     def __init__(self, send: Send, session_id: str) -> None:
         self._send = send
-        self._session = (b"x-session-id", session_id.encode())
+        self._session = (SESSION_HEADER, session_id.encode())
         self.meter: RequestMeter | None = None
-        self.started = False
-        self.ended = False
-        self.is_sse = False
+        self.phase = Phase.PENDING
+
+    @property
+    def started(self) -> bool:
+        """Whether the response head has been sent (so the status can no longer change)."""
+        return self.phase is not Phase.PENDING
+
+    @property
+    def complete(self) -> bool:
+        """Whether the response has ended: nothing an interruption could still spoil."""
+        return self.phase is Phase.CLOSED
 
     async def start(self, status: int, headers: Headers) -> None:
-        out = [(k, v) for k, v in headers if k not in HOP_BY_HOP]
+        out = [(k, v) for k, v in headers if k not in RESPONSE_DROP]
         out.append(self._session)
-        self.is_sse = any(
-            k == b"content-type" and v.startswith(b"text/event-stream") for k, v in out
-        )
-        self.started = True
+        sse = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in out)
+        self.phase = Phase.SSE if sse else Phase.JSON
         await self._send({"type": "http.response.start", "status": status, "headers": out})
 
     async def body(self, chunk: bytes) -> None:
@@ -109,31 +140,71 @@ class ClientOut:
             self.meter.add_tx(len(chunk))
 
     async def end(self) -> None:
-        self.ended = True
+        self.phase = Phase.CLOSED
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def fail(self, api: Api, exc: ProxyError) -> None:
         """End the response with ``exc``: a JSON error, or an SSE error event once started."""
-        if self.ended:
+        phase = self.phase
+        if phase is Phase.CLOSED:
             return
-        if not self.started:
+        if phase is Phase.PENDING:
             await self.start(exc.status, JSON_HEADERS)
             await self.body(error_body(api, exc))
-        elif not self.is_sse:
+        elif phase is Phase.JSON:
             # A JSON body cut short cannot be mended. Ending it without its last message
             # makes the server close the connection, so the client sees it was cut.
-            self.ended = True
+            self.phase = Phase.CLOSED
             return
         else:
             await self.body(sse_error_event(api, exc))
         await self.end()
 
 
+def event_end(data: bytes) -> int:
+    """The offset just past the last complete Server-Sent Event in ``data`` (0: none).
+
+    An event ends with a blank line: ``\\n\\n``, ``\\r\\r`` or ``\\r\\n\\r\\n``.
+    """
+    return max(data.rfind(b"\n\n") + 2, data.rfind(b"\r\r") + 2, data.rfind(b"\r\n\r\n") + 4, 0)
+
+
+async def relay_body(
+    chunks: AsyncIterator[bytes], out: ClientOut, meter: RequestMeter | None
+) -> None:
+    """Hand every body chunk to the client as it arrives; event streams event by event.
+
+    Bytes of an event stream after its last complete event wait for the rest of their
+    event (received, and counted as received, but not sent); if the body ends cleanly
+    they are sent as they are, so the relay stays byte for byte. An upstream error
+    propagates with them unsent.
+    """
+    held = b""
+    async for chunk in chunks:
+        if meter is not None:
+            meter.add_rx(len(chunk))
+        if out.phase is Phase.SSE:
+            if held:
+                chunk = held + chunk
+            # Whole events per read are the rule: one check, and no search, for them.
+            if chunk.endswith(b"\n\n"):
+                held = b""
+            else:
+                cut = event_end(chunk)
+                held = chunk[cut:]
+                chunk = chunk[:cut]
+                if not chunk:
+                    continue
+        await out.body(chunk)
+    if held:
+        await out.body(held)
+
+
 class _Retry(Exception):
     """This attempt failed before any byte reached the client; try the next instance."""
 
 
-class _Stop(enum.Enum):
+class Stop(enum.Enum):
     """Why an attempt's scope was cancelled from outside."""
 
     DISCONNECT = "the client hung up"
@@ -144,7 +215,7 @@ class _Stop(enum.Enum):
 class Attempt:
     """The cancel handle of one attempt: whoever cancels it says why.
 
-    The tracker's sweeper calls :meth:`cancel` (stale), the shutdown deadline
+    The tracker's sweeper calls :meth:`cancel_as_stale`, the shutdown deadline
     :meth:`shut_down`, the disconnect watcher :meth:`disconnect`. The first reason wins;
     the relay reads it after the attempt's scope has unwound.
     """
@@ -152,26 +223,61 @@ class Attempt:
     __slots__ = ("reason", "scope")
 
     def __init__(self) -> None:
-        self.reason: _Stop | None = None
-        self.scope: trio.CancelScope | None = None
+        self.reason: Stop | None = None
+        self.scope = trio.CancelScope()
 
-    def _stop(self, reason: _Stop) -> None:
+    def _stop(self, reason: Stop) -> None:
         if self.reason is None:
             self.reason = reason
-        if self.scope is not None:
-            self.scope.cancel()
+        self.scope.cancel()
 
-    def cancel(self) -> None:
+    def cancel_as_stale(self) -> None:
         """Cancel as stale (the tracker's sweeper)."""
-        self._stop(_Stop.STALE)
+        self._stop(Stop.STALE)
+
+    # The tracker's Cancellable protocol still calls cancel().
+    cancel = cancel_as_stale
 
     def shut_down(self) -> None:
         """Cancel at the shutdown deadline."""
-        self._stop(_Stop.SHUTDOWN)
+        self._stop(Stop.SHUTDOWN)
 
     def disconnect(self) -> None:
         """Cancel because the client hung up."""
-        self._stop(_Stop.DISCONNECT)
+        self._stop(Stop.DISCONNECT)
+
+
+class Ending(enum.Enum):
+    """What the relay does once an attempt's scope has unwound."""
+
+    DONE = "nothing more to do"
+    RETRY = "hand the request to the next instance"
+    HUNG_UP = "count the request cancelled; the client is gone, send nothing"
+    STALE = "end the response with 504 or an error event; counted stale"
+    SHUTDOWN = "end the response with 503 or an error event; counted cancelled"
+
+
+_ENDING_OF_STOP = {
+    Stop.DISCONNECT: Ending.HUNG_UP,
+    Stop.STALE: Ending.STALE,
+    Stop.SHUTDOWN: Ending.SHUTDOWN,
+}
+
+
+def ending(reason: Stop | None, *, complete: bool, retry: bool) -> Ending:
+    """Decide what follows an attempt (pure).
+
+    Args:
+        reason: why the attempt's scope was cancelled, or None if it was not.
+        complete: whether the client's response had already ended.
+        retry: whether the attempt asked to hand the request to the next instance.
+    """
+    if reason is None:
+        return Ending.RETRY if retry else Ending.DONE
+    if complete:
+        # Cancelled once the answer was complete: nothing to add or count.
+        return Ending.DONE
+    return _ENDING_OF_STOP[reason]
 
 
 async def _exchange(
@@ -189,46 +295,63 @@ async def _exchange(
         _Retry: a 429 or a connection failure, and another instance may take the call.
     """
     try:
-        async with instance.connector.open(call.upstream, on_wait=on_wait) as response:
+        async with instance.connector.open(
+            call.upstream_request(instance), on_wait=on_wait
+        ) as response:
             instance.record_success()
-            if response.status == 429:
+            status = response.status
+            if status == 429:
                 retry = header_value(response.headers, b"retry-after")
                 instance.mark_rate_limited(retry_after_seconds(retry, time.time()))
                 log.warning("backend %s is rate limited (429)", instance.name)
                 if may_retry:
                     raise _Retry
-            if response.status >= 400 and meter is not None:
+            if status >= 400 and meter is not None:
                 meter.fail()
-            await out.start(response.status, response.headers)
-            if meter is None:
-                async for chunk in response.aiter_raw():
-                    await out.body(chunk)
-            else:
-                async for chunk in response.aiter_raw():
-                    meter.add_rx(len(chunk))
-                    await out.body(chunk)
+            await out.start(status, response.headers)
+            await relay_body(response.aiter_raw(), out, meter)
             await out.end()
-    except UpstreamError as raw:
-        # Name the backend for the client, the diagnostics and the log alike.
-        exc = type(raw)(f"Backend '{instance.name}': {raw.message}")
+    except UpstreamError as exc:
         if not out.started:
             instance.record_failure(exc.message)
         log.warning("request failed: %s", exc.message)
         if may_retry and exc.failover_safe and not out.started:
-            raise _Retry from raw
+            raise _Retry from exc
         if meter is not None:
             meter.fail()
         await out.fail(call.api, exc)
 
 
-async def _watch_disconnect(receive: Receive, attempt: Attempt, out: ClientOut) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            # A client that hangs up after the last byte ended nothing early.
-            if not out.ended:
-                attempt.disconnect()
-            return
+class _Watch:
+    """Starts, at most once, the task that notices the client hanging up."""
+
+    __slots__ = ("_attempt", "_nursery", "_out", "_receive", "started")
+
+    def __init__(
+        self, nursery: trio.Nursery, receive: Receive, attempt: Attempt, out: ClientOut
+    ) -> None:
+        self._nursery = nursery
+        self._receive = receive
+        self._attempt = attempt
+        self._out = out
+        self.started = False
+
+    def __call__(self) -> None:
+        # Watching takes a task of its own, which costs more than a quick answer's whole
+        # relay: so it starts only once the exchange may take long (the connector says
+        # when), and at once for a stream.
+        if not self.started:
+            self.started = True
+            self._nursery.start_soon(self._watch)
+
+    async def _watch(self) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                # A client that hangs up after the last byte ended nothing early.
+                if not self._out.complete:
+                    self._attempt.disconnect()
+                return
 
 
 async def _attempt(
@@ -262,48 +385,32 @@ async def _attempt(
     try:
         with registration as meter:
             out.meter = meter
-            retry: _Retry | None = None
-            # The attempt's one scope: the nursery's. The watcher, the sweeper and the
-            # shutdown deadline cancel it through ``attempt``, which records why.
-            async with trio.open_nursery() as nursery:
-                attempt.scope = nursery.cancel_scope
-                if attempt.reason is not None:
-                    nursery.cancel_scope.cancel()
-                watching = False
-
-                def watch() -> None:
-                    # Watching for the client hanging up takes a task of its own, which
-                    # costs more than a quick answer's whole relay: so it starts only
-                    # once the exchange may take long (the connector says when), and
-                    # at once for a stream.
-                    nonlocal watching
-                    if not watching:
-                        watching = True
-                        nursery.start_soon(_watch_disconnect, receive, attempt, out)
-
-                if call.streaming:
-                    watch()
-                try:
-                    await _exchange(call, instance, out, meter, watch, may_retry=may_retry)
-                except _Retry as exc:
-                    # Raised out of the nursery it would arrive wrapped in a group.
-                    retry = exc
-                if watching:
-                    nursery.cancel_scope.cancel()  # the watcher is no longer needed
-            reason = attempt.reason
-            if retry is not None and reason is None:
+            retry = False
+            with attempt.scope:
+                async with trio.open_nursery() as nursery:
+                    watch = _Watch(nursery, receive, attempt, out)
+                    if call.streaming:
+                        watch()
+                    try:
+                        await _exchange(call, instance, out, meter, watch, may_retry=may_retry)
+                    except _Retry:
+                        # Raised out of the nursery it would arrive wrapped in a group.
+                        retry = True
+                    if watch.started:
+                        nursery.cancel_scope.cancel()  # the watcher is no longer needed
+            end = ending(attempt.reason, complete=out.complete, retry=retry)
+            if end is Ending.DONE:
+                return
+            if end is Ending.RETRY:
                 if meter is not None:
                     meter.fail()
-                raise retry
-            if reason is None or out.ended:
-                # Not cancelled, or cancelled once the answer was complete: nothing to add.
-                return
-            if reason is _Stop.DISCONNECT:
+                raise _Retry
+            if end is Ending.HUNG_UP:
                 if meter is not None:
                     meter.mark_cancelled()
                 return
             error: ProxyError
-            if reason is _Stop.STALE:
+            if end is Ending.STALE:
                 assert tracker is not None
                 error = UpstreamTimeout(
                     f"No data in either direction for {tracker.stale_timeout:g} s; "

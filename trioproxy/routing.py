@@ -1,10 +1,13 @@
-"""Which backend instance serves a model string (pure).
+"""Which backend instance serves a model string on a route (pure).
 
 ``"<instance>:<model>"`` pins an instance; ``"<type>:<model>"`` picks the first instance
 of that connector type; any other prefix is part of the model name (Ollama's
-``llama3.1:8b``). A bare model goes to the first instance, in config order, that speaks
-the request's API, lists the model and is not rate limited; else to ``default_backend``;
-else to the first instance that speaks the API.
+``llama3.1:8b``). A bare model goes to the first instance, in config order, that serves
+the route, lists the model and is not rate limited; else to ``default_backend``; else to
+the first instance that serves the route.
+
+An instance serves a route when its API has an upstream path for it in the route table
+(:mod:`trioproxy.routes`); the mock serves every route.
 """
 
 from __future__ import annotations
@@ -13,9 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .errors import Api, BadRequest, NotFound
+from .routes import ProxyRoute, counterpart
 from .settings import ConnectorType
-
-API_PATHS = {Api.OPENAI: "/v1/chat/completions", Api.ANTHROPIC: "/v1/messages"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,64 +41,88 @@ class Route:
     pinned: bool
 
 
+def backend_api(connector: ConnectorType) -> Api | None:
+    """The API an instance of ``connector`` speaks; None for the mock, which speaks both."""
+    if connector is ConnectorType.OPENAI:
+        return Api.OPENAI
+    if connector is ConnectorType.ANTHROPIC:
+        return Api.ANTHROPIC
+    return None
+
+
+def serves(connector: ConnectorType, route: ProxyRoute) -> bool:
+    """Whether an instance of ``connector`` answers requests on ``route``."""
+    api = backend_api(connector)
+    return api is None or route.upstream_path(api) is not None
+
+
 def speaks(connector: ConnectorType, api: Api) -> bool:
-    """Whether an instance of ``connector`` answers ``api`` (the mock answers both)."""
-    if connector is ConnectorType.MOCK:
-        return True
-    if api is Api.OPENAI:
-        return connector is ConnectorType.OPENAI
-    return connector is ConnectorType.ANTHROPIC
+    """Whether an instance of ``connector`` speaks ``api`` (the mock speaks both)."""
+    own = backend_api(connector)
+    return own is None or own is api
 
 
-def _wrong_api(target: RouteTarget, api: Api) -> BadRequest:
-    other = Api.ANTHROPIC if api is Api.OPENAI else Api.OPENAI
+def _wrong_api(
+    target: RouteTarget, route: ProxyRoute, targets: Sequence[RouteTarget]
+) -> BadRequest:
+    own = backend_api(target.type)
+    speaking = f"speaks the {own.value} API" if own is not None else "cannot serve it"
+    other = counterpart(route)
+    if other is not None and serves(target.type, other):
+        advice = f"send this request to POST {other.path}"
+    else:
+        able = [t.name for t in targets if serves(t.type, route)]
+        advice = (
+            f"name an instance that serves POST {route.path}, e.g. '{able[0]}:<model>'"
+            if able
+            else f"no configured backend serves POST {route.path}"
+        )
     return BadRequest(
-        f"Backend '{target.name}' is a {target.type.value} backend and speaks the "
-        f"{other.value} API: send this request to POST {API_PATHS[other]}."
+        f"Backend '{target.name}' is a {target.type.value} backend and {speaking}: {advice}."
     )
 
 
 def route(
     model: str,
-    api: Api,
+    request_route: ProxyRoute,
     targets: Sequence[RouteTarget],
     *,
     default_backend: str | None = None,
     rate_limited: Callable[[str], bool] = lambda name: False,
 ) -> Route:
-    """Pick the instance(s) for ``model`` on ``api``.
+    """Pick the instance(s) for ``model`` on ``request_route``.
 
     Raises:
-        BadRequest: the model names an instance (or type) of the other API.
-        NotFound: no instance speaks ``api``.
+        BadRequest: the model names an instance (or type) that cannot serve the route.
+        NotFound: no instance serves the route, or the prefix is a type none has.
     """
     prefix, sep, rest = model.partition(":")
     if sep and rest:
         by_name = next((t for t in targets if t.name == prefix), None)
         if by_name is not None:
-            if not speaks(by_name.type, api):
-                raise _wrong_api(by_name, api)
+            if not serves(by_name.type, request_route):
+                raise _wrong_api(by_name, request_route, targets)
             return Route((by_name.name,), rest, pinned=True)
         if prefix in {c.value for c in ConnectorType}:
             of_type = [t for t in targets if t.type.value == prefix]
-            usable = [t for t in of_type if speaks(t.type, api)]
+            usable = [t for t in of_type if serves(t.type, request_route)]
             if usable:
                 return Route((usable[0].name,), rest, pinned=True)
             if of_type:
-                raise _wrong_api(of_type[0], api)
+                raise _wrong_api(of_type[0], request_route, targets)
             raise NotFound(f"No backend of type '{prefix}' is configured.")
 
-    speaking = [t for t in targets if speaks(t.type, api)]
-    if not speaking:
+    serving = [t for t in targets if serves(t.type, request_route)]
+    if not serving:
         raise NotFound(
-            f"No configured backend speaks the {api.value} API; "
-            f"POST {API_PATHS[api]} cannot be served."
+            f"No configured backend speaks the {request_route.api.value} API; "
+            f"POST {request_route.path} cannot be served."
         )
-    listing = [t.name for t in speaking if model in t.models and not rate_limited(t.name)]
+    listing = [t.name for t in serving if model in t.models and not rate_limited(t.name)]
     if listing:
         return Route(tuple(listing), model, pinned=False)
     if default_backend is not None:
-        default = next((t for t in speaking if t.name == default_backend), None)
+        default = next((t for t in serving if t.name == default_backend), None)
         if default is not None:
             return Route((default.name,), model, pinned=False)
-    return Route((speaking[0].name,), model, pinned=False)
+    return Route((serving[0].name,), model, pinned=False)

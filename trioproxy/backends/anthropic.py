@@ -18,7 +18,6 @@ def _auth(key: str | None) -> list[tuple[bytes, bytes]]:
 
 ANTHROPIC = Dialect(
     api=Api.ANTHROPIC,
-    chat_path="/v1/messages",
     models_path="/v1/models",
     auth_headers=_auth,
     default_headers=((b"anthropic-version", ANTHROPIC_VERSION),),

@@ -10,29 +10,25 @@ subclasses; no transport exception escapes a connector.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import Api
-
-Headers = Sequence[tuple[bytes, bytes]]
-
-
-def header_value(headers: Headers, name: bytes) -> str | None:
-    """The first value of header ``name`` (lower-case) in ``headers``, or None."""
-    for key, value in headers:
-        if key == name:
-            return value.decode("latin-1")
-    return None
+from ..headers import Headers
+from ..routes import Endpoint
 
 
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
-    """What to send upstream: a POST of ``body`` to the connector's endpoint for ``api``."""
+    """What to send upstream: a POST of ``body`` to ``path`` under the instance's base URL.
 
-    api: Api
+    ``path`` is the upstream path for the instance's dialect, with the client's query
+    string; ``endpoint`` says what is asked for (the mock answers by it).
+    """
+
+    endpoint: Endpoint
+    path: str
     body: bytes
     headers: Headers
     streaming: bool
@@ -48,7 +44,11 @@ class UpstreamResponse(Protocol):
     def headers(self) -> Headers: ...
 
     def aiter_raw(self) -> AsyncIterator[bytes]:
-        """Yield body bytes as they arrive; raises ``UpstreamError`` on a cut or timeout."""
+        """Body bytes as they arrive; raises ``UpstreamError`` on a cut or timeout.
+
+        The iterator holds nothing that needs closing: one abandoned mid-body is released
+        with the response's block.
+        """
         ...
 
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Api, UpstreamConnectFailed, UpstreamProtocolError
+from ..headers import Headers
 from ..settings import BackendSpec
-from .base import Headers, UpstreamRequest
+from .base import UpstreamRequest
 from .h11pool import H11Pool, H11Response
 
 # Upstream connections per instance: one per stream in flight (HTTP/1.1), so this bounds
@@ -29,10 +30,13 @@ MAX_KEEPALIVE = 256
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
-    """What differs between OpenAI-style and Anthropic-style backends."""
+    """What differs between OpenAI-style and Anthropic-style backends.
+
+    The path of each proxied endpoint is in the route table (:mod:`trioproxy.routes`),
+    keyed by ``api``.
+    """
 
     api: Api
-    chat_path: str
     models_path: str
     auth_headers: Callable[[str | None], list[tuple[bytes, bytes]]]
     default_headers: tuple[tuple[bytes, bytes], ...]
@@ -67,6 +71,7 @@ class HttpConnector:
                 max_keepalive=MAX_KEEPALIVE,
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
+                name=spec.name,
             )
         except ValueError:
             # An invalid base URL: the instance reports it (static_problems) and every
@@ -87,7 +92,7 @@ class HttpConnector:
         on_wait: Callable[[], None] | None = None,
     ) -> AbstractAsyncContextManager[H11Response]:
         if self.pool is None:
-            raise UpstreamConnectFailed(f"invalid base URL {self._base!r}")
+            raise UpstreamConnectFailed(f"invalid base URL {self._base!r}", backend=self.spec.name)
         present = {k for k, _ in headers}
         out = list(headers)
         out.extend(h for h in self.dialect.default_headers if h[0] not in present)
@@ -100,12 +105,13 @@ class HttpConnector:
     def open(
         self, request: UpstreamRequest, *, on_wait: Callable[[], None] | None = None
     ) -> AbstractAsyncContextManager[H11Response]:
-        """POST ``request`` to the chat endpoint; see :class:`~.base.Connector`.
+        """POST ``request`` to its path; see :class:`~.base.Connector`.
 
         Raises:
-            UpstreamError: here for an invalid base URL, else when the block is entered.
+            UpstreamError: here for an invalid base URL, else when the block is entered;
+                its ``backend`` is this instance's name.
         """
-        return self._stream("POST", self.dialect.chat_path, request.headers, request.body, on_wait)
+        return self._stream("POST", request.path, request.headers, request.body, on_wait)
 
     async def list_models(self) -> list[str]:
         """The models the backend lists.
@@ -115,13 +121,15 @@ class HttpConnector:
         """
         async with self._stream("GET", self.dialect.models_path, []) as response:
             body = b"".join([chunk async for chunk in response.aiter_raw()])
+        # Name the request as the backend saw it: the base URL's path included.
+        target = f"GET {self.pool.path_of(self.dialect.models_path) if self.pool else ''}"
         if response.status != 200:
             raise UpstreamProtocolError(
-                f"GET {self.dialect.models_path} answered HTTP {response.status}"
+                f"{target} answered HTTP {response.status}", backend=self.spec.name
             )
         try:
             return self.dialect.parse_models(json.loads(body))
         except (ValueError, KeyError, TypeError):
             raise UpstreamProtocolError(
-                f"GET {self.dialect.models_path} did not answer a model list"
+                f"{target} did not answer a model list", backend=self.spec.name
             ) from None

@@ -144,7 +144,7 @@ class BackendInstance:
             with trio.fail_after(PROBE_TIMEOUT):
                 models = await self.connector.list_models()
         except (UpstreamError, trio.TooSlowError) as exc:
-            reason = exc.message if isinstance(exc, UpstreamError) else "timed out"
+            reason = exc.detail if isinstance(exc, UpstreamError) else "timed out"
             self.record_failure(f"{failure}: {reason}")
             log.warning("backend %s: %s: %s", self.name, failure, reason)
             return

@@ -1,8 +1,10 @@
-"""The embedded mock backend: both APIs, no network, a deterministic reply.
+"""The embedded mock backend: every route of both APIs, no network, a deterministic reply.
 
-Streams come in ``mock_chunks`` pieces with ``mock_chunk_delay`` seconds between them
+Streams come in ``mock_chunks`` pieces with ``mock_chunk_delay`` seconds between events
 (Trio's clock, so tests drive it with ``MockClock``), which makes demos, the activity
-view and benchmarks show real in-flight requests without any upstream.
+view and benchmarks show real in-flight requests without any upstream. The answers'
+shapes are in :mod:`trioproxy.backends.mock_replies`. Like a real backend it answers a
+body it cannot read with a 400 in the API's error shape; it never raises.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from ..errors import Api, BadRequest
+from ..errors import BadRequest, error_body
+from ..headers import Headers
+from ..routes import BY_ENDPOINT, Endpoint, ProxyRoute
 from ..settings import BackendSpec
-from .base import Headers, UpstreamRequest
+from . import mock_replies as replies
+from .base import UpstreamRequest
 
 MOCK_MODELS = ("mock-model",)
 REPLY = "Hello from trioproxy's mock backend: this deterministic reply is streamed in pieces."
@@ -37,135 +41,74 @@ def split_reply(text: str, pieces: int) -> list[str]:
     return out
 
 
-def _sse(data: Any, event: str | None = None) -> bytes:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+class _Chunks:
+    """The body of a mock answer: ``chunks`` with ``delay`` seconds between them."""
+
+    __slots__ = ("_chunks", "_delay", "_next")
+
+    def __init__(self, chunks: list[bytes], delay: float) -> None:
+        self._chunks = chunks
+        self._delay = delay
+        self._next = 0
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        index = self._next
+        if index >= len(self._chunks):
+            raise StopAsyncIteration
+        if index and self._delay:
+            await trio.sleep(self._delay)
+        self._next = index + 1
+        return self._chunks[index]
 
 
-def openai_events(model: str, pieces: list[str]) -> list[bytes]:
-    """The SSE events of an OpenAI chat completion stream of ``pieces``."""
-    base = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model}
-    events = [
-        _sse(
-            {
-                **base,
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {"role": "assistant", "content": ""},
-                        "finish_reason": None,
-                    }
-                ],
-            }
-        )
-    ]
-    events += [
-        _sse({**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]})
-        for p in pieces
-    ]
-    events.append(_sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
-    events.append(b"data: [DONE]\n\n")
-    return events
-
-
-def anthropic_events(model: str, pieces: list[str]) -> list[bytes]:
-    """The SSE events of an Anthropic Messages stream of ``pieces``."""
-    usage = {"input_tokens": 1, "output_tokens": len(pieces)}
-    message: dict[str, Any] = {
-        "id": "msg_mock",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": {"input_tokens": 1, "output_tokens": 0},
-    }
-    events = [
-        _sse({"type": "message_start", "message": message}, "message_start"),
-        _sse(
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-            "content_block_start",
-        ),
-    ]
-    events += [
-        _sse(
-            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
-            "content_block_delta",
-        )
-        for p in pieces
-    ]
-    events += [
-        _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-        _sse(
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": usage,
-            },
-            "message_delta",
-        ),
-        _sse({"type": "message_stop"}, "message_stop"),
-    ]
-    return events
-
-
-def openai_message(model: str, text: str) -> bytes:
-    """An OpenAI chat completion answering ``text``."""
-    return json.dumps(
-        {
-            "id": "chatcmpl-mock",
-            "object": "chat.completion",
-            "created": 0,
-            "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        }
-    ).encode()
-
-
-def anthropic_message(model: str, text: str) -> bytes:
-    """An Anthropic message answering ``text``."""
-    return json.dumps(
-        {
-            "id": "msg_mock",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": [{"type": "text", "text": text}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 1},
-        }
-    ).encode()
-
-
-@dataclass(slots=True)
 class _MockResponse:
-    status: int
-    headers: Headers
-    chunks: list[bytes]
-    delay: float
+    __slots__ = ("_chunks", "_delay", "headers", "status")
 
-    async def aiter_raw(self) -> AsyncIterator[bytes]:
-        for i, chunk in enumerate(self.chunks):
-            if i and self.delay:
-                await trio.sleep(self.delay)
-            yield chunk
+    def __init__(self, status: int, headers: Headers, chunks: list[bytes], delay: float) -> None:
+        self.status = status
+        self.headers = headers
+        self._chunks = chunks
+        self._delay = delay
+
+    def aiter_raw(self) -> _Chunks:
+        return _Chunks(self._chunks, self._delay)
+
+
+def _answer(
+    route: ProxyRoute, payload: dict[str, Any], streaming: bool, pieces: list[str]
+) -> list[bytes]:
+    """The body chunks answering ``payload`` on ``route``: JSON, or the stream's events."""
+    model = str(payload.get("model", MOCK_MODELS[0]))
+    endpoint = route.endpoint
+    if endpoint is Endpoint.CHAT_COMPLETIONS:
+        return (
+            replies.chat_events(model, pieces)
+            if streaming
+            else [replies.chat_message(model, REPLY)]
+        )
+    if endpoint is Endpoint.RESPONSES:
+        tokens = replies.estimate_tokens(payload.get("input", ""))
+        if streaming:
+            return replies.responses_events(model, pieces, tokens)
+        return [replies.responses_message(model, REPLY, tokens)]
+    if endpoint is Endpoint.COMPLETIONS:
+        if streaming:
+            return replies.completion_events(model, pieces)
+        return [replies.completion_text(model, REPLY)]
+    if endpoint is Endpoint.EMBEDDINGS:
+        return [replies.embeddings(payload)]
+    if endpoint is Endpoint.COUNT_TOKENS:
+        return [replies.count_tokens(payload)]
+    if streaming:
+        return replies.messages_events(model, pieces)
+    return [replies.messages_message(model, REPLY)]
 
 
 class MockConnector:
-    """Answers both APIs in-process; see the module docstring."""
+    """Answers every route in-process; see the module docstring."""
 
     def __init__(self, spec: BackendSpec) -> None:
         self.spec = spec
@@ -181,23 +124,24 @@ class MockConnector:
     async def open(
         self, request: UpstreamRequest, *, on_wait: Callable[[], None] | None = None
     ) -> AsyncIterator[_MockResponse]:
-        """Answer ``request``; raises BadRequest when its body is not a JSON object.
+        """Answer ``request``: 200 in the endpoint's shape, or 400 for an unreadable body.
 
         A streamed answer waits between chunks, so ``on_wait`` is called at once.
         """
-        if on_wait is not None and request.streaming and self.spec.mock_chunk_delay:
-            on_wait()
+        route = BY_ENDPOINT[request.endpoint]
         try:
             payload = json.loads(request.body)
-            model = str(payload.get("model", MOCK_MODELS[0]))
-        except (ValueError, AttributeError):
-            raise BadRequest("The mock backend needs a JSON object body.") from None
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            error = BadRequest("The mock backend needs a JSON object body.")
+            yield _MockResponse(400, _JSON, [error_body(route.api, error)], 0.0)
+            return
+        if on_wait is not None and request.streaming and self.spec.mock_chunk_delay:
+            on_wait()
         pieces = split_reply(REPLY, self.spec.mock_chunks)
+        chunks = _answer(route, payload, request.streaming, pieces)
         if request.streaming:
-            events = (openai_events if request.api is Api.OPENAI else anthropic_events)(
-                model, pieces
-            )
-            yield _MockResponse(200, _SSE, events, self.spec.mock_chunk_delay)
+            yield _MockResponse(200, _SSE, chunks, self.spec.mock_chunk_delay)
         else:
-            make = openai_message if request.api is Api.OPENAI else anthropic_message
-            yield _MockResponse(200, _JSON, [make(model, REPLY)], 0.0)
+            yield _MockResponse(200, _JSON, chunks, 0.0)

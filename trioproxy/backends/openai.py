@@ -15,7 +15,6 @@ def _auth(key: str | None) -> list[tuple[bytes, bytes]]:
 
 OPENAI = Dialect(
     api=Api.OPENAI,
-    chat_path="/chat/completions",
     models_path="/models",
     auth_headers=_auth,
     default_headers=(),
