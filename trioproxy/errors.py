@@ -46,6 +46,20 @@ class Api(enum.Enum):
     ANTHROPIC = "anthropic"
 
 
+class StreamShape(enum.Enum):
+    """How a started event stream of a route says it failed: each API's own error event.
+
+    Chat Completions and legacy completions clients read a ``data:`` line whose object
+    has an ``error`` key; Responses clients an ``event: error`` whose data is
+    ``{"type": "error", "code", "message", ...}``; Anthropic clients an ``event: error``
+    with Anthropic's error body.
+    """
+
+    OPENAI = "openai"
+    RESPONSES = "responses"
+    ANTHROPIC = "anthropic"
+
+
 class ProxyError(Exception):
     """An error the proxy answers itself, with an HTTP status and an API-shaped body."""
 
@@ -175,13 +189,20 @@ def error_body(api: Api, exc: ProxyError) -> bytes:
     return json.dumps(payload).encode()
 
 
-def sse_error_event(api: Api, exc: ProxyError) -> bytes:
-    """The Server-Sent Event that ends a started stream with ``exc``, in ``api``'s shape.
+def sse_error_event(shape: StreamShape, exc: ProxyError, *, sequence_number: int = 0) -> bytes:
+    """The Server-Sent Event that ends a started stream with ``exc``, in ``shape``.
 
-    OpenAI clients read a ``data:`` line whose object has an ``error`` key; Anthropic
-    clients read an ``event: error`` line followed by its data.
+    ``sequence_number`` numbers a Responses API event (the one after the last sent).
     """
-    body = error_body(api, exc)
-    if api is Api.ANTHROPIC:
-        return b"event: error\ndata: " + body + b"\n\n"
-    return b"data: " + body + b"\n\n"
+    if shape is StreamShape.ANTHROPIC:
+        return b"event: error\ndata: " + error_body(Api.ANTHROPIC, exc) + b"\n\n"
+    if shape is StreamShape.RESPONSES:
+        event = {
+            "type": "error",
+            "code": exc.code,
+            "message": exc.message,
+            "param": None,
+            "sequence_number": sequence_number,
+        }
+        return b"event: error\ndata: " + json.dumps(event).encode() + b"\n\n"
+    return b"data: " + error_body(Api.OPENAI, exc) + b"\n\n"

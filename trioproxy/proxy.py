@@ -190,7 +190,7 @@ class ProxyRoutes:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Use POST for {request_route.path}.")
             body = await read_body(headers, receive, self.max_request_body)
-            call, names = self.prepare(request_route, headers, body, scope["query_string"])
+            call, names = self.prepare(request_route, headers, body, scope.get("query_string", b""))
         except _Disconnected:
             return
         except ProxyError as exc:

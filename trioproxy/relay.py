@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -43,6 +44,7 @@ from .errors import (
     Api,
     ProxyError,
     ShuttingDown,
+    StreamShape,
     UpstreamError,
     UpstreamTimeout,
     error_body,
@@ -109,13 +111,15 @@ class Phase(enum.Enum):
 class ClientOut:
     """The client side of the response: its phase, and the bytes handed over."""
 
-    __slots__ = ("_send", "_session", "meter", "phase")
+    __slots__ = ("_send", "_session", "last", "meter", "phase")
 
     def __init__(self, send: Send, session_id: str) -> None:
         self._send = send
         self._session = (SESSION_HEADER, session_id.encode())
         self.meter: RequestMeter | None = None
         self.phase = Phase.PENDING
+        #: The last body chunk sent, for numbering a Responses error event after it.
+        self.last = b""
 
     @property
     def started(self) -> bool:
@@ -136,6 +140,7 @@ class ClientOut:
 
     async def body(self, chunk: bytes) -> None:
         await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        self.last = chunk
         if self.meter is not None:
             self.meter.add_tx(len(chunk))
 
@@ -143,22 +148,40 @@ class ClientOut:
         self.phase = Phase.CLOSED
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def fail(self, api: Api, exc: ProxyError) -> None:
-        """End the response with ``exc``: a JSON error, or an SSE error event once started."""
+    async def fail(self, route: ProxyRoute, exc: ProxyError) -> None:
+        """End the response with ``exc``: a JSON error, or an SSE error event once started.
+
+        Both in the shape of ``route``'s API (a Responses stream ends with the Responses
+        API's own error event, numbered after the last event sent).
+        """
         phase = self.phase
         if phase is Phase.CLOSED:
             return
         if phase is Phase.PENDING:
             await self.start(exc.status, JSON_HEADERS)
-            await self.body(error_body(api, exc))
+            await self.body(error_body(route.api, exc))
         elif phase is Phase.JSON:
             # A JSON body cut short cannot be mended. Ending it without its last message
             # makes the server close the connection, so the client sees it was cut.
             self.phase = Phase.CLOSED
             return
         else:
-            await self.body(sse_error_event(api, exc))
+            number = next_sequence_number(self.last) if route.stream_errors is _RESPONSES else 0
+            await self.body(sse_error_event(route.stream_errors, exc, sequence_number=number))
         await self.end()
+
+
+_RESPONSES = StreamShape.RESPONSES
+_SEQUENCE = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
+
+
+def next_sequence_number(sent: bytes) -> int:
+    """The Responses event number after the last one in ``sent`` (0 if none is there)."""
+    numbers = _SEQUENCE.findall(sent)
+    return int(numbers[-1]) + 1 if numbers else 0
+
+
+_BOUNDARIES = (b"\n\n", b"\r\n\r\n", b"\r\r")
 
 
 def event_end(data: bytes) -> int:
@@ -166,7 +189,12 @@ def event_end(data: bytes) -> int:
 
     An event ends with a blank line: ``\\n\\n``, ``\\r\\r`` or ``\\r\\n\\r\\n``.
     """
-    return max(data.rfind(b"\n\n") + 2, data.rfind(b"\r\r") + 2, data.rfind(b"\r\n\r\n") + 4, 0)
+    end = 0
+    for boundary in _BOUNDARIES:
+        at = data.rfind(boundary)
+        if at >= 0 and at + len(boundary) > end:
+            end = at + len(boundary)
+    return end
 
 
 async def relay_body(
@@ -319,7 +347,7 @@ async def _exchange(
             raise _Retry from exc
         if meter is not None:
             meter.fail()
-        await out.fail(call.api, exc)
+        await out.fail(call.route, exc)
 
 
 class _Watch:
@@ -420,7 +448,7 @@ async def _attempt(
                 if meter is not None:
                     meter.mark_cancelled()
                 error = ShuttingDown("The proxy is shutting down.")
-            await out.fail(call.api, error)
+            await out.fail(call.route, error)
     finally:
         out.meter = None
         in_flight.discard(attempt)

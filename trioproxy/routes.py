@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .errors import Api
+from .errors import Api, StreamShape
 
 
 class Endpoint(enum.Enum):
@@ -41,6 +41,7 @@ class ProxyRoute:
         upstream: the upstream path per backend API, appended to ``base_url`` (which
             includes ``/v1`` for OpenAI-style backends and not for Anthropic-style ones).
         streams: whether a request may ask for a Server-Sent Events stream.
+        stream_errors: the shape of the error event that ends a started stream.
     """
 
     path: str
@@ -48,34 +49,77 @@ class ProxyRoute:
     endpoint: Endpoint
     upstream: Mapping[Api, str]
     streams: bool
+    stream_errors: StreamShape
 
     def upstream_path(self, backend_api: Api) -> str | None:
         """The path to POST to on a backend speaking ``backend_api``; None if none."""
         return self.upstream.get(backend_api)
 
 
-def _route(path: str, api: Api, endpoint: Endpoint, streams: bool, **upstream: str) -> ProxyRoute:
-    paths = MappingProxyType({Api(name): value for name, value in upstream.items()})
-    return ProxyRoute(path, api, endpoint, paths, streams)
+def _route(
+    path: str,
+    api: Api,
+    endpoint: Endpoint,
+    *,
+    streams: bool,
+    stream_errors: StreamShape,
+    openai: str | None = None,
+    anthropic: str | None = None,
+) -> ProxyRoute:
+    upstream = {Api.OPENAI: openai, Api.ANTHROPIC: anthropic}
+    paths = MappingProxyType({k: v for k, v in upstream.items() if v is not None})
+    return ProxyRoute(path, api, endpoint, paths, streams, stream_errors)
 
+
+_OPENAI, _RESPONSES, _ANTHROPIC = StreamShape.OPENAI, StreamShape.RESPONSES, StreamShape.ANTHROPIC
 
 ROUTES: tuple[ProxyRoute, ...] = (
     _route(
         "/v1/chat/completions",
         Api.OPENAI,
         Endpoint.CHAT_COMPLETIONS,
-        True,
+        streams=True,
+        stream_errors=_OPENAI,
         openai="/chat/completions",
     ),
-    _route("/v1/responses", Api.OPENAI, Endpoint.RESPONSES, True, openai="/responses"),
-    _route("/v1/embeddings", Api.OPENAI, Endpoint.EMBEDDINGS, False, openai="/embeddings"),
-    _route("/v1/completions", Api.OPENAI, Endpoint.COMPLETIONS, True, openai="/completions"),
-    _route("/v1/messages", Api.ANTHROPIC, Endpoint.MESSAGES, True, anthropic="/v1/messages"),
+    _route(
+        "/v1/responses",
+        Api.OPENAI,
+        Endpoint.RESPONSES,
+        streams=True,
+        stream_errors=_RESPONSES,
+        openai="/responses",
+    ),
+    _route(
+        "/v1/embeddings",
+        Api.OPENAI,
+        Endpoint.EMBEDDINGS,
+        streams=False,
+        stream_errors=_OPENAI,
+        openai="/embeddings",
+    ),
+    _route(
+        "/v1/completions",
+        Api.OPENAI,
+        Endpoint.COMPLETIONS,
+        streams=True,
+        stream_errors=_OPENAI,
+        openai="/completions",
+    ),
+    _route(
+        "/v1/messages",
+        Api.ANTHROPIC,
+        Endpoint.MESSAGES,
+        streams=True,
+        stream_errors=_ANTHROPIC,
+        anthropic="/v1/messages",
+    ),
     _route(
         "/v1/messages/count_tokens",
         Api.ANTHROPIC,
         Endpoint.COUNT_TOKENS,
-        False,
+        streams=False,
+        stream_errors=_ANTHROPIC,
         anthropic="/v1/messages/count_tokens",
     ),
 )
