@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from trioproxy.cli import OPTIONS, load_settings
+from trioproxy.cli import load_settings
 from trioproxy.config_file import ConfigError
-from trioproxy.settings import ConnectorType
+from trioproxy.options import PORT, POSITIVE_INT, POSITIVE_NUMBER, TEXT, OptionField
+from trioproxy.settings import OPTIONS, ConnectorType, Settings
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -83,6 +85,107 @@ def test_precedence(
     assert getattr(settings, key) == expected
 
 
+# Two values each kind of option takes, the first never a default. A new option of an
+# existing kind needs nothing here; a new kind adds its row.
+SAMPLES: dict[Any, tuple[Any, Any]] = {
+    TEXT: ("SAMPLE_A", "SAMPLE_B"),
+    PORT: (9001, 9002),
+    POSITIVE_INT: (1000, 2000),
+    POSITIVE_NUMBER: (1.5, 12.5),
+}
+# client_keys_env names a variable that must hold keys: let every text sample name one.
+SAMPLE_ENVIRONMENT = {"SAMPLE_A": "key-a", "SAMPLE_B": "key-b"}
+
+
+def samples(opt: OptionField) -> tuple[Any, Any]:
+    """Two values ``opt`` takes, the first not its default."""
+    if opt.kind.is_boolean:
+        return (not opt.default, opt.default)
+    if opt.kind.choices:
+        first, second = [w for w in opt.kind.choices if w != opt.default][:2]
+        return (first, second)
+    return SAMPLES[opt.kind]
+
+
+def env_text(opt: OptionField, value: Any) -> str:
+    if opt.kind.is_boolean:
+        return "yes" if value else "off"
+    return str(value)
+
+
+def flag_args(opt: OptionField, value: Any) -> list[str]:
+    if opt.kind.is_boolean:
+        return [opt.flag if value else "--no-" + opt.flag.removeprefix("--")]
+    return [opt.flag, str(value)]
+
+
+def option_id(opt: OptionField) -> str:
+    return opt.key
+
+
+@pytest.mark.parametrize("opt", OPTIONS, ids=option_id)
+@pytest.mark.parametrize(
+    ("layers", "winner"),
+    [
+        ((), "default"),
+        (("file",), "file"),
+        (("file-dashed",), "file-dashed"),
+        (("env",), "env"),
+        (("flag",), "flag"),
+        (("file", "env"), "env"),
+        (("file", "flag"), "flag"),
+        (("env", "flag"), "flag"),
+        (("file", "env", "flag"), "flag"),
+    ],
+)
+def test_every_option_is_set_by_flag_env_and_file_in_precedence(
+    tmp_path: Path, opt: OptionField, layers: tuple[str, ...], winner: str
+) -> None:
+    """flag > environment variable > config file > default, for every option of the table.
+
+    Each layer present gets a value other than the one of the layer below it, so the
+    result names the layer that won.
+    """
+    x, y = samples(opt)
+    values: dict[str, Any] = {"default": opt.default}
+    below = opt.default
+    for layer in ("file", "file-dashed", "env", "flag"):
+        if layer in layers:
+            values[layer] = x if below != x else y
+            below = values[layer]
+    text = ""
+    if "file" in layers:
+        text = yaml.safe_dump({opt.key: values["file"]})
+    if "file-dashed" in layers:
+        text = yaml.safe_dump({opt.key.replace("_", "-"): values["file-dashed"]})
+    env = dict(SAMPLE_ENVIRONMENT)
+    if "env" in layers:
+        env[opt.env] = env_text(opt, values["env"])
+    argv = ["--config", write(tmp_path, text)]
+    if "flag" in layers:
+        argv += flag_args(opt, values["flag"])
+    settings = load_settings(argv, env)
+    assert getattr(settings, opt.key) == values[winner]
+
+
+def test_the_table_is_the_settings_fields_and_their_defaults() -> None:
+    """Every option has its field's default, and loading nothing gives the defaults."""
+    loaded = load_settings([], {})
+    for opt in OPTIONS:
+        assert opt.default == getattr(Settings(), opt.key)
+        assert getattr(loaded, opt.key) == opt.default
+        if opt.default is not None:
+            # The default is a value the option itself takes.
+            assert opt.kind.from_yaml(opt.default) == opt.default
+    keys = [opt.key for opt in OPTIONS]
+    envs = [opt.env for opt in OPTIONS]
+    assert len(set(keys)) == len(keys) and len(set(envs)) == len(envs)
+    # The settings that are not options stay out of the table.
+    assert not {"backends", "default_backend", "client_keys", "embedded_mock", "config_path"} & set(
+        keys
+    )
+
+
 def test_config_path_from_environment(tmp_path: Path) -> None:
     path = write(tmp_path, "port: 9100")
     assert load_settings([], {"TRIOPROXY_CONFIG": path}).port == 9100
@@ -98,7 +201,7 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ("port: [", ["invalid YAML", "line"]),
         ("- a\n- b", ["top level"]),
         ("colour: blue", ["unknown key 'colour'"]),
-        ("port: eighty", ["key 'port'", "integer"]),
+        ("port: eighty", ["key 'port'", "port number"]),
         ("enable_activity_tracking: maybe", ["key 'enable_activity_tracking'", "true or false"]),
         ("backends: {}", ["key 'backends'"]),
         ("backends:\n  - type: gemini", ["key 'backends[0].type'", "gemini"]),
@@ -208,7 +311,8 @@ def test_help_lists_every_option_and_variable() -> None:
     for opt in OPTIONS:
         assert opt.flag in result.stdout
         assert opt.env in result.stdout
-    assert "--no-enable-activity-tracking" in result.stdout
+        if opt.kind.is_boolean:
+            assert "--no-" + opt.flag.removeprefix("--") in result.stdout
     assert "TRIOPROXY_CONFIG" in result.stdout
 
 

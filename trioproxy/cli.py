@@ -1,9 +1,12 @@
 """The command line: flags, environment and config file → :class:`Settings`; ``main``.
 
-Precedence for every flat option is flag > environment variable > config file > default
-(configargparse does the merging; a YAML parser of ours feeds it the file's flat keys,
-with ``enable_activity_tracking`` style keys mapped to their ``--enable-activity-tracking``
-flags). Backends come from the file's ``backends`` list, else from ``OPENAI_API_KEY`` /
+The flat options are the options table, :data:`trioproxy.settings.OPTIONS` (derived from
+the ``Settings`` fields); the parser below is built from it. Precedence for every flat
+option is flag > environment variable > config file > default (configargparse does the
+merging; a YAML parser of ours feeds it the file's flat keys, with
+``enable_activity_tracking`` style keys mapped to their ``--enable-activity-tracking``
+flags, and the environment's values are checked first so that a bad one is named).
+Backends come from the file's ``backends`` list, else from ``OPENAI_API_KEY`` /
 ``ANTHROPIC_API_KEY``, else the embedded ``mock.1``. Every configuration problem ends
 start-up with one line on stderr and exit code 2.
 """
@@ -16,140 +19,15 @@ import os
 import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import IO, Any, NoReturn
 
 import configargparse
 
 from .config_file import ConfigError, ConfigFile, RawBackend, load_config_file, parse_config_text
-from .settings import MIB, BackendSpec, ConnectorType, Secret, Settings
+from .options import Kind
+from .settings import OPTIONS, BackendSpec, ConnectorType, Secret, Settings
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("0", "false", "no", "off")
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(text)
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError(text)
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise ValueError(text)
-    return value
-
-
-def _boolean(text: str) -> bool:
-    word = text.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ValueError(text)
-
-
-def _log_level(text: str) -> str:
-    word = text.strip().lower()
-    if word not in LOG_LEVELS:
-        raise ValueError(text)
-    return word
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    """One flat option: its config key (and dest), environment variable, type and help."""
-
-    key: str
-    env: str
-    parse: Callable[[str], Any]
-    default: Any
-    help: str
-    metavar: str | None = None
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.key.replace("_", "-")
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option("host", "TRIOPROXY_HOST", str, "127.0.0.1", "address to listen on", "ADDR"),
-    Option("port", "TRIOPROXY_PORT", _port, 8000, "port to listen on (0: any free port)", "N"),
-    Option(
-        "enable_activity_tracking",
-        "ENABLE_ACTIVITY_TRACKING",
-        _boolean,
-        False,
-        "track every request in flight and serve it on /v1/diagnostics",
-    ),
-    Option(
-        "activity_stale_timeout",
-        "TRIOPROXY_ACTIVITY_STALE_TIMEOUT",
-        _positive_float,
-        300.0,
-        "seconds without a byte after which a tracked request is cancelled as stale",
-        "S",
-    ),
-    Option(
-        "max_request_body",
-        "TRIOPROXY_MAX_REQUEST_BODY",
-        _positive_int,
-        10 * MIB,
-        "largest request body accepted, in bytes (413 beyond)",
-        "BYTES",
-    ),
-    Option(
-        "log_level",
-        "TRIOPROXY_LOG_LEVEL",
-        _log_level,
-        "info",
-        "debug, info, warning or error",
-        "LEVEL",
-    ),
-    Option(
-        "upstream_connect_timeout",
-        "TRIOPROXY_UPSTREAM_CONNECT_TIMEOUT",
-        _positive_float,
-        10.0,
-        "seconds to connect to a backend",
-        "S",
-    ),
-    Option(
-        "upstream_read_timeout",
-        "TRIOPROXY_UPSTREAM_READ_TIMEOUT",
-        _positive_float,
-        300.0,
-        "seconds a backend may stay silent while answering (no total deadline on streams)",
-        "S",
-    ),
-    Option(
-        "shutdown_grace",
-        "TRIOPROXY_SHUTDOWN_GRACE",
-        _positive_float,
-        30.0,
-        "seconds in-flight requests get to finish on SIGINT/SIGTERM",
-        "S",
-    ),
-    Option(
-        "client_keys_env",
-        "TRIOPROXY_CLIENT_KEYS_ENV",
-        str,
-        None,
-        "name of the environment variable holding comma-separated proxy keys; when set, "
-        "every proxy route requires one (Authorization: Bearer or x-api-key)",
-        "NAME",
-    ),
-)
 CONFIG_ENV = "TRIOPROXY_CONFIG"
 
 
@@ -163,8 +41,7 @@ class _YamlConfigParser(configargparse.ConfigFileParser):
         config = parse_config_text(getattr(stream, "name", "config"), stream.read())
         items: OrderedDict[str, str] = OrderedDict()
         for key, value in config.flat.items():
-            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-            items[key.replace("_", "-")] = text
+            items[key.replace("_", "-")] = _as_text(value)
         return items
 
 
@@ -190,22 +67,22 @@ def _build_parser(config_path: str | None) -> _Parser:
         help=f"YAML config file (flat options and the backends list) [env var: {CONFIG_ENV}]",
     )
     for opt in OPTIONS:
-        if opt.parse is _boolean:
+        if opt.kind.is_boolean:
             parser.add_argument(
                 opt.flag,
                 action=argparse.BooleanOptionalAction,
                 env_var=opt.env,
                 default=opt.default,
-                help=opt.help,
+                help=opt.option.help,
             )
         else:
             parser.add_argument(
                 opt.flag,
-                type=opt.parse,
+                type=_flag_type(opt.kind),
                 env_var=opt.env,
                 default=opt.default,
-                metavar=opt.metavar,
-                help=opt.help,
+                metavar=opt.option.metavar,
+                help=opt.option.help,
             )
     return parser
 
@@ -218,21 +95,43 @@ def _config_path(argv: Sequence[str], environ: Mapping[str, str]) -> str | None:
     return path
 
 
-def _check_environment(environ: Mapping[str, str]) -> None:
-    """Reject bad environment values with a line naming the variable."""
+def _flag_type(kind: Kind[Any]) -> Callable[[str], Any]:
+    """The argparse ``type`` of a flag of ``kind``."""
+
+    def convert(text: str) -> Any:
+        try:
+            return kind.from_text(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind.allowed}") from None
+
+    return convert
+
+
+def _as_text(value: object) -> str:
+    """A checked value as configargparse's command-line text for it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _environment_values(environ: Mapping[str, str]) -> dict[str, str]:
+    """The options' variables that are set, checked, as text configargparse reads.
+
+    Raises:
+        ConfigError: a value its option does not take, in a line naming the variable.
+    """
+    values: dict[str, str] = {}
     for opt in OPTIONS:
         raw = environ.get(opt.env)
         if raw is None:
             continue
         try:
-            opt.parse(raw)
+            values[opt.env] = _as_text(opt.kind.from_text(raw))
         except ValueError:
-            expected = (
-                "one of 1 true yes on 0 false no off"
-                if opt.parse is _boolean
-                else f"a valid {opt.metavar or 'value'}"
-            )
-            raise ConfigError(f"environment variable {opt.env}={raw!r} is not {expected}") from None
+            raise ConfigError(
+                f"environment variable {opt.env}={raw!r} is not {opt.kind.allowed}"
+            ) from None
+    return values
 
 
 def _spec_from_raw(raw: RawBackend, environ: Mapping[str, str]) -> BackendSpec:
@@ -295,9 +194,9 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     """
     path = _config_path(argv, environ)
     config: ConfigFile | None = load_config_file(path) if path else None
-    _check_environment(environ)
+    env_values = _environment_values(environ)
     parser = _build_parser(path)
-    args = parser.parse_args(list(argv), env_vars=dict(environ))
+    args = parser.parse_args(list(argv), env_vars=env_values)
     values = {opt.key: getattr(args, opt.key) for opt in OPTIONS}
     if config is not None and config.backends is not None:
         backends = tuple(_spec_from_raw(raw, environ) for raw in config.backends)

@@ -12,26 +12,15 @@ from typing import Any
 
 import yaml
 
-from .settings import ConnectorType
+from .settings import OPTIONS, ConnectorType
 
 
 class ConfigError(Exception):
     """A configuration problem; its message is one line meant for the user."""
 
 
-# Flat keys and the Python types their values may have in YAML (bool is not an int here).
-FLAT_KEYS: dict[str, tuple[type, ...]] = {
-    "host": (str,),
-    "port": (int,),
-    "enable_activity_tracking": (bool,),
-    "activity_stale_timeout": (int, float),
-    "max_request_body": (int,),
-    "log_level": (str,),
-    "upstream_connect_timeout": (int, float),
-    "upstream_read_timeout": (int, float),
-    "shutdown_grace": (int, float),
-    "client_keys_env": (str,),
-}
+# The flat keys are the options table's, each checked by its option's kind.
+FLAT_OPTIONS = {opt.key: opt for opt in OPTIONS}
 NESTED_KEYS = ("backends", "default_backend")
 BACKEND_KEYS: dict[str, tuple[type, ...]] = {
     "name": (str,),
@@ -102,9 +91,14 @@ def parse_config_text(path: str, text: str) -> ConfigFile:
     for raw_key, value in data.items():
         # Keys may be written as the flag (enable-activity-tracking) or as a name (…_…).
         key = str(raw_key).replace("-", "_")
-        if key in FLAT_KEYS:
-            _check_type(path, str(raw_key), value, FLAT_KEYS[key])
-            flat[key] = value
+        if key in FLAT_OPTIONS:
+            kind = FLAT_OPTIONS[key].kind
+            try:
+                flat[key] = kind.from_yaml(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{path}: key '{raw_key}' must be {kind.file_allowed}, not {value!r}"
+                ) from None
         elif key not in NESTED_KEYS:
             raise ConfigError(f"{path}: unknown key '{raw_key}'")
     default = data.get("default_backend")

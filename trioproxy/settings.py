@@ -10,7 +10,20 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from .options import (
+    BOOLEAN,
+    PORT,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    TEXT,
+    OptionField,
+    choice,
+    option,
+    option_fields,
+)
+
 MIB = 1024 * 1024
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class ConnectorType(enum.Enum):
@@ -56,29 +69,88 @@ class BackendSpec:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the proxy needs to run, validated once."""
+    """Everything the proxy needs to run, validated once.
 
-    host: str = "127.0.0.1"
-    port: int = 8000
+    The fields declared with :func:`~trioproxy.options.option` are the flat options: each
+    is settable by its flag, its environment variable and its config key, and
+    :data:`OPTIONS` (derived from these fields) drives the CLI, the config file and the
+    docs' table. A new option is one such field.
+    """
+
+    host: str = option(
+        "127.0.0.1", env="TRIOPROXY_HOST", kind=TEXT, metavar="ADDR", help="address to listen on"
+    )
+    port: int = option(
+        8000,
+        env="TRIOPROXY_PORT",
+        kind=PORT,
+        metavar="N",
+        help="port to listen on (0: any free port)",
+    )
     config_path: str | None = None
-    enable_activity_tracking: bool = False
-    activity_stale_timeout: float = 300.0
-    max_request_body: int = 10 * MIB
-    log_level: str = "info"
-    upstream_connect_timeout: float = 10.0
-    upstream_read_timeout: float = 300.0
-    shutdown_grace: float = 30.0
+    enable_activity_tracking: bool = option(
+        False,
+        env="ENABLE_ACTIVITY_TRACKING",
+        kind=BOOLEAN,
+        help="track every request in flight and serve it on /v1/diagnostics",
+    )
+    activity_stale_timeout: float = option(
+        300.0,
+        env="TRIOPROXY_ACTIVITY_STALE_TIMEOUT",
+        kind=POSITIVE_NUMBER,
+        metavar="S",
+        help="seconds without a byte after which a tracked request is cancelled as stale",
+    )
+    max_request_body: int = option(
+        10 * MIB,
+        env="TRIOPROXY_MAX_REQUEST_BODY",
+        kind=POSITIVE_INT,
+        metavar="BYTES",
+        help="largest request body accepted, in bytes (413 beyond)",
+    )
+    log_level: str = option(
+        "info",
+        env="TRIOPROXY_LOG_LEVEL",
+        kind=choice(*LOG_LEVELS),
+        metavar="LEVEL",
+        help="debug, info, warning or error",
+    )
+    upstream_connect_timeout: float = option(
+        10.0,
+        env="TRIOPROXY_UPSTREAM_CONNECT_TIMEOUT",
+        kind=POSITIVE_NUMBER,
+        metavar="S",
+        help="seconds to connect to a backend",
+    )
+    upstream_read_timeout: float = option(
+        300.0,
+        env="TRIOPROXY_UPSTREAM_READ_TIMEOUT",
+        kind=POSITIVE_NUMBER,
+        metavar="S",
+        help="seconds a backend may stay silent while answering (no total deadline on streams)",
+    )
+    shutdown_grace: float = option(
+        30.0,
+        env="TRIOPROXY_SHUTDOWN_GRACE",
+        kind=POSITIVE_NUMBER,
+        metavar="S",
+        help="seconds in-flight requests get to finish on SIGINT/SIGTERM",
+    )
     backends: tuple[BackendSpec, ...] = ()
     default_backend: str | None = None
     # Proxy keys clients must present (empty: no client authentication).
-    client_keys_env: str | None = None
+    client_keys_env: str | None = option(
+        None,
+        env="TRIOPROXY_CLIENT_KEYS_ENV",
+        kind=TEXT,
+        metavar="NAME",
+        help="name of the environment variable holding comma-separated proxy keys; when set, "
+        "every proxy route requires one (Authorization: Bearer or x-api-key)",
+    )
     client_keys: tuple[Secret, ...] = ()
     # Set when no backend came from the config or the environment, for the start-up log.
     embedded_mock: bool = False
 
-    def backend(self, name: str) -> BackendSpec | None:
-        """The spec called ``name``, or None."""
-        for spec in self.backends:
-            if spec.name == name:
-                return spec
-        return None
+
+# The options table: every flat option, in the order of the fields above.
+OPTIONS: tuple[OptionField, ...] = option_fields(Settings)

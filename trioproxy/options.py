@@ -1,0 +1,207 @@
+"""The vocabulary of the options table: how a :class:`~trioproxy.settings.Settings` field
+becomes an option settable by flag, environment variable and config key.
+
+A flat option is declared once, on its ``Settings`` field::
+
+    port: int = option(8000, env="TRIOPROXY_PORT", kind=PORT, metavar="N", help="…")
+
+and everything else is derived from :func:`option_fields`: the argparse flag
+(``--port``, booleans ``--x/--no-x``), the accepted environment variable, the YAML key
+(the field name; dashes are accepted too) and the values it accepts there, the default,
+and the words of every error. A :class:`Kind` says what values an option takes: it parses
+the text of a flag or a variable and checks a YAML value, raising ``ValueError`` for a
+value it does not take; :attr:`Kind.allowed` says in words what it does take.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, overload
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+OPTION_METADATA_KEY = "trioproxy.option"
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True, slots=True)
+class Kind(Generic[T_co]):
+    """The values an option takes.
+
+    ``from_text`` parses a flag's or an environment variable's text and ``from_yaml``
+    checks a value the YAML parser produced; both raise ``ValueError`` for a value the
+    option does not take. ``allowed`` (and ``yaml_allowed`` where the file's values are
+    written differently, as booleans are) completes "is not …" / "must be …".
+    """
+
+    allowed: str
+    from_text: Callable[[str], T_co]
+    from_yaml: Callable[[object], T_co]
+    yaml_allowed: str = ""
+    choices: tuple[str, ...] = ()
+    is_boolean: bool = False
+
+    @property
+    def file_allowed(self) -> str:
+        """What a config-file value must be, in words."""
+        return self.yaml_allowed or self.allowed
+
+
+def _yaml_number(value: object) -> float:
+    # YAML's true/false are ints to Python; an option that takes a number does not take them.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(value)
+    return float(value)
+
+
+def _yaml_integer(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(value)
+    return value
+
+
+def _text_integer(text: str) -> int:
+    return int(text.strip())
+
+
+def _in_range(parse: Callable[[Any], int], low: int, high: int | None) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        number = parse(value)
+        if number < low or (high is not None and number > high):
+            raise ValueError(value)
+        return number
+
+    return check
+
+
+def _positive(parse: Callable[[Any], float]) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        number = parse(value)
+        if not number > 0:  # also refuses NaN
+            raise ValueError(value)
+        return number
+
+    return check
+
+
+def _yaml_text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(value)
+    return value
+
+
+def _text_boolean(text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(text)
+
+
+def _yaml_boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(value)
+    return value
+
+
+TEXT: Kind[str] = Kind("a string", str, _yaml_text)
+PORT: Kind[int] = Kind(
+    "a port number (0-65535)",
+    _in_range(_text_integer, 0, 65535),
+    _in_range(_yaml_integer, 0, 65535),
+)
+POSITIVE_INT: Kind[int] = Kind(
+    "an integer greater than 0",
+    _in_range(_text_integer, 1, None),
+    _in_range(_yaml_integer, 1, None),
+)
+POSITIVE_NUMBER: Kind[float] = Kind(
+    "a number greater than 0",
+    _positive(float),
+    _positive(_yaml_number),
+)
+BOOLEAN: Kind[bool] = Kind(
+    "one of " + " ".join(TRUE_WORDS + FALSE_WORDS),
+    _text_boolean,
+    _yaml_boolean,
+    yaml_allowed="true or false",
+    is_boolean=True,
+)
+
+
+def choice(*words: str) -> Kind[str]:
+    """One of ``words``, in any case (the value is the lower-case word)."""
+
+    def from_text(text: str) -> str:
+        word = text.strip().lower()
+        if word not in words:
+            raise ValueError(text)
+        return word
+
+    return Kind(
+        "one of " + ", ".join(words),
+        from_text,
+        lambda value: from_text(_yaml_text(value)),
+        choices=words,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """How a ``Settings`` field is set from outside: its variable, kind and help."""
+
+    env: str
+    kind: Kind[Any]
+    help: str
+    metavar: str | None = None
+
+
+@overload
+def option(
+    default: None, *, env: str, kind: Kind[T], help: str, metavar: str | None = None
+) -> T | None: ...
+@overload
+def option(default: T, *, env: str, kind: Kind[T], help: str, metavar: str | None = None) -> T: ...
+def option(
+    default: Any, *, env: str, kind: Kind[Any], help: str, metavar: str | None = None
+) -> Any:
+    """A ``Settings`` field that is a flat option (flag, ``env`` variable, config key)."""
+    return field(
+        default=default,
+        metadata={OPTION_METADATA_KEY: Option(env, kind, help, metavar)},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OptionField:
+    """One row of the options table: a ``Settings`` field and how it is set."""
+
+    key: str  # the field's name: the config key, and the flag with '-' for '_'
+    default: Any
+    option: Option
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return self.option.env
+
+    @property
+    def kind(self) -> Kind[Any]:
+        return self.option.kind
+
+
+def option_fields(cls: type[Any]) -> tuple[OptionField, ...]:
+    """The rows of the options table of the dataclass ``cls``, in field order."""
+    return tuple(
+        OptionField(f.name, f.default, f.metadata[OPTION_METADATA_KEY])
+        for f in dataclasses.fields(cls)
+        if OPTION_METADATA_KEY in f.metadata
+    )
