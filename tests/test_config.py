@@ -12,7 +12,7 @@ import yaml
 
 from trioproxy.cli import load_settings
 from trioproxy.config_file import ConfigError
-from trioproxy.options import PORT, POSITIVE_INT, POSITIVE_NUMBER, TEXT, OptionField
+from trioproxy.options import BOOLEAN, PORT, POSITIVE_INT, POSITIVE_NUMBER, TEXT, OptionField
 from trioproxy.settings import OPTIONS, ConnectorType, Settings
 
 
@@ -231,17 +231,107 @@ def test_missing_config_file(tmp_path: Path) -> None:
         load_settings(["--config", str(tmp_path / "absent.yaml")], {})
 
 
+# Values each kind refuses: as the text of a flag or variable, and as a YAML value.
+BAD_TEXT: dict[Any, tuple[str, ...]] = {
+    TEXT: (),
+    PORT: ("99999", "-1", "abc", "80.5"),
+    POSITIVE_INT: ("0", "-3", "1.5", "lots"),
+    POSITIVE_NUMBER: ("0", "-2", "nan", "soon"),
+    BOOLEAN: ("maybe", "2"),
+}
+BAD_YAML: dict[Any, tuple[Any, ...]] = {
+    TEXT: (1, [1], True),
+    PORT: (99999, -1, "8000", True, 80.5),
+    POSITIVE_INT: (0, 1.5, "10", False),
+    POSITIVE_NUMBER: (0, -1.5, "1", True),
+    BOOLEAN: ("yes", 1, None),
+}
+
+
+def bad_text(opt: OptionField) -> tuple[str, ...]:
+    return ("verbose", "") if opt.kind.choices else BAD_TEXT[opt.kind]
+
+
+def bad_yaml(opt: OptionField) -> tuple[Any, ...]:
+    return ("verbose", 1) if opt.kind.choices else BAD_YAML[opt.kind]
+
+
 @pytest.mark.parametrize(
-    ("env", "variable"),
+    ("opt", "text"),
+    [(opt, text) for opt in OPTIONS if not opt.kind.is_boolean for text in bad_text(opt)],
+    ids=repr,
+)
+def test_a_bad_flag_value_is_named_in_words(opt: OptionField, text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings([opt.flag, text], {})
+    assert str(info.value) == f"{opt.flag}: {text!r} is not {opt.kind.allowed}"
+
+
+@pytest.mark.parametrize(
+    ("opt", "text"), [(opt, text) for opt in OPTIONS for text in bad_text(opt)], ids=repr
+)
+def test_a_bad_variable_is_named_in_words(opt: OptionField, text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings([], {opt.env: text})
+    assert str(info.value) == f"environment variable {opt.env}={text!r} is not {opt.kind.allowed}"
+
+
+@pytest.mark.parametrize(
+    ("opt", "value"), [(opt, value) for opt in OPTIONS for value in bad_yaml(opt)], ids=repr
+)
+def test_a_bad_config_value_is_named_with_file_and_key(
+    tmp_path: Path, opt: OptionField, value: Any
+) -> None:
+    path = write(tmp_path, yaml.safe_dump({opt.key: value}))
+    with pytest.raises(ConfigError) as info:
+        load_settings(["-c", path], {})
+    assert (
+        str(info.value) == f"{path}: key '{opt.key}' must be {opt.kind.file_allowed}, not {value!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
     [
-        ({"ENABLE_ACTIVITY_TRACKING": "maybe"}, "ENABLE_ACTIVITY_TRACKING"),
-        ({"TRIOPROXY_PORT": "http"}, "TRIOPROXY_PORT"),
-        ({"TRIOPROXY_ACTIVITY_STALE_TIMEOUT": "-1"}, "TRIOPROXY_ACTIVITY_STALE_TIMEOUT"),
+        (["--port", "99999"], {}, "--port: '99999' is not a port number (0-65535)"),
+        (
+            ["--log-level", "verbose"],
+            {},
+            "--log-level: 'verbose' is not one of debug, info, warning, error",
+        ),
+        (
+            ["--activity-stale-timeout", "0"],
+            {},
+            "--activity-stale-timeout: '0' is not a number greater than 0",
+        ),
+        (
+            [],
+            {"TRIOPROXY_PORT": "abc"},
+            "environment variable TRIOPROXY_PORT='abc' is not a port number (0-65535)",
+        ),
+        (
+            [],
+            {"ENABLE_ACTIVITY_TRACKING": "maybe"},
+            "environment variable ENABLE_ACTIVITY_TRACKING='maybe' is not one of "
+            "1 true yes on 0 false no off",
+        ),
+        (["--port"], {}, "--port: expected one argument"),
     ],
 )
-def test_bad_environment_names_the_variable(env: dict[str, str], variable: str) -> None:
-    with pytest.raises(ConfigError, match=variable):
-        load_settings([], env)
+def test_option_errors_say_option_value_and_what_is_allowed(
+    argv: list[str], env: dict[str, str], message: str
+) -> None:
+    """The reports of issue 11, word for word: no parser function names."""
+    with pytest.raises(ConfigError) as info:
+        load_settings(argv, env)
+    assert str(info.value) == message
+
+
+def test_a_bad_config_value_in_range_words(tmp_path: Path) -> None:
+    path = write(tmp_path, "port: 99999")
+    with pytest.raises(ConfigError) as info:
+        load_settings(["-c", path], {})
+    assert str(info.value) == f"{path}: key 'port' must be a port number (0-65535), not 99999"
 
 
 def test_backends_from_file_are_numbered_per_type_and_keys_resolved(tmp_path: Path) -> None:
@@ -331,7 +421,20 @@ def test_bad_variable_stops_start_up_with_one_line() -> None:
     assert result.stderr.count("\n") == 1
 
 
-def test_bad_flag_is_one_line() -> None:
-    result = run_cli("--port", "http")
+@pytest.mark.parametrize(
+    ("args", "env", "file", "words"),
+    [
+        (["--port", "99999"], {}, "", "--port: '99999' is not a port number"),
+        ([], {"TRIOPROXY_LOG_LEVEL": "verbose"}, "", "TRIOPROXY_LOG_LEVEL='verbose' is not"),
+        ([], {}, "activity_stale_timeout: 0", "key 'activity_stale_timeout' must be a number"),
+    ],
+)
+def test_a_bad_option_stops_start_up_with_one_line(
+    tmp_path: Path, args: list[str], env: dict[str, str], file: str, words: str
+) -> None:
+    """Flag, variable or config value: one line on stderr, exit 2, no traceback."""
+    result = run_cli("-c", write(tmp_path, file), *args, env=env)
     assert result.returncode == 2
-    assert "--port" in result.stderr and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("trioproxy: error: ")
+    assert words in result.stderr and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr and "_port" not in result.stderr

@@ -47,7 +47,8 @@ class _YamlConfigParser(configargparse.ConfigFileParser):
 
 class _Parser(configargparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise ConfigError(message)
+        # argparse says "argument --port: …"; the flag is what the user wrote.
+        raise ConfigError(message.removeprefix("argument "))
 
 
 def _build_parser(config_path: str | None) -> _Parser:
