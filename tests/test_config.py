@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+import trioproxy
 from trioproxy.cli import load_settings
 from trioproxy.config_file import ConfigError
 from trioproxy.options import BOOLEAN, PORT, POSITIVE_INT, POSITIVE_NUMBER, TEXT, OptionField
@@ -404,6 +405,27 @@ def test_help_lists_every_option_and_variable() -> None:
         if opt.kind.is_boolean:
             assert "--no-" + opt.flag.removeprefix("--") in result.stdout
     assert "TRIOPROXY_CONFIG" in result.stdout
+
+
+def test_help_states_the_precedence_in_an_epilog_of_its_own() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    options, _, epilog = result.stdout.rstrip("\n").rpartition("\n\n")
+    assert "--client-keys-env" in options
+    assert epilog[:1].strip(), f"the epilog starts with a space: {epilog!r}"
+    assert "flag > environment variable > config file > default" in " ".join(epilog.split())
+    assert "In general" not in result.stdout
+    assert all(len(line) <= 80 for line in result.stdout.splitlines())
+
+
+def test_version_prints_the_package_version() -> None:
+    """The installed distribution's version (package metadata), as ``trioproxy.__version__``."""
+    result = run_cli("--version")
+    assert (result.returncode, result.stdout, result.stderr) == (
+        0,
+        f"trioproxy {trioproxy.__version__}\n",
+        "",
+    )
 
 
 def test_bad_config_stops_start_up_with_one_line(tmp_path: Path) -> None:

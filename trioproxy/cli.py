@@ -24,6 +24,7 @@ from typing import IO, Any, NoReturn
 
 import configargparse
 
+from . import __version__
 from .config_file import ConfigError, ConfigFile, RawBackend, load_config_file, parse_config_text
 from .options import Kind
 from .settings import OPTIONS, BackendSpec, ConnectorType, Secret, Settings
@@ -51,15 +52,38 @@ class _Parser(configargparse.ArgumentParser):
         raise ConfigError(message.removeprefix("argument "))
 
 
+_DESCRIPTION = """\
+An LLM API proxy on Trio: OpenAI and Anthropic clients, configured backends,
+exact live activity tracking."""
+_EPILOG = """\
+Every option can also be set by its environment variable ([env var: ...]) or
+as a key of the YAML config file: its name with '_' or '-' (log_level: debug).
+Backends are listed in the config file; see docs/configuration.md.
+Precedence: flag > environment variable > config file > default."""
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each option's help; the description and epilog as written."""
+
+
 def _build_parser(config_path: str | None) -> _Parser:
     parser = _Parser(
         prog="trioproxy",
-        description="An LLM API proxy on Trio: OpenAI and Anthropic clients, configured "
-        "backends, exact live activity tracking.",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
         config_file_parser_class=_YamlConfigParser,
         default_config_files=[config_path] if config_path else [],
         auto_env_var_prefix=None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        # Its own help lines would repeat ours, and its epilog omits the config file.
+        add_config_file_help=False,
+        add_env_var_help=False,
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"%(prog)s {__version__}",
+        help="print the version and exit",
     )
     parser.add_argument(
         "-c",
@@ -74,7 +98,7 @@ def _build_parser(config_path: str | None) -> _Parser:
                 action=argparse.BooleanOptionalAction,
                 env_var=opt.env,
                 default=opt.default,
-                help=opt.option.help,
+                help=f"{opt.option.help} [env var: {opt.env}]",
             )
         else:
             parser.add_argument(
@@ -83,7 +107,7 @@ def _build_parser(config_path: str | None) -> _Parser:
                 env_var=opt.env,
                 default=opt.default,
                 metavar=opt.option.metavar,
-                help=opt.option.help,
+                help=f"{opt.option.help} [env var: {opt.env}]",
             )
     return parser
 
@@ -191,7 +215,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
 
     Raises:
         ConfigError: any bad flag, variable or config file, with a one-line message.
-        SystemExit: ``--help`` (code 0).
+        SystemExit: ``--help`` or ``--version`` (code 0), after printing to stdout.
     """
     path = _config_path(argv, environ)
     config: ConfigFile | None = load_config_file(path) if path else None
@@ -247,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"trioproxy: error: {exc}", file=sys.stderr)
         return 2
-    except SystemExit as exc:  # --help
+    except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
     configure_logging(settings.log_level)
     tune_gc()
