@@ -214,6 +214,19 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
             ["backends[1].name", "repeats"],
         ),
         ("default_backend: nope\nbackends:\n  - type: mock", ["default_backend", "nope"]),
+        (
+            "backends:\n  - type: openai\n    base_url: localhost:8080/v1",
+            [
+                "key 'backends[0].base_url' must be an http:// or https:// URL, "
+                "not 'localhost:8080/v1'"
+            ],
+        ),
+        (
+            "backends:\n  - type: mock\n  - type: anthropic\n    base_url: api.anthropic.com",
+            ["key 'backends[1].base_url' must be an http:// or https:// URL"],
+        ),
+        ("backends:\n  - type: openai\n    base_url: http://h:port/v1", ["backends[0].base_url"]),
+        ("backends:\n  - type: openai\n    base_url: 'http:///v1'", ["backends[0].base_url"]),
     ],
 )
 def test_bad_config_files_name_file_and_key(tmp_path: Path, text: str, words: list[str]) -> None:
@@ -380,6 +393,30 @@ def test_backends_from_environment() -> None:
     assert not settings.embedded_mock
 
 
+def test_a_base_url_from_the_environment_must_be_an_http_url() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings([], {"OPENAI_API_KEY": "sk-1", "OPENAI_BASE_URL": "localhost:8080/v1"})
+    assert str(info.value) == (
+        "environment variable OPENAI_BASE_URL='localhost:8080/v1' is not an http:// or https:// URL"
+    )
+    with pytest.raises(ConfigError, match="ANTHROPIC_BASE_URL"):
+        load_settings([], {"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "ftp://h"})
+    # A base-URL variable without its key variable configures nothing, so it is not read.
+    assert load_settings([], {"OPENAI_BASE_URL": "localhost:8080/v1"}).embedded_mock
+
+
+def test_a_bad_base_url_is_shown_without_its_credentials_or_query(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "backends:\n  - type: openai\n    base_url: 'ftp://user:sk-pass@h/v1?key=sk-query'",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(["-c", path], {})
+    message = str(info.value)
+    assert "backends[0].base_url" in message and "ftp://***@h/v1?***" in message
+    assert "sk-" not in message and "user" not in message
+
+
 def test_embedded_mock_when_nothing_is_configured() -> None:
     settings = load_settings([], {})
     assert [(b.name, b.type) for b in settings.backends] == [("mock.1", ConnectorType.MOCK)]
@@ -449,6 +486,18 @@ def test_bad_variable_stops_start_up_with_one_line() -> None:
         (["--port", "99999"], {}, "", "--port: '99999' is not a port number"),
         ([], {"TRIOPROXY_LOG_LEVEL": "verbose"}, "", "TRIOPROXY_LOG_LEVEL='verbose' is not"),
         ([], {}, "activity_stale_timeout: 0", "key 'activity_stale_timeout' must be a number"),
+        (
+            [],
+            {},
+            "backends:\n  - type: openai\n    base_url: localhost:8080/v1",
+            "key 'backends[0].base_url' must be an http:// or https:// URL",
+        ),
+        (
+            [],
+            {"OPENAI_API_KEY": "sk-1", "OPENAI_BASE_URL": "localhost:8080/v1"},
+            "",
+            "environment variable OPENAI_BASE_URL='localhost:8080/v1' is not an http",
+        ),
     ],
 )
 def test_a_bad_option_stops_start_up_with_one_line(

@@ -25,7 +25,15 @@ from typing import IO, Any, NoReturn
 import configargparse
 
 from . import __version__
-from .config_file import ConfigError, ConfigFile, RawBackend, load_config_file, parse_config_text
+from .config_file import (
+    ConfigError,
+    ConfigFile,
+    RawBackend,
+    is_http_url,
+    load_config_file,
+    parse_config_text,
+    shown_url,
+)
 from .options import Kind
 from .settings import OPTIONS, BackendSpec, ConnectorType, Secret, Settings
 
@@ -197,17 +205,31 @@ _ENVIRONMENT_BACKENDS = (
 
 
 def _backends_from_environment(environ: Mapping[str, str]) -> tuple[BackendSpec, ...]:
-    return tuple(
-        BackendSpec(
-            name=name,
-            type=kind,
-            base_url=(environ.get(url_var) or default_url).rstrip("/"),
-            api_key_env=key_var,
-            api_key=Secret(environ[key_var]),
+    """The backends ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY`` give.
+
+    Raises:
+        ConfigError: its base-URL variable is set to something that is not an http(s) URL.
+    """
+    specs = []
+    for name, kind, key_var, url_var, default_url in _ENVIRONMENT_BACKENDS:
+        if not environ.get(key_var):
+            continue
+        base_url = environ.get(url_var) or default_url
+        if not is_http_url(base_url):
+            raise ConfigError(
+                f"environment variable {url_var}={shown_url(base_url)!r} is not an "
+                "http:// or https:// URL"
+            )
+        specs.append(
+            BackendSpec(
+                name=name,
+                type=kind,
+                base_url=base_url.rstrip("/"),
+                api_key_env=key_var,
+                api_key=Secret(environ[key_var]),
+            )
         )
-        for name, kind, key_var, url_var, default_url in _ENVIRONMENT_BACKENDS
-        if environ.get(key_var)
-    )
+    return tuple(specs)
 
 
 def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
