@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 import yaml
 
 import trioproxy
-from trioproxy.cli import load_settings
+from tests.proxyprocess import trioproxy_process
+from trioproxy.cli import load_settings, startup_warnings
 from trioproxy.config_file import ConfigError
 from trioproxy.options import BOOLEAN, PORT, POSITIVE_INT, POSITIVE_NUMBER, TEXT, OptionField
 from trioproxy.settings import OPTIONS, ConnectorType, Settings
@@ -415,6 +417,51 @@ def test_a_bad_base_url_is_shown_without_its_credentials_or_query(tmp_path: Path
     message = str(info.value)
     assert "backends[0].base_url" in message and "ftp://***@h/v1?***" in message
     assert "sk-" not in message and "user" not in message
+
+
+def test_a_backend_whose_key_variable_is_unset_is_a_start_up_warning(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+backends:
+  - {name: keyless, type: openai, base_url: "http://127.0.0.1:1/v1", api_key_env: UNSET_KEY}
+  - {name: empty, type: anthropic, api_key_env: EMPTY_KEY}
+  - {name: keyed, type: openai, api_key_env: SET_KEY}
+  - {name: local, type: openai, base_url: "http://127.0.0.1:2/v1"}
+  - {name: demo, type: mock}
+""",
+    )
+    settings = load_settings(["-c", path], {"EMPTY_KEY": "", "SET_KEY": "sk-value"})
+    assert startup_warnings(settings) == [
+        "backend keyless: environment variable UNSET_KEY (its api_key_env) is not set or "
+        "empty; its requests are sent without a key",
+        "backend empty: environment variable EMPTY_KEY (its api_key_env) is not set or "
+        "empty; its requests are sent without a key",
+    ]
+
+
+async def test_the_unset_key_warning_is_logged_when_the_proxy_starts(tmp_path: Path) -> None:
+    config = """
+backends:
+  - name: keyless
+    type: openai
+    base_url: http://127.0.0.1:1/v1
+    api_key_env: TRIOPROXY_TEST_UNSET_KEY
+    models: [m]
+  - name: keyed
+    type: openai
+    base_url: http://127.0.0.1:1/v1
+    api_key_env: TRIOPROXY_TEST_SET_KEY
+    models: [m]
+"""
+    env = {k: v for k, v in os.environ.items() if k != "TRIOPROXY_TEST_UNSET_KEY"}
+    env["TRIOPROXY_TEST_SET_KEY"] = "sk-must-not-be-logged"
+    async with trioproxy_process(tmp_path, config, env=env) as proxy:
+        log = proxy.log.decode()
+    warnings = [line for line in log.splitlines() if " WARNING " in line]
+    assert len(warnings) == 1, log
+    assert "backend keyless" in warnings[0] and "TRIOPROXY_TEST_UNSET_KEY" in warnings[0]
+    assert "sk-must-not-be-logged" not in log and "TRIOPROXY_TEST_SET_KEY" not in log
 
 
 def test_embedded_mock_when_nothing_is_configured() -> None:

@@ -39,6 +39,8 @@ from .settings import OPTIONS, BackendSpec, ConnectorType, Secret, Settings
 
 CONFIG_ENV = "TRIOPROXY_CONFIG"
 
+log = logging.getLogger(__name__)
+
 
 class _YamlConfigParser(configargparse.ConfigFileParser):
     """Feeds the config file's flat keys to configargparse under their flag names."""
@@ -269,6 +271,16 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     )
 
 
+def startup_warnings(settings: Settings) -> list[str]:
+    """What the start-up log warns about ``settings``, naming variables, never values."""
+    return [
+        f"backend {spec.name}: environment variable {spec.api_key_env} (its api_key_env) "
+        "is not set or empty; its requests are sent without a key"
+        for spec in settings.backends
+        if spec.api_key_env and spec.api_key is None
+    ]
+
+
 def configure_logging(level: str) -> None:
     """Log lines to stderr at ``level``."""
     logging.basicConfig(
@@ -296,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
     configure_logging(settings.log_level)
+    for warning in startup_warnings(settings):
+        log.warning("%s", warning)
     tune_gc()
     try:
         trio.run(serve, settings)
