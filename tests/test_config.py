@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -556,3 +557,18 @@ def test_a_bad_option_stops_start_up_with_one_line(
     assert result.stderr.startswith("trioproxy: error: ")
     assert words in result.stderr and result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr and "_port" not in result.stderr
+
+
+@pytest.mark.parametrize("log_level", ["info", "warning"])
+def test_a_port_in_use_is_one_line_naming_the_address(log_level: str) -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = run_cli("--port", str(port), "--log-level", log_level)
+    line = f"trioproxy: error: cannot listen on 127.0.0.1:{port}: address already in use\n"
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "ExceptionGroup" not in result.stderr
+    assert result.stderr.endswith(line)
+    if log_level == "warning":
+        assert result.stderr == line

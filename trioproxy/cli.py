@@ -290,15 +290,37 @@ def configure_logging(level: str) -> None:
     )
 
 
+async def _serve_noting_start(settings: Settings, listening: list[str]) -> None:
+    """``serve(settings)``, putting its bound URLs in ``listening`` once it is up."""
+    import trio
+
+    from .server import serve
+
+    async with trio.open_nursery() as nursery:
+        listening.extend(await nursery.start(serve, settings))
+
+
+def _sole_os_error(exc: BaseException) -> OSError | None:
+    """The OSError that ``exc`` is, or that is all its (nested) exception groups hold."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
+
+
+def _listen_address(settings: Settings) -> str:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"{host}:{settings.port}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the proxy until SIGINT/SIGTERM; return the process exit code.
 
-    Configuration errors print one line and return 2; a port that cannot be bound
-    prints one line and returns 1. Neither shows a traceback.
+    Configuration errors print one line and return 2; an address that cannot be listened
+    on prints one line naming it and returns 1. Neither shows a traceback.
     """
     import trio
 
-    from .server import serve, tune_gc
+    from .server import tune_gc
 
     try:
         settings = load_settings(sys.argv[1:] if argv is None else argv, os.environ)
@@ -311,15 +333,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in startup_warnings(settings):
         log.warning("%s", warning)
     tune_gc()
+    listening: list[str] = []
     try:
-        trio.run(serve, settings)
-    except OSError as exc:
+        trio.run(_serve_noting_start, settings, listening)
+    except KeyboardInterrupt:
+        pass
+    except BaseException as exc:
+        # The bind error arrives wrapped in the exception groups of the nurseries it
+        # crossed; an OSError before the listeners were up is the address's fault.
+        error = None if listening else _sole_os_error(exc)
+        if error is None:
+            raise
+        reason = error.strerror or str(error)
         print(
-            f"trioproxy: error: cannot listen on {settings.host}:{settings.port}: "
-            f"{exc.strerror or exc}",
+            f"trioproxy: error: cannot listen on {_listen_address(settings)}: "
+            f"{reason[:1].lower()}{reason[1:]}",
             file=sys.stderr,
         )
         return 1
-    except KeyboardInterrupt:
-        pass
     return 0

@@ -72,7 +72,8 @@ async def serve(
     ``task_status.started`` receives the bound URLs once the listeners are up.
 
     Raises:
-        OSError: the address cannot be bound.
+        OSError: the address cannot be bound (before ``task_status.started``), inside
+            the exception groups of the nurseries it crosses.
     """
     app = create_app(settings)
     config = hypercorn_config(settings)
