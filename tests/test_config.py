@@ -16,7 +16,15 @@ import trioproxy
 from tests.proxyprocess import trioproxy_process
 from trioproxy.cli import load_settings, startup_warnings
 from trioproxy.config_file import ConfigError
-from trioproxy.options import BOOLEAN, PORT, POSITIVE_INT, POSITIVE_NUMBER, TEXT, OptionField
+from trioproxy.options import (
+    BOOLEAN,
+    HEADER_NAMES,
+    PORT,
+    POSITIVE_INT,
+    POSITIVE_NUMBER,
+    TEXT,
+    OptionField,
+)
 from trioproxy.settings import OPTIONS, ConnectorType, Settings
 
 
@@ -96,6 +104,7 @@ SAMPLES: dict[Any, tuple[Any, Any]] = {
     PORT: (9001, 9002),
     POSITIVE_INT: (1000, 2000),
     POSITIVE_NUMBER: (1.5, 12.5),
+    HEADER_NAMES: (("x-a",), ("x-b", "session_id")),
 }
 # client_keys_env names a variable that must hold keys: let every text sample name one.
 SAMPLE_ENVIRONMENT = {"SAMPLE_A": "key-a", "SAMPLE_B": "key-b"}
@@ -114,13 +123,18 @@ def samples(opt: OptionField) -> tuple[Any, Any]:
 def env_text(opt: OptionField, value: Any) -> str:
     if opt.kind.is_boolean:
         return "yes" if value else "off"
-    return str(value)
+    return opt.kind.to_text(value)
 
 
 def flag_args(opt: OptionField, value: Any) -> list[str]:
     if opt.kind.is_boolean:
         return [opt.flag if value else "--no-" + opt.flag.removeprefix("--")]
-    return [opt.flag, str(value)]
+    return [opt.flag, opt.kind.to_text(value)]
+
+
+def yaml_value(value: Any) -> Any:
+    """``value`` as YAML can write it (a tuple option is a list in the file)."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def option_id(opt: OptionField) -> str:
@@ -159,9 +173,9 @@ def test_every_option_is_set_by_flag_env_and_file_in_precedence(
             below = values[layer]
     text = ""
     if "file" in layers:
-        text = yaml.safe_dump({opt.key: values["file"]})
+        text = yaml.safe_dump({opt.key: yaml_value(values["file"])})
     if "file-dashed" in layers:
-        text = yaml.safe_dump({opt.key.replace("_", "-"): values["file-dashed"]})
+        text = yaml.safe_dump({opt.key.replace("_", "-"): yaml_value(values["file-dashed"])})
     env = dict(SAMPLE_ENVIRONMENT)
     if "env" in layers:
         env[opt.env] = env_text(opt, values["env"])
@@ -255,6 +269,7 @@ BAD_TEXT: dict[Any, tuple[str, ...]] = {
     POSITIVE_INT: ("0", "-3", "1.5", "lots"),
     POSITIVE_NUMBER: ("0", "-2", "nan", "soon"),
     BOOLEAN: ("maybe", "2"),
+    HEADER_NAMES: ("", " , ", "x a", "x:y"),
 }
 BAD_YAML: dict[Any, tuple[Any, ...]] = {
     TEXT: (1, [1], True),
@@ -262,6 +277,7 @@ BAD_YAML: dict[Any, tuple[Any, ...]] = {
     POSITIVE_INT: (0, 1.5, "10", False),
     POSITIVE_NUMBER: (0, -1.5, "1", True),
     BOOLEAN: ("yes", 1, None),
+    HEADER_NAMES: ([], [""], ["x y"], 3, [1]),
 }
 
 

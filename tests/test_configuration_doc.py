@@ -46,6 +46,8 @@ def doc_default(value: Any) -> str:
         return "none"
     if isinstance(value, float):
         return f"`{value:g}`"
+    if isinstance(value, tuple):
+        return f"`{','.join(value)}`"
     return f"`{value}`"
 
 

@@ -132,6 +132,7 @@ def create_app(settings: Settings) -> TrioProxyApp:
         max_request_body=settings.max_request_body,
         default_backend=settings.default_backend,
         client_keys=client_keys,
+        session_headers=settings.session_headers,
     )
 
     @quart.before_serving

@@ -26,6 +26,7 @@ import configargparse
 
 from . import __version__
 from .config_file import (
+    FLAT_OPTIONS,
     ConfigError,
     ConfigFile,
     RawBackend,
@@ -52,7 +53,7 @@ class _YamlConfigParser(configargparse.ConfigFileParser):
         config = parse_config_text(getattr(stream, "name", "config"), stream.read())
         items: OrderedDict[str, str] = OrderedDict()
         for key, value in config.flat.items():
-            items[key.replace("_", "-")] = _as_text(value)
+            items[key.replace("_", "-")] = FLAT_OPTIONS[key].kind.to_text(value)
         return items
 
 
@@ -142,13 +143,6 @@ def _flag_type(kind: Kind[Any]) -> Callable[[str], Any]:
     return convert
 
 
-def _as_text(value: object) -> str:
-    """A checked value as configargparse's command-line text for it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def _environment_values(environ: Mapping[str, str]) -> dict[str, str]:
     """The options' variables that are set, checked, as text configargparse reads.
 
@@ -161,7 +155,7 @@ def _environment_values(environ: Mapping[str, str]) -> dict[str, str]:
         if raw is None:
             continue
         try:
-            values[opt.env] = _as_text(opt.kind.from_text(raw))
+            values[opt.env] = opt.kind.to_text(opt.kind.from_text(raw))
         except ValueError:
             raise ConfigError(
                 f"environment variable {opt.env}={raw!r} is not {opt.kind.allowed}"

@@ -44,6 +44,8 @@ class Kind(Generic[T_co]):
     yaml_allowed: str = ""
     choices: tuple[str, ...] = ()
     is_boolean: bool = False
+    #: A value as the text of a flag or variable (the inverse of ``from_text``).
+    to_text: Callable[[Any], str] = str
 
     @property
     def file_allowed(self) -> str:
@@ -131,6 +133,34 @@ BOOLEAN: Kind[bool] = Kind(
     _yaml_boolean,
     yaml_allowed="true or false",
     is_boolean=True,
+    to_text=lambda value: "true" if value else "false",
+)
+
+# RFC 9110 §5.6.2: the characters of a header name (a token).
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def _header_names(names: list[str]) -> tuple[str, ...]:
+    out = tuple(name.strip().lower() for name in names if name.strip())
+    if not out or not all(set(name) <= _TOKEN for name in out):
+        raise ValueError(names)
+    return out
+
+
+def _yaml_header_names(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return _header_names(value.split(","))
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return _header_names(list(value))
+    raise ValueError(value)
+
+
+HEADER_NAMES: Kind[tuple[str, ...]] = Kind(
+    "a comma-separated list of header names",
+    lambda text: _header_names(text.split(",")),
+    _yaml_header_names,
+    yaml_allowed="a list of header names",
+    to_text=",".join,
 )
 
 

@@ -1,10 +1,10 @@
 """Which session a request belongs to (pure).
 
-The session of a request is, in order: the first of the session headers (by default
-``x-session-id``; ``x-claude-code-session-id``, which Claude Code sends, stable for one
-conversation; ``session-id`` and ``session_id``, which the Codex CLI sends) that holds a
-valid id; else a top-level string ``session_id`` field of the body (removed before
-forwarding); else a new random id.
+The session of a request is, in order: the first of the session headers
+(``Settings.session_headers``; by default ``x-session-id``; ``x-claude-code-session-id``,
+which Claude Code sends, stable for one conversation; ``session-id`` and ``session_id``,
+which the Codex CLI sends) that holds a valid id; else a top-level string ``session_id``
+field of the body (removed before forwarding); else a new random id.
 """
 
 from __future__ import annotations
@@ -13,12 +13,8 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-DEFAULT_SESSION_HEADERS: tuple[str, ...] = (
-    "x-session-id",
-    "x-claude-code-session-id",
-    "session-id",
-    "session_id",
-)
+#: The default of ``Settings.session_headers``: ours, Claude Code's, the Codex CLI's two.
+DEFAULT_SESSION_HEADERS = ("x-session-id", "x-claude-code-session-id", "session-id", "session_id")
 MAX_SESSION_ID = 200
 # Our own generator, seeded from os.urandom: code that seeds the global ``random`` (tests,
 # libraries) cannot make the proxy's ids repeat.

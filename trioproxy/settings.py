@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .options import (
     BOOLEAN,
+    HEADER_NAMES,
     PORT,
     POSITIVE_INT,
     POSITIVE_NUMBER,
@@ -21,6 +22,7 @@ from .options import (
     option,
     option_fields,
 )
+from .sessions import DEFAULT_SESSION_HEADERS
 
 MIB = 1024 * 1024
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -148,6 +150,14 @@ class Settings:
         "every proxy route requires one (Authorization: Bearer or x-api-key)",
     )
     client_keys: tuple[Secret, ...] = ()
+    session_headers: tuple[str, ...] = option(
+        DEFAULT_SESSION_HEADERS,
+        env="TRIOPROXY_SESSION_HEADERS",
+        kind=HEADER_NAMES,
+        metavar="NAMES",
+        help="request headers that carry a session id, first present wins; else the "
+        "body's session_id, else a new id",
+    )
     # Set when no backend came from the config or the environment, for the start-up log.
     embedded_mock: bool = False
 
