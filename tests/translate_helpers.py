@@ -106,10 +106,17 @@ class OpenAIReader:
 
 
 def accumulate_openai(data: bytes) -> ChatCompletion:
-    """The completion the openai SDK accumulates from a whole chat completion stream."""
+    """The completion the openai SDK accumulates from a whole chat completion stream.
+
+    ``get_final_completion`` raises for ``length`` and ``content_filter`` endings (it
+    cannot parse structured output then); for those the snapshot is validated instead.
+    """
     reader = OpenAIReader()
     reader.read(data)
     assert reader.done, "the stream did not end with [DONE]"
+    snapshot = reader.state.current_completion_snapshot
+    if any(c.finish_reason in ("length", "content_filter") for c in snapshot.choices):
+        return ChatCompletion.model_validate(snapshot.model_dump(mode="json"))
     return reader.state.get_final_completion()
 
 
@@ -134,12 +141,14 @@ def message_view(message: Message) -> dict[str, Any]:
 
 
 def completion_view(completion: ChatCompletion) -> dict[str, Any]:
-    """A chat completion as plain data; tool arguments parsed (their spacing is free)."""
+    """A chat completion as plain data; tool arguments parsed (their spacing is free), and
+    the ``index`` the SDK's accumulator leaves on streamed tool calls dropped."""
     view = completion.model_dump(mode="json", exclude_none=True)
     for choice in view["choices"]:
         message = choice["message"]
         message.pop("parsed", None)
         for call in message.get("tool_calls", []):
+            call.pop("index", None)
             call["function"].pop("parsed_arguments", None)
             call["function"]["arguments"] = json.loads(call["function"]["arguments"] or "{}")
     return view

@@ -381,7 +381,7 @@ def chat_completion_body(body: bytes, *, created: int) -> bytes:
         "content": "".join(texts) or None,
         "refusal": None,
     }
-    if reasoning:
+    if any(reasoning):
         reply["reasoning_content"] = "".join(reasoning)
     if calls:
         reply["tool_calls"] = calls
