@@ -130,7 +130,7 @@ def test_thinking_becomes_reasoning_effort(
     got = to_chat(messages_req(thinking=thinking, output_config=output_config))
     assert got.get("reasoning_effort") == effort
     off = to_chat(
-        messages_req(thinking=thinking, output_config=output_config), reasoning_effort=False
+        messages_req(thinking=thinking, output_config=output_config), send_reasoning_effort=False
     )
     assert "reasoning_effort" not in off
 

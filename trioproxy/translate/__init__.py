@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import Api, BadRequest
+from ..errors import Api
 from .anthropic_client import chat_request, message_body
 from .anthropic_stream import AnthropicStream
 from .common import UntranslatableField
@@ -36,13 +36,13 @@ def translate_request(
     payload: Mapping[str, Any],
     *,
     default_max_tokens: int = 4096,
-    reasoning_effort: bool = True,
+    send_reasoning_effort: bool = True,
 ) -> dict[str, Any]:
     """The body for the backend of the other API, for the request ``payload`` of a
     ``client_api`` client (its model already the one to send upstream).
 
     ``default_max_tokens`` is the ``max_tokens`` an Anthropic backend gets when the
-    OpenAI client set none; ``reasoning_effort=False`` keeps an OpenAI backend from
+    OpenAI client set none; ``send_reasoning_effort=False`` keeps an OpenAI backend from
     getting ``reasoning_effort`` (mapped from ``thinking`` / ``output_config.effort``),
     for backends that refuse it.
 
@@ -52,7 +52,7 @@ def translate_request(
             client gets back, or that the translation does not know, naming it.
     """
     if client_api is Api.ANTHROPIC:
-        return chat_request(payload, reasoning_effort=reasoning_effort)
+        return chat_request(payload, send_reasoning_effort=send_reasoning_effort)
     return messages_request(payload, default_max_tokens=default_max_tokens)
 
 
@@ -93,7 +93,6 @@ __all__ = [
     "CHAT_FIELDS",
     "MESSAGES_FIELDS",
     "AnthropicStream",
-    "BadRequest",
     "FieldRule",
     "OpenAIStream",
     "StreamTranslator",

@@ -39,13 +39,14 @@ from .common import (
 from .fields import MESSAGES_FIELDS, check_fields
 
 TARGET = "OpenAI Chat Completions"
-SOURCE = "Anthropic Messages"
 
 
-def chat_request(payload: Mapping[str, Any], *, reasoning_effort: bool = True) -> dict[str, Any]:
+def chat_request(
+    payload: Mapping[str, Any], *, send_reasoning_effort: bool = True
+) -> dict[str, Any]:
     """The Chat Completions body for the Messages request ``payload``.
 
-    ``reasoning_effort=False`` leaves ``thinking`` and ``output_config.effort`` out
+    ``send_reasoning_effort=False`` leaves ``thinking`` and ``output_config.effort`` out
     instead of mapping them, for backends that refuse the field.
 
     Raises:
@@ -84,7 +85,7 @@ def chat_request(payload: Mapping[str, Any], *, reasoning_effort: bool = True) -
     _tools(payload, out)
     output_config = payload.get("output_config")
     config = as_dict(output_config, "output_config") if output_config is not None else {}
-    if reasoning_effort:
+    if send_reasoning_effort:
         effort = _reasoning_effort(payload.get("thinking"), config)
         if effort is not None:
             out["reasoning_effort"] = effort
@@ -408,6 +409,3 @@ def _tool_use(call: object, k: int) -> dict[str, Any]:
     if not isinstance(call_id, str) or not call_id:
         call_id = f"toolu_{new_suffix()}_{k}"
     return {"type": "tool_use", "id": call_id, "name": name, "input": arguments}
-
-
-__all__ = ["SOURCE", "TARGET", "chat_request", "message_body"]
