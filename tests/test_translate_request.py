@@ -1053,3 +1053,38 @@ def test_any_json_request_translates_or_gets_a_400(api: Api, payload: dict[str, 
     except BadRequest as exc:
         assert exc.status == 400
         assert exc.message
+
+
+@pytest.mark.parametrize(
+    ("api", "payload"),
+    [
+        (Api.ANTHROPIC, CLAUDE_CODE_BODY),
+        (
+            Api.OPENAI,
+            chat_req(
+                messages=[
+                    {"role": "system", "content": "s"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "id": "a.b",
+                                "type": "function",
+                                "function": {"name": "f", "arguments": "{}"},
+                            }
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": "a.b", "content": "r"},
+                    {"role": "user", "content": "next"},
+                ],
+                tools=[WEATHER_TOOL],
+                parallel_tool_calls=False,
+                reasoning_effort="low",
+            ),
+        ),
+    ],
+)
+def test_the_clients_body_is_left_as_it_was(api: Api, payload: dict[str, Any]) -> None:
+    before = copy.deepcopy(payload)
+    translate_request(api, payload)
+    assert payload == before
