@@ -34,7 +34,10 @@ TARGETS = [
         ("unknown-model", Api.OPENAI, Route(("openai.1",), "unknown-model", pinned=False)),
         ("claude-sonnet-4", Api.ANTHROPIC, Route(("anthropic.1",), "claude-sonnet-4", False)),
         ("anthropic:claude-x", Api.ANTHROPIC, Route(("anthropic.1",), "claude-x", pinned=True)),
-        ("gpt-4o", Api.ANTHROPIC, Route(("anthropic.1",), "gpt-4o", pinned=False)),
+        # Instances of the other API that list the model serve it translated.
+        ("gpt-4o", Api.ANTHROPIC, Route(("openai.1", "local"), "gpt-4o", pinned=False)),
+        ("claude-sonnet-4", Api.OPENAI, Route(("anthropic.1",), "claude-sonnet-4", False)),
+        ("mystery", Api.ANTHROPIC, Route(("anthropic.1",), "mystery", pinned=False)),
     ],
 )
 def test_route_table(model: str, api: Api, expected: Route) -> None:
@@ -46,9 +49,18 @@ def test_default_backend_takes_unlisted_models() -> None:
     assert got == Route(("local",), "mystery", pinned=False)
 
 
-def test_default_backend_of_the_other_api_is_not_used() -> None:
+def test_default_backend_of_the_other_api_serves_translated() -> None:
     got = route("mystery", CHAT, TARGETS, default_backend="anthropic.1")
-    assert got.candidates == ("openai.1",)
+    assert got.candidates == ("anthropic.1",)
+
+
+def test_own_api_instances_come_before_translating_ones() -> None:
+    both = [
+        RouteTarget("anthropic.1", T.ANTHROPIC, frozenset({"shared"})),
+        RouteTarget("openai.1", T.OPENAI, frozenset({"shared"})),
+    ]
+    assert route("shared", CHAT, both).candidates == ("openai.1", "anthropic.1")
+    assert route("shared", MESSAGES, both).candidates == ("anthropic.1", "openai.1")
 
 
 def test_rate_limited_instances_are_skipped_for_bare_models() -> None:
@@ -62,24 +74,32 @@ def test_pinned_instance_is_used_even_when_rate_limited() -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "api", "path"),
+    ("model", "api", "expected"),
     [
-        ("anthropic.1:claude-sonnet-4", Api.OPENAI, "/v1/messages"),
-        ("anthropic:claude-sonnet-4", Api.OPENAI, "/v1/messages"),
-        ("openai.1:gpt-4o", Api.ANTHROPIC, "/v1/chat/completions"),
+        (
+            "anthropic.1:claude-sonnet-4",
+            Api.OPENAI,
+            Route(("anthropic.1",), "claude-sonnet-4", True),
+        ),
+        ("anthropic:claude-sonnet-4", Api.OPENAI, Route(("anthropic.1",), "claude-sonnet-4", True)),
+        ("openai.1:gpt-4o", Api.ANTHROPIC, Route(("openai.1",), "gpt-4o", pinned=True)),
     ],
 )
-def test_naming_an_instance_of_the_other_api_says_which_path(
-    model: str, api: Api, path: str
+def test_naming_an_instance_of_the_other_api_is_translated(
+    model: str, api: Api, expected: Route
 ) -> None:
-    with pytest.raises(BadRequest, match=path):
-        route(model, BY_API[api], TARGETS)
+    assert route(model, BY_API[api], TARGETS) == expected
 
 
-def test_no_instance_speaking_the_api_is_not_found() -> None:
+def test_only_other_api_instances_serve_translated() -> None:
+    only_openai = TARGETS[:2]
+    assert route("claude", MESSAGES, only_openai).candidates == ("openai.1",)
+
+
+def test_no_instance_serving_the_route_is_not_found() -> None:
     only_openai = TARGETS[:2]
     with pytest.raises(NotFound, match="anthropic"):
-        route("claude", MESSAGES, only_openai)
+        route("claude", COUNT_TOKENS, only_openai)
 
 
 def test_mock_speaks_both_apis() -> None:
@@ -110,11 +130,13 @@ def test_count_tokens_goes_to_anthropic_instances() -> None:
 def test_a_route_without_counterpart_names_an_instance_to_use(
     model: str, served: ProxyRoute, advice: str
 ) -> None:
-    with pytest.raises(BadRequest, match=f"POST {served.path}, e.g. {advice}"):
+    with pytest.raises(
+        BadRequest, match=f"no POST {served.path}: name an instance that serves it, e.g. {advice}"
+    ):
         route(model, served, TARGETS)
 
 
 def test_without_any_instance_for_the_route_the_error_says_so() -> None:
     only_openai = TARGETS[:2]
-    with pytest.raises(BadRequest, match="no configured backend serves POST /v1/messages/count"):
+    with pytest.raises(BadRequest, match="count_tokens: no configured backend serves it"):
         route("openai.1:gpt-4o", COUNT_TOKENS, only_openai)

@@ -19,7 +19,7 @@ from tests.translate_helpers import (
     sse,
     translate_stream,
 )
-from trioproxy.errors import Api, UpstreamTimeout, sse_error_event
+from trioproxy.errors import Api, StreamShape, UpstreamTimeout, sse_error_event
 from trioproxy.translate import stream_translator
 
 CREATED = 1700000000
@@ -282,7 +282,7 @@ def test_fail_ends_the_stream_with_the_errors_event() -> None:
     translator = stream_translator(Api.ANTHROPIC, {"model": "m"})
     translator.feed(b"".join(text_stream("abc")[:2]))
     exc = UpstreamTimeout("the backend sent nothing for 300 s")
-    assert translator.fail(exc) == sse_error_event(Api.ANTHROPIC, exc)
+    assert translator.fail(exc) == sse_error_event(StreamShape.ANTHROPIC, exc)
     assert translator.done
     assert translator.fail(exc) == b""
     assert translator.finish() == b""
@@ -525,5 +525,5 @@ def test_fail_ends_the_chat_stream_with_its_error_event() -> None:
     translator = stream_translator(Api.OPENAI, {"model": "m"})
     translator.feed(b"".join(text_events("abc")[:3]))
     exc = UpstreamTimeout("too slow")
-    assert translator.fail(exc) == sse_error_event(Api.OPENAI, exc)
+    assert translator.fail(exc) == sse_error_event(StreamShape.OPENAI, exc)
     assert translator.feed(b"".join(text_events("abc")[3:])) == b""

@@ -59,6 +59,11 @@ class StreamShape(enum.Enum):
     RESPONSES = "responses"
     ANTHROPIC = "anthropic"
 
+    @classmethod
+    def of_api(cls, api: Api) -> StreamShape:
+        """The shape of ``api``'s chat streams (Chat Completions or Messages)."""
+        return cls.ANTHROPIC if api is Api.ANTHROPIC else cls.OPENAI
+
 
 class ProxyError(Exception):
     """An error the proxy answers itself, with an HTTP status and an API-shaped body."""

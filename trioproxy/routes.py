@@ -141,6 +141,20 @@ def counterpart(route: ProxyRoute) -> ProxyRoute | None:
     return BY_ENDPOINT[other] if other is not None else None
 
 
+def upstream_route(route: ProxyRoute, backend_api: Api) -> ProxyRoute | None:
+    """The route a backend speaking ``backend_api`` is called on for a ``route`` request.
+
+    ``route`` itself when the backend speaks it; else the counterpart of the other API,
+    which the request is translated to (Messages ⇄ Chat Completions); else None.
+    """
+    if route.upstream_path(backend_api) is not None:
+        return route
+    other = counterpart(route)
+    if other is not None and other.upstream_path(backend_api) is not None:
+        return other
+    return None
+
+
 def api_of_path(path: str) -> Api:
     """The API whose error shape answers ``path``: Anthropic's under ``/v1/messages``.
 

@@ -7,7 +7,10 @@ the route, lists the model and is not rate limited; else to ``default_backend``;
 the first instance that serves the route.
 
 An instance serves a route when its API has an upstream path for it in the route table
-(:mod:`trioproxy.routes`); the mock serves every route.
+(:mod:`trioproxy.routes`), or when the route's counterpart in its API has one: the
+request is then translated (Messages ⇄ Chat Completions). Instances that serve a route
+in the client's own API are preferred to those that translate. The mock serves every
+route natively.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .errors import Api, BadRequest, NotFound
-from .routes import ProxyRoute, counterpart
+from .routes import ProxyRoute, upstream_route
 from .settings import ConnectorType
 
 
@@ -50,10 +53,16 @@ def backend_api(connector: ConnectorType) -> Api | None:
     return None
 
 
-def serves(connector: ConnectorType, route: ProxyRoute) -> bool:
-    """Whether an instance of ``connector`` answers requests on ``route``."""
+def serves_natively(connector: ConnectorType, route: ProxyRoute) -> bool:
+    """Whether an instance of ``connector`` answers ``route`` in the client's own API."""
     api = backend_api(connector)
     return api is None or route.upstream_path(api) is not None
+
+
+def serves(connector: ConnectorType, route: ProxyRoute) -> bool:
+    """Whether an instance of ``connector`` answers ``route``, natively or translated."""
+    api = backend_api(connector)
+    return api is None or upstream_route(route, api) is not None
 
 
 def speaks(connector: ConnectorType, api: Api) -> bool:
@@ -62,23 +71,19 @@ def speaks(connector: ConnectorType, api: Api) -> bool:
     return own is None or own is api
 
 
-def _wrong_api(
+def _cannot_serve(
     target: RouteTarget, route: ProxyRoute, targets: Sequence[RouteTarget]
 ) -> BadRequest:
     own = backend_api(target.type)
-    speaking = f"speaks the {own.value} API" if own is not None else "cannot serve it"
-    other = counterpart(route)
-    if other is not None and serves(target.type, other):
-        advice = f"send this request to POST {other.path}"
-    else:
-        able = [t.name for t in targets if serves(t.type, route)]
-        advice = (
-            f"name an instance that serves POST {route.path}, e.g. '{able[0]}:<model>'"
-            if able
-            else f"no configured backend serves POST {route.path}"
-        )
+    able = [t.name for t in targets if serves(t.type, route)]
+    advice = (
+        f"name an instance that serves it, e.g. '{able[0]}:<model>'"
+        if able
+        else "no configured backend serves it"
+    )
     return BadRequest(
-        f"Backend '{target.name}' is a {target.type.value} backend and {speaking}: {advice}."
+        f"Backend '{target.name}' is a {target.type.value} backend and speaks the "
+        f"{own.value if own else 'other'} API, which has no POST {route.path}: {advice}."
     )
 
 
@@ -92,6 +97,9 @@ def route(
 ) -> Route:
     """Pick the instance(s) for ``model`` on ``request_route``.
 
+    Instances that speak the request's API come first; instances of the other API serve
+    it translated (Messages ⇄ Chat Completions) where the route has a counterpart.
+
     Raises:
         BadRequest: the model names an instance (or type) that cannot serve the route.
         NotFound: no instance serves the route, or the prefix is a type none has.
@@ -101,7 +109,7 @@ def route(
         by_name = next((t for t in targets if t.name == prefix), None)
         if by_name is not None:
             if not serves(by_name.type, request_route):
-                raise _wrong_api(by_name, request_route, targets)
+                raise _cannot_serve(by_name, request_route, targets)
             return Route((by_name.name,), rest, pinned=True)
         if prefix in {c.value for c in ConnectorType}:
             of_type = [t for t in targets if t.type.value == prefix]
@@ -109,10 +117,12 @@ def route(
             if usable:
                 return Route((usable[0].name,), rest, pinned=True)
             if of_type:
-                raise _wrong_api(of_type[0], request_route, targets)
+                raise _cannot_serve(of_type[0], request_route, targets)
             raise NotFound(f"No backend of type '{prefix}' is configured.")
 
-    serving = [t for t in targets if serves(t.type, request_route)]
+    native = [t for t in targets if serves_natively(t.type, request_route)]
+    translated = [t for t in targets if serves(t.type, request_route) and t not in native]
+    serving = native + translated
     if not serving:
         raise NotFound(
             f"No configured backend speaks the {request_route.api.value} API; "

@@ -22,7 +22,14 @@ from __future__ import annotations
 import enum
 from typing import ClassVar
 
-from ..errors import Api, ProxyError, UpstreamError, UpstreamProtocolError, sse_error_event
+from ..errors import (
+    Api,
+    ProxyError,
+    StreamShape,
+    UpstreamError,
+    UpstreamProtocolError,
+    sse_error_event,
+)
 from .sse import SSEEvent, SSEParser
 
 
@@ -83,7 +90,7 @@ class StreamTranslator:
 
     def _error(self, exc: ProxyError) -> bytes:
         self._phase = Phase.FAILED
-        return sse_error_event(self.api, exc)
+        return sse_error_event(StreamShape.of_api(self.api), exc)
 
     def _upstream_error(self, event: bytes, out: list[bytes]) -> None:
         """Pass on the backend's own error event, already in the client's shape."""
