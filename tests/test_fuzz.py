@@ -230,7 +230,7 @@ json_leaves = (
     | st.booleans()
     | st.integers()
     | st.integers(min_value=10**18, max_value=10**400)
-    | st.floats()
+    | st.floats(allow_nan=False, allow_infinity=False)  # RFC 8259 JSON has neither
     | st.text(max_size=20)
 )
 json_values = st.recursive(

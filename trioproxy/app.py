@@ -133,6 +133,8 @@ def create_app(settings: Settings) -> TrioProxyApp:
         default_backend=settings.default_backend,
         client_keys=client_keys,
         session_headers=settings.session_headers,
+        aliases=settings.aliases,
+        default_max_tokens=settings.anthropic_default_max_tokens,
     )
 
     @quart.before_serving

@@ -259,6 +259,7 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         config_path=path,
         backends=backends,
         default_backend=config.default_backend if config is not None else None,
+        aliases=dict(config.aliases) if config is not None else {},
         embedded_mock=embedded,
         client_keys=client_keys,
         **values,

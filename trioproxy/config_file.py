@@ -7,7 +7,7 @@ type — raises :class:`ConfigError` with one line that names the file and the k
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,7 +22,7 @@ class ConfigError(Exception):
 
 # The flat keys are the options table's, each checked by its option's kind.
 FLAT_OPTIONS = {opt.key: opt for opt in OPTIONS}
-NESTED_KEYS = ("backends", "default_backend")
+NESTED_KEYS = ("backends", "default_backend", "aliases")
 BACKEND_KEYS: dict[str, tuple[type, ...]] = {
     "name": (str,),
     "type": (str,),
@@ -89,6 +89,7 @@ class ConfigFile:
     flat: Mapping[str, Any]
     backends: tuple[RawBackend, ...] | None
     default_backend: str | None
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
 
 def _check_type(path: str, key: str, value: Any, allowed: tuple[type, ...]) -> None:
@@ -134,7 +135,26 @@ def parse_config_text(path: str, text: str) -> ConfigFile:
             raise ConfigError(f"{path}: key 'default_backend' names no backend: {default!r}")
     elif default is not None:
         raise ConfigError(f"{path}: key 'default_backend' needs a 'backends' list")
-    return ConfigFile(path, flat, backends, default)
+    return ConfigFile(path, flat, backends, default, _parse_aliases(path, data.get("aliases")))
+
+
+def _parse_aliases(path: str, entries: Any) -> dict[str, str]:
+    """The ``aliases`` mapping: a client's model name to the model routing sees instead."""
+    if entries is None:
+        return {}
+    if not isinstance(entries, dict):
+        raise ConfigError(f"{path}: key 'aliases' must be a mapping of model names to models")
+    aliases: dict[str, str] = {}
+    for name, target in entries.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{path}: key 'aliases' has a name that is not a string: {name!r}")
+        if not isinstance(target, str) or not target.strip():
+            raise ConfigError(
+                f"{path}: key 'aliases.{name}' must be a model name (or instance:model), "
+                f"not {target!r}"
+            )
+        aliases[name] = target.strip()
+    return aliases
 
 
 def _parse_backends(path: str, entries: Any) -> tuple[RawBackend, ...]:

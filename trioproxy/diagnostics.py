@@ -15,7 +15,6 @@ import orjson
 from .activity import ActivityTracker, InstanceActivity
 from .backends.instance import Backends
 from .errors import Api
-from .routing import speaks
 
 
 def is_loopback_address(host: str) -> bool:
@@ -106,12 +105,11 @@ def _model_object(api: Api, model: str, owner: str) -> dict[str, Any]:
 
 
 def _model_rows(backends: Backends, api: Api) -> list[tuple[str, str]]:
-    return [
-        (model, inst.name)
-        for inst in backends
-        if api is Api.OPENAI or speaks(inst.spec.type, api)
-        for model in inst.models
-    ]
+    """(model, owner) of every model a client of ``api`` can ask for: every instance's
+    (an instance of the other API serves it translated) and the config's aliases."""
+    rows = [(model, inst.name) for inst in backends for model in inst.models]
+    rows += [(alias, "alias") for alias in backends.settings.aliases]
+    return rows
 
 
 def model_entry(backends: Backends, api: Api, model_id: str) -> dict[str, Any] | None:

@@ -9,9 +9,8 @@ in the route's API's own error shape; nothing here raises to the server.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from .activity import ActivityTracker
@@ -27,6 +26,7 @@ from .errors import (
     error_body,
 )
 from .headers import REQUEST_DROP, Headers, header_value
+from .jsonbody import encode, parse_object
 from .relay import JSON_HEADERS, Attempt, Call, Receive, Send, relay
 from .routes import ProxyRoute
 from .routing import route
@@ -77,30 +77,16 @@ async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
 
 
 def parse_payload(body: bytes) -> dict[str, Any]:
-    """The JSON object of a request body.
+    """The JSON object of a request body, with its ``model``.
 
     Raises:
-        BadRequest: not JSON, not an object, or no string ``model``.
+        BadRequest: not RFC 8259 JSON in UTF-8, not an object, or no string ``model``.
     """
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("The request body is not valid JSON.") from None
-    if not isinstance(payload, dict):
-        raise BadRequest("The request body must be a JSON object.")
+    payload = parse_object(body)
     model = payload.get("model")
     if not isinstance(model, str) or not model.strip():
         raise BadRequest("The request needs a 'model': a non-empty string.")
     return payload
-
-
-def _encode(payload: dict[str, Any]) -> bytes:
-    """``payload`` as compact JSON; non-ASCII kept as UTF-8 where it can be."""
-    try:
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError:
-        # A lone surrogate escape ("\ud800") has no UTF-8 form: keep it escaped.
-        return json.dumps(payload, separators=(",", ":")).encode()
 
 
 class ProxyRoutes:
@@ -113,6 +99,10 @@ class ProxyRoutes:
         default_backend: the instance for models no instance lists.
         client_keys: proxy keys a client must present (empty: none needed).
         session_headers: the request headers that may carry a session id, in order.
+        aliases: model names clients use, mapped to the model (or ``instance:model``)
+            routing sees instead.
+        default_max_tokens: ``max_tokens`` for a translated request to an Anthropic
+            backend that set none.
     """
 
     def __init__(
@@ -124,6 +114,8 @@ class ProxyRoutes:
         default_backend: str | None,
         client_keys: tuple[bytes, ...] = (),
         session_headers: Sequence[str] = DEFAULT_SESSION_HEADERS,
+        aliases: Mapping[str, str] | None = None,
+        default_max_tokens: int = 4096,
     ) -> None:
         self.backends = backends
         self.tracker = tracker
@@ -132,6 +124,8 @@ class ProxyRoutes:
         self.in_flight: set[Attempt] = set()
         self.client_keys = client_keys
         self.session_headers = tuple(name.lower().encode("latin-1") for name in session_headers)
+        self.aliases: Mapping[str, str] = aliases or {}
+        self.default_max_tokens = default_max_tokens
 
     def prepare(
         self, request_route: ProxyRoute, headers: Headers, body: bytes, query: bytes = b""
@@ -145,7 +139,7 @@ class ProxyRoutes:
         if content_type is not None and "json" not in content_type.lower():
             raise BadRequest(f"Content-Type must be application/json, not {content_type!r}.")
         payload = parse_payload(body)
-        model: str = payload["model"]
+        model: str = self.aliases.get(payload["model"], payload["model"])
         session_id, in_body = session_id_of(
             header_session_id(headers, self.session_headers), payload
         )
@@ -156,10 +150,10 @@ class ProxyRoutes:
             default_backend=self.default_backend,
             rate_limited=lambda name: self.backends[name].is_rate_limited(),
         )
-        if chosen.upstream_model != model or in_body:
+        if chosen.upstream_model != payload["model"] or in_body:
             payload["model"] = chosen.upstream_model
             payload.pop("session_id", None)
-            body = _encode(payload)
+            body = encode(payload)
         forwarded = [(k, v) for k, v in headers if k not in REQUEST_DROP]
         if content_type is None:
             forwarded.append((b"content-type", b"application/json"))
@@ -168,6 +162,8 @@ class ProxyRoutes:
             session_id=session_id,
             model=chosen.upstream_model,
             streaming=request_route.streams and payload.get("stream") is True,
+            payload=payload,
+            default_max_tokens=self.default_max_tokens,
             body=body,
             headers=forwarded,
             query=b"?" + query if query else b"",

@@ -30,16 +30,17 @@ import enum
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from .activity import ActivityTracker, RequestMeter
-from .backends.base import UpstreamRequest
+from .backends.base import UpstreamRequest, UpstreamResponse
 from .backends.instance import BackendInstance
+from .crossing import Crossing, crossing_request
 from .errors import (
     Api,
     ProxyError,
@@ -52,8 +53,9 @@ from .errors import (
 )
 from .headers import RESPONSE_DROP, SESSION_HEADER, Headers, header_value
 from .ratelimit import retry_after_seconds
-from .routes import ProxyRoute
+from .routes import ProxyRoute, upstream_route
 from .routing import backend_api
+from .translate import StreamTranslator
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +64,17 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 MAX_ATTEMPTS = 3
 JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_CONTENT_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
     """A validated, routed request ready to go upstream.
 
-    ``body`` and ``headers`` are what the backend gets (model rewritten, our own and
-    hop-by-hop headers removed); ``query`` is the client's query string with its ``?``
-    (empty when there was none), appended unchanged to the upstream path.
+    ``body`` and ``headers`` are what a backend of the client's API gets (model
+    rewritten, our own and hop-by-hop headers removed), ``payload`` the same body parsed
+    (translated for a backend of the other API); ``query`` is the client's query string
+    with its ``?`` (empty when there was none), appended unchanged to the upstream path.
     """
 
     route: ProxyRoute
@@ -80,23 +84,47 @@ class Call:
     body: bytes
     headers: Headers
     query: bytes = b""
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    default_max_tokens: int = 4096  # for an Anthropic backend of a client that set none
 
     @property
     def api(self) -> Api:
         """The API the client speaks, which shapes every error it gets."""
         return self.route.api
 
-    def upstream_request(self, instance: BackendInstance) -> UpstreamRequest:
-        """What to send to ``instance``: its dialect's path for the route, and the query."""
+    def upstream_request(
+        self, instance: BackendInstance
+    ) -> tuple[UpstreamRequest, Crossing | None]:
+        """What to send to ``instance``, and how its answer is translated (None: as is).
+
+        Raises:
+            BadRequest: the instance speaks the other API and the request cannot be
+                translated faithfully.
+        """
         api = backend_api(instance.spec.type)
-        path = self.route.upstream_path(api) if api is not None else None
-        return UpstreamRequest(
+        query = self.query.decode("latin-1")
+        if api is None or (path := self.route.upstream_path(api)) is None:
+            backend_route = upstream_route(self.route, api) if api is not None else None
+            if api is not None and backend_route is not None:
+                return crossing_request(
+                    self.route,
+                    backend_route,
+                    api,
+                    self.payload,
+                    self.headers,
+                    query=query,
+                    streaming=self.streaming,
+                    default_max_tokens=self.default_max_tokens,
+                )
+            path = self.route.path  # the mock: it answers by endpoint
+        request = UpstreamRequest(
             endpoint=self.route.endpoint,
-            path=(path or self.route.path) + self.query.decode("latin-1"),
+            path=path + query,
             body=self.body,
             headers=self.headers,
             streaming=self.streaming,
         )
+        return request, None
 
 
 class Phase(enum.Enum):
@@ -198,20 +226,32 @@ def event_end(data: bytes) -> int:
 
 
 async def relay_body(
-    chunks: AsyncIterator[bytes], out: ClientOut, meter: RequestMeter | None
+    chunks: AsyncIterator[bytes],
+    out: ClientOut,
+    meter: RequestMeter | None,
+    translator: StreamTranslator | None = None,
 ) -> None:
     """Hand every body chunk to the client as it arrives; event streams event by event.
 
     Bytes of an event stream after its last complete event wait for the rest of their
     event (received, and counted as received, but not sent); if the body ends cleanly
     they are sent as they are, so the relay stays byte for byte. An upstream error
-    propagates with them unsent.
+    propagates with them unsent. With a ``translator`` the client gets what it makes of
+    each chunk, and reading stops once the client's stream has ended (an upstream error
+    event, say); a request whose translated stream ended in error is marked failed.
     """
     held = b""
+    sse = translator is None and out.phase is Phase.SSE
     async for chunk in chunks:
         if meter is not None:
             meter.add_rx(len(chunk))
-        if out.phase is Phase.SSE:
+        if translator is not None:
+            chunk = translator.feed(chunk)
+            if translator.done:
+                break
+            if not chunk:
+                continue
+        elif sse:
             if held:
                 chunk = held + chunk
             # Whole events per read are the rule: one check, and no search, for them.
@@ -224,8 +264,51 @@ async def relay_body(
                 if not chunk:
                     continue
         await out.body(chunk)
+    else:
+        chunk = b""
+    if translator is not None:
+        # What the last chunk ended (the loop broke on it), or the translation's end.
+        held = chunk if translator.done else translator.finish()
+        if translator.failed and meter is not None:
+            meter.fail()
     if held:
         await out.body(held)
+
+
+async def _read_all(chunks: AsyncIterator[bytes], meter: RequestMeter | None) -> bytes:
+    """A whole body (one to be translated), counted as received as it arrives."""
+    parts = []
+    async for chunk in chunks:
+        if meter is not None:
+            meter.add_rx(len(chunk))
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _relay_translated(
+    crossing: Crossing,
+    response: UpstreamResponse,
+    out: ClientOut,
+    meter: RequestMeter | None,
+) -> None:
+    """Relay an answer of the other API: a stream translated as it arrives, else whole.
+
+    Raises:
+        UpstreamProtocolError: a 2xx body that is not the backend API's answer.
+    """
+    status = response.status
+    headers = [(k, v) for k, v in response.headers if k != b"content-type"]
+    is_sse = any(
+        k == b"content-type" and v.startswith(b"text/event-stream") for k, v in response.headers
+    )
+    if status < 400 and is_sse:
+        await out.start(status, [*headers, SSE_CONTENT_TYPE])
+        await relay_body(response.aiter_raw(), out, meter, crossing.stream())
+        return
+    body = await _read_all(response.aiter_raw(), meter)
+    answer = crossing.answer(body) if status < 400 else crossing.error(status, body)
+    await out.start(status, [*headers, *JSON_HEADERS])
+    await out.body(answer)
 
 
 class _Retry(Exception):
@@ -310,6 +393,8 @@ def ending(reason: Stop | None, *, complete: bool, retry: bool) -> Ending:
 
 async def _exchange(
     call: Call,
+    request: UpstreamRequest,
+    crossing: Crossing | None,
     instance: BackendInstance,
     out: ClientOut,
     meter: RequestMeter | None,
@@ -317,15 +402,15 @@ async def _exchange(
     *,
     may_retry: bool,
 ) -> None:
-    """Send ``call`` to ``instance`` and relay the answer chunk by chunk.
+    """Send ``request`` to ``instance`` and relay the answer chunk by chunk.
+
+    ``crossing`` translates the answer of an instance of the other API.
 
     Raises:
         _Retry: a 429 or a connection failure, and another instance may take the call.
     """
     try:
-        async with instance.connector.open(
-            call.upstream_request(instance), on_wait=on_wait
-        ) as response:
+        async with instance.connector.open(request, on_wait=on_wait) as response:
             instance.record_success()
             status = response.status
             if status == 429:
@@ -336,10 +421,14 @@ async def _exchange(
                     raise _Retry
             if status >= 400 and meter is not None:
                 meter.fail()
-            await out.start(status, response.headers)
-            await relay_body(response.aiter_raw(), out, meter)
+            if crossing is None:
+                await out.start(status, response.headers)
+                await relay_body(response.aiter_raw(), out, meter)
+            else:
+                await _relay_translated(crossing, response, out, meter)
             await out.end()
     except UpstreamError as exc:
+        exc.of_backend(instance.name)
         if not out.started:
             instance.record_failure(exc.message)
         log.warning("request failed: %s", exc.message)
@@ -397,6 +486,11 @@ async def _attempt(
     Raises:
         _Retry: hand the call to the next instance.
     """
+    try:
+        request, crossing = call.upstream_request(instance)
+    except ProxyError as exc:  # a request the other API cannot take faithfully
+        await out.fail(call.route, exc)
+        return
     attempt = Attempt()
     registration: AbstractContextManager[RequestMeter | None] = (
         nullcontext()
@@ -420,7 +514,16 @@ async def _attempt(
                     if call.streaming:
                         watch()
                     try:
-                        await _exchange(call, instance, out, meter, watch, may_retry=may_retry)
+                        await _exchange(
+                            call,
+                            request,
+                            crossing,
+                            instance,
+                            out,
+                            meter,
+                            watch,
+                            may_retry=may_retry,
+                        )
                     except _Retry:
                         # Raised out of the nursery it would arrive wrapped in a group.
                         retry = True

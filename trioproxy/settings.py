@@ -8,6 +8,7 @@ API keys from the variables the config names and stores them as :class:`Secret`,
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .options import (
@@ -158,6 +159,16 @@ class Settings:
         help="request headers that carry a session id, first present wins; else the "
         "body's session_id, else a new id",
     )
+    anthropic_default_max_tokens: int = option(
+        4096,
+        env="TRIOPROXY_ANTHROPIC_DEFAULT_MAX_TOKENS",
+        kind=POSITIVE_INT,
+        metavar="N",
+        help="max_tokens sent to an Anthropic backend for a translated OpenAI request that "
+        "set none (Anthropic requires it)",
+    )
+    # Model aliases from the config file: a client's model name -> the model to route.
+    aliases: Mapping[str, str] = field(default_factory=dict)
     # Set when no backend came from the config or the environment, for the start-up log.
     embedded_mock: bool = False
 

@@ -55,6 +55,11 @@ class StreamTranslator:
         """Whether the client's stream has ended, properly or with an error event."""
         return self._phase in (Phase.ENDED, Phase.FAILED)
 
+    @property
+    def failed(self) -> bool:
+        """Whether the client's stream ended with an error event."""
+        return self._phase is Phase.FAILED
+
     def feed(self, data: bytes) -> bytes:
         """The client's bytes for this piece of the backend's body."""
         if self.done:
