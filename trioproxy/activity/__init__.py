@@ -14,7 +14,7 @@
 off.
 """
 
-from .meter import RequestMeter as RequestMeter
+from .records import RequestMeter as RequestMeter
 from .snapshot import ConnectionActivity as ConnectionActivity
 from .snapshot import GlobalSnapshot as GlobalSnapshot
 from .snapshot import InstanceActivity as InstanceActivity

@@ -19,8 +19,7 @@ from typing import Any, NoReturn
 import trio
 
 from .clock import EpochClock
-from .meter import Cancellable, RequestMeter
-from .records import ConnectionRecord, InstanceRecord
+from .records import Cancellable, ConnectionRecord, InstanceRecord, RequestMeter, detach
 from .snapshot import ConnectionActivity, GlobalSnapshot, InstanceActivity, LifetimeCounters
 from .sweeper import cancel_stale, run_periodically, sweep_period
 
@@ -239,8 +238,7 @@ class ActivityTracker:
         return meter
 
     def _release(self, meter: RequestMeter, exc: BaseException | None) -> None:
-        outcome = meter._outcome(exc)
-        connection = meter._detach()
+        connection, outcome = detach(meter, exc)
         with self._lock:
             record = self._instances[meter.instance]
             del connection.meters[meter]
