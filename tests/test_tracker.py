@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -389,24 +389,6 @@ async def test_group_with_a_real_error_counts_as_error() -> None:
             nursery.start_soon(crash)
             nursery.start_soon(trio.sleep_forever)
     assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(requests=1, errors=1)
-
-
-async def test_closed_generator_counts_as_cancelled() -> None:
-    # A relay written as a generator is closed (GeneratorExit) when its consumer goes.
-    tracker = ActivityTracker()
-
-    def relay() -> Generator[bytes]:
-        with request(tracker) as meter:
-            for chunk in (b"ab", b"cd", b"ef"):
-                meter.add_rx(len(chunk))
-                yield chunk
-
-    chunks = relay()
-    assert next(chunks) == b"ab"
-    chunks.close()
-    assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(
-        requests=1, bytes_rx=2, cancelled=1
-    )
 
 
 async def test_fail_then_cancellation_counts_an_error() -> None:

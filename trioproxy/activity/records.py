@@ -255,9 +255,8 @@ def outcome(meter: RequestMeter, exc: BaseException | None) -> Outcome:
     """Classify the exit: stale, else error, else cancelled, else completed.
 
     ``exc`` is what left the ``track()`` block. Only ``trio.Cancelled`` — alone or as
-    a group of nothing but ``Cancelled``, as a nursery raises when cancelled — and
-    ``GeneratorExit`` (the relay's async generator closed because its consumer, the
-    client, went away) count as cancellation; anything else is an error.
+    a group of nothing but ``Cancelled``, as a nursery raises when cancelled — counts
+    as cancellation; any other exception is an error.
     """
     if meter._stale:
         return Outcome.STALE
@@ -267,10 +266,10 @@ def outcome(meter: RequestMeter, exc: BaseException | None) -> Outcome:
         return Outcome.CANCELLED
     if exc is None:
         return Outcome.COMPLETED
-    if isinstance(exc, trio.Cancelled | GeneratorExit):
+    if isinstance(exc, trio.Cancelled):
         return Outcome.CANCELLED
     if isinstance(exc, BaseExceptionGroup):
-        _, rest = exc.split((trio.Cancelled, GeneratorExit))
+        _, rest = exc.split(trio.Cancelled)
         if rest is None:
             return Outcome.CANCELLED
     return Outcome.ERROR

@@ -83,8 +83,7 @@ class ActivityTracker:
         it and counts how it ended: ``stale`` if the sweeper cancelled it, else
         ``errors`` if ``meter.fail()`` was called or an exception other than
         ``trio.Cancelled`` left the block, else ``cancelled`` if ``trio.Cancelled`` did
-        (alone or as a group of only ``Cancelled``, as a cancelled nursery raises it) or
-        ``GeneratorExit`` did (a relay generator closed by its departed consumer).
+        (alone or as a group of only ``Cancelled``, as a cancelled nursery raises it).
         Exceptions are never swallowed. After the block, the meter's ``add_*`` raise.
 
         Args:
