@@ -41,7 +41,7 @@ async def test_document_matches_the_snapshot_field_for_field(
     tracker = ActivityTracker(instances=("busy", "quiet"))
     scopes = [trio.CancelScope() for _ in range(3)]
     blocks = [
-        tracker.track("busy", f"session-{i}", model='m"odel\\', streaming=i != 1, cancel_scope=s)
+        tracker.track("busy", f"session-{i}", model='m"odel\\', streaming=i != 1, handle=s)
         for i, s in enumerate(scopes)
     ]
     meters = [block.__enter__() for block in blocks]

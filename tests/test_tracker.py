@@ -44,7 +44,7 @@ def request(
     with (
         trio.CancelScope() as scope,
         tracker.track(
-            instance, session_id, model=model, streaming=streaming, cancel_scope=scope
+            instance, session_id, model=model, streaming=streaming, handle=scope
         ) as meter,
     ):
         yield meter
@@ -66,6 +66,7 @@ def test_public_api_exports() -> None:
         "InstanceActivity",
         "LifetimeCounters",
         "RequestMeter",
+        "StaleHandle",
         "get_activity_tracker",
     }
     # Importable for the app, but not part of the advertised surface.
@@ -103,7 +104,7 @@ def test_invalid_stale_timeout_is_rejected(timeout: float) -> None:
 
 def test_track_outside_trio_raises() -> None:
     tracker = ActivityTracker()
-    block = tracker.track("a", "s", model="m", streaming=False, cancel_scope=trio.CancelScope())
+    block = tracker.track("a", "s", model="m", streaming=False, handle=trio.CancelScope())
     with pytest.raises(RuntimeError), block:
         pass  # pragma: no cover - never entered
     assert tracker.get_global_snapshot().lifetime.requests == 0
@@ -354,7 +355,7 @@ async def test_cancellation_counts_as_cancelled() -> None:
     tracker = ActivityTracker()
     with (
         trio.CancelScope() as scope,
-        tracker.track("a", "s", model="m", streaming=True, cancel_scope=scope) as meter,
+        tracker.track("a", "s", model="m", streaming=True, handle=scope) as meter,
     ):
         scope.cancel()  # what a client disconnect does
         await trio.sleep_forever()
@@ -368,7 +369,7 @@ async def test_cancelled_nursery_in_the_block_counts_as_cancelled() -> None:
     tracker = ActivityTracker()
     with (
         trio.CancelScope() as scope,
-        tracker.track("a", "s", model="m", streaming=True, cancel_scope=scope),
+        tracker.track("a", "s", model="m", streaming=True, handle=scope),
     ):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.sleep_forever)
@@ -395,7 +396,7 @@ async def test_fail_then_cancellation_counts_an_error() -> None:
     tracker = ActivityTracker()
     with (
         trio.CancelScope() as scope,
-        tracker.track("a", "s", model="m", streaming=True, cancel_scope=scope) as meter,
+        tracker.track("a", "s", model="m", streaming=True, handle=scope) as meter,
     ):
         meter.fail()
         scope.cancel()
@@ -434,7 +435,7 @@ async def test_meter_rejects_negative_counts_and_use_after_exit() -> None:
 
 async def test_a_track_block_is_single_use() -> None:
     tracker = ActivityTracker()
-    block = tracker.track("a", "s", model="m", streaming=True, cancel_scope=trio.CancelScope())
+    block = tracker.track("a", "s", model="m", streaming=True, handle=trio.CancelScope())
     with block, pytest.raises(RuntimeError, match="only once"), block:
         pass  # pragma: no cover - never entered
     assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(requests=1)

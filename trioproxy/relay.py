@@ -144,7 +144,7 @@ class _Stop(enum.Enum):
 class Attempt:
     """The cancel handle of one attempt: whoever cancels it says why.
 
-    The tracker's sweeper calls :meth:`cancel` (stale), the shutdown deadline
+    The tracker's sweeper calls :meth:`cancel_as_stale`, the shutdown deadline
     :meth:`shut_down`, the disconnect watcher :meth:`disconnect`. The first reason wins;
     the relay reads it after the attempt's scope has unwound.
     """
@@ -161,7 +161,7 @@ class Attempt:
         if self.scope is not None:
             self.scope.cancel()
 
-    def cancel(self) -> None:
+    def cancel_as_stale(self) -> None:
         """Cancel as stale (the tracker's sweeper)."""
         self._stop(_Stop.STALE)
 
@@ -255,7 +255,7 @@ async def _attempt(
             call.session_id,
             model=call.model,
             streaming=call.streaming,
-            cancel_scope=attempt,
+            handle=attempt,
         )
     )
     in_flight.add(attempt)

@@ -5,16 +5,19 @@
     tracker = ActivityTracker(stale_timeout=300.0, instances=("openai.1",))
     with trio.CancelScope() as request_scope:
         with tracker.track("openai.1", session_id, model="gpt-4o", streaming=True,
-                           cancel_scope=request_scope) as meter:
+                           handle=request_scope) as meter:
             meter.add_rx(len(chunk))   # bytes from the backend
             meter.add_tx(len(chunk))   # bytes to the client
     snapshot = tracker.get_global_snapshot()   # immutable; from any thread
 
+``handle`` is the request's cancel scope, or a :class:`StaleHandle` whose
+``cancel_as_stale()`` cancels it: what the sweeper calls when the request goes stale.
 ``get_activity_tracker()`` returns the running proxy's tracker, or None when tracking is
 off.
 """
 
 from .records import RequestMeter as RequestMeter
+from .records import StaleHandle as StaleHandle
 from .snapshot import ConnectionActivity as ConnectionActivity
 from .snapshot import GlobalSnapshot as GlobalSnapshot
 from .snapshot import InstanceActivity as InstanceActivity
@@ -30,5 +33,6 @@ __all__ = [
     "InstanceActivity",
     "LifetimeCounters",
     "RequestMeter",
+    "StaleHandle",
     "get_activity_tracker",
 ]

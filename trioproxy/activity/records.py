@@ -25,10 +25,30 @@ import trio
 from .snapshot import ConnectionType, LifetimeCounters
 
 
-class Cancellable(Protocol):
-    """What the sweeper cancels: a ``trio.CancelScope``, or any handle that cancels one."""
+class StaleHandle(Protocol):
+    """What the sweeper ends a stale request through (``handle=`` of ``track()``)."""
 
-    def cancel(self) -> None: ...
+    def cancel_as_stale(self) -> None:
+        """Cancel the request's scope because it went stale; called at most once."""
+
+
+class _ScopeHandle:
+    """A plain ``trio.CancelScope`` as a :class:`StaleHandle`."""
+
+    __slots__ = ("_scope",)
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self._scope = scope
+
+    def cancel_as_stale(self) -> None:
+        self._scope.cancel()
+
+
+def stale_handle(handle: StaleHandle | trio.CancelScope) -> StaleHandle:
+    """``handle`` itself, or a plain cancel scope wrapped to be one."""
+    if isinstance(handle, trio.CancelScope):
+        return _ScopeHandle(handle)
+    return handle
 
 
 class Outcome(enum.Enum):
@@ -109,10 +129,10 @@ class RequestMeter:
     __slots__ = (
         "_bytes_rx",
         "_bytes_tx",
-        "_cancel_scope",
         "_cancelled",
         "_connection",
         "_failed",
+        "_handle",
         "_lifetime",
         "_stale",
         "instance",
@@ -125,13 +145,13 @@ class RequestMeter:
         session_id: str,
         connection: ConnectionRecord,
         lifetime: LifetimeRecord,
-        cancel_scope: Cancellable,
+        handle: StaleHandle,
     ) -> None:
         self.instance = instance
         self.session_id = session_id
         self._connection: ConnectionRecord | None = connection
         self._lifetime = lifetime
-        self._cancel_scope = cancel_scope
+        self._handle = handle
         self._stale = False
         self._failed = False
         self._cancelled = False
@@ -231,7 +251,7 @@ def cancel_as_stale(meter: RequestMeter) -> bool:
     if meter._stale:
         return False
     meter._stale = True
-    meter._cancel_scope.cancel()
+    meter._handle.cancel_as_stale()
     return True
 
 

@@ -19,7 +19,14 @@ from typing import Any, NoReturn
 import trio
 
 from .clock import EpochClock
-from .records import Cancellable, ConnectionRecord, InstanceRecord, RequestMeter, detach
+from .records import (
+    ConnectionRecord,
+    InstanceRecord,
+    RequestMeter,
+    StaleHandle,
+    detach,
+    stale_handle,
+)
 from .snapshot import ConnectionActivity, GlobalSnapshot, InstanceActivity, LifetimeCounters
 from .sweeper import cancel_stale, run_periodically, sweep_period
 
@@ -74,7 +81,7 @@ class ActivityTracker:
         *,
         model: str,
         streaming: bool,
-        cancel_scope: Cancellable,
+        handle: StaleHandle | trio.CancelScope,
     ) -> AbstractContextManager[RequestMeter]:
         """Track one request for the duration of a ``with`` block.
 
@@ -92,21 +99,23 @@ class ActivityTracker:
             model: the model as sent to the backend.
             streaming: whether the answer is streamed (fixes the connection's type if
                 this is its first request).
-            cancel_scope: the request's own scope (or a handle whose ``cancel()``
-                cancels it); the sweeper cancels it when stale. The scope must enclose
-                the work the request does, so the cancellation unwinds through it.
+            handle: the request's own ``trio.CancelScope``, or a handle whose
+                ``cancel_as_stale()`` cancels that scope (and may note why, as the
+                relay does to answer 504); the sweeper calls it once when the request
+                is stale. The scope must enclose the work the request does, so the
+                cancellation unwinds through it.
 
         Raises:
             RuntimeError: entered outside a Trio run, or entered twice.
         """
-        return _Tracking(self, instance, session_id, model, streaming, cancel_scope)
+        return _Tracking(self, instance, session_id, model, streaming, stale_handle(handle))
 
     def sweep(self) -> int:
         """Cancel every request of every connection idle for ``stale_timeout`` or more.
 
-        Each such request gets ``meter.stale == True`` and its ``cancel_scope``
-        cancelled; its record is removed when its ``track()`` block exits. Call on the
-        Trio thread.
+        Each such request gets ``meter.stale == True`` and its handle's
+        ``cancel_as_stale()`` called, once; its record is removed when its ``track()``
+        block exits. Call on the Trio thread.
 
         Returns:
             How many requests were cancelled by this call.
@@ -206,7 +215,7 @@ class ActivityTracker:
         session_id: str,
         model: str,
         streaming: bool,
-        cancel_scope: Cancellable,
+        handle: StaleHandle,
     ) -> RequestMeter:
         now = self._clock.trio_now()
         with self._lock:
@@ -228,7 +237,7 @@ class ActivityTracker:
                 # A new request is activity: it must not join a connection that is
                 # about to be swept and be cancelled before its first byte.
                 connection.last_activity = now
-            meter = RequestMeter(instance, session_id, connection, record.lifetime, cancel_scope)
+            meter = RequestMeter(instance, session_id, connection, record.lifetime, handle)
             connection.meters[meter] = None
             record.lifetime.requests += 1
         logger.debug(
@@ -266,10 +275,10 @@ class _Tracking(AbstractContextManager[RequestMeter]):
         session_id: str,
         model: str,
         streaming: bool,
-        cancel_scope: Cancellable,
+        handle: StaleHandle,
     ) -> None:
         self._tracker = tracker
-        self._args = (instance, session_id, model, streaming, cancel_scope)
+        self._args = (instance, session_id, model, streaming, handle)
         self._meter: RequestMeter | None = None
 
     def __enter__(self) -> RequestMeter:
