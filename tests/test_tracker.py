@@ -29,6 +29,8 @@ from trioproxy.activity import (
     get_activity_tracker,
     set_activity_tracker,
 )
+from trioproxy.activity.records import LifetimeRecord
+from trioproxy.activity.snapshot import Outcome
 
 
 @contextmanager
@@ -414,6 +416,35 @@ async def test_stale_wins_over_fail(autojump_clock: trio.testing.MockClock) -> N
         await trio.lowlevel.checkpoint()
     assert meter.stale
     assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(requests=1, stale=1)
+
+
+# --- lifetime counters: one declaration ---------------------------------------------
+
+
+def test_lifetime_counters_sum_and_dict_follow_the_fields() -> None:
+    names = [f.name for f in dataclasses.fields(LifetimeCounters)]
+    assert names == ["requests", "bytes_rx", "bytes_tx", "errors", "cancelled", "stale"]
+    a = LifetimeCounters(*range(1, 7))
+    b = LifetimeCounters(*range(10, 70, 10))
+    assert a + b == LifetimeCounters(11, 22, 33, 44, 55, 66)
+    assert (a + b).to_dict() == dict(zip(names, (11, 22, 33, 44, 55, 66), strict=True))
+    assert list(LifetimeCounters().to_dict()) == names
+
+
+@pytest.mark.parametrize(
+    ("outcome", "counter"),
+    [
+        (Outcome.COMPLETED, None),
+        (Outcome.ERROR, "errors"),
+        (Outcome.CANCELLED, "cancelled"),
+        (Outcome.STALE, "stale"),
+    ],
+)
+def test_an_outcome_adds_to_its_counter_only(outcome: Outcome, counter: str | None) -> None:
+    record = LifetimeRecord()
+    record.count(outcome)
+    expected = {} if counter is None else {counter: 1}
+    assert record.freeze() == LifetimeCounters(**expected)
 
 
 # --- the meter's contract -----------------------------------------------------------------

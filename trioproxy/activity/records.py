@@ -16,13 +16,12 @@ The tracker and the sweeper act on a meter through this module's functions
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import trio
 
-from .snapshot import ConnectionType, LifetimeCounters
+from .snapshot import LIFETIME_FIELDS, OUTCOME_COUNTERS, ConnectionType, LifetimeCounters, Outcome
 
 
 class StaleHandle(Protocol):
@@ -51,45 +50,33 @@ def stale_handle(handle: StaleHandle | trio.CancelScope) -> StaleHandle:
     return handle
 
 
-class Outcome(enum.Enum):
-    """How a request ended; decides which lifetime counter, if any, it adds to."""
-
-    COMPLETED = "completed"
-    ERROR = "error"
-    CANCELLED = "cancelled"
-    STALE = "stale"
-
-
-@dataclass(slots=True)
 class LifetimeRecord:
-    """Mutable lifetime counters of one instance."""
+    """Mutable lifetime counters of one instance.
 
-    requests: int = 0
-    bytes_rx: int = 0
-    bytes_tx: int = 0
-    errors: int = 0
-    cancelled: int = 0
-    stale: int = 0
+    ``counts[i]`` is the counter named ``LIFETIME_FIELDS[i]``: the fields of
+    :class:`~trioproxy.activity.snapshot.LifetimeCounters` are the one declaration.
+    """
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts = [0] * len(LIFETIME_FIELDS)
 
     def count(self, outcome: Outcome) -> None:
-        """Add one ended request to the counter ``outcome`` maps to."""
-        if outcome is Outcome.ERROR:
-            self.errors += 1
-        elif outcome is Outcome.CANCELLED:
-            self.cancelled += 1
-        elif outcome is Outcome.STALE:
-            self.stale += 1
+        """Add one ended request to the counter ``outcome`` maps to, if any."""
+        index = OUTCOME_COUNTERS.get(outcome)
+        if index is not None:
+            self.counts[index] += 1
 
     def freeze(self) -> LifetimeCounters:
         """Return an immutable copy."""
-        return LifetimeCounters(
-            requests=self.requests,
-            bytes_rx=self.bytes_rx,
-            bytes_tx=self.bytes_tx,
-            errors=self.errors,
-            cancelled=self.cancelled,
-            stale=self.stale,
-        )
+        return LifetimeCounters(*self.counts)
+
+
+# Where the counters the meter and the tracker add to by name sit in LifetimeRecord.counts.
+REQUESTS = LIFETIME_FIELDS.index("requests")
+BYTES_RX = LIFETIME_FIELDS.index("bytes_rx")
+BYTES_TX = LIFETIME_FIELDS.index("bytes_tx")
 
 
 @dataclass(slots=True, eq=False)
@@ -150,7 +137,7 @@ class RequestMeter:
         self.instance = instance
         self.session_id = session_id
         self._connection: ConnectionRecord | None = connection
-        self._lifetime = lifetime
+        self._lifetime = lifetime.counts
         self._handle = handle
         self._stale = False
         self._failed = False
@@ -197,7 +184,7 @@ class RequestMeter:
         if nbytes > 0:
             connection.bytes_rx += nbytes
             connection.last_activity = trio.current_time()
-            self._lifetime.bytes_rx += nbytes
+            self._lifetime[BYTES_RX] += nbytes
             self._bytes_rx += nbytes
         elif nbytes < 0:
             raise ValueError(f"negative byte count: {nbytes}")
@@ -217,7 +204,7 @@ class RequestMeter:
         if nbytes > 0:
             connection.bytes_tx += nbytes
             connection.last_activity = trio.current_time()
-            self._lifetime.bytes_tx += nbytes
+            self._lifetime[BYTES_TX] += nbytes
             self._bytes_tx += nbytes
         elif nbytes < 0:
             raise ValueError(f"negative byte count: {nbytes}")

@@ -7,10 +7,27 @@ DESIGN.md's ``activity`` and ``global_activity`` objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 ConnectionType = Literal["streaming", "non_streaming"]
+
+
+class Outcome(enum.Enum):
+    """How a request ended; decides which lifetime counter, if any, it adds to."""
+
+    COMPLETED = "completed"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    STALE = "stale"
+
+
+def _counts(outcome: Outcome) -> Any:
+    """A lifetime counter that counts the requests ending with ``outcome``."""
+    return field(default=0, metadata={"outcome": outcome})
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,35 +37,39 @@ class LifetimeCounters:
     ``requests`` counts registrations; ``bytes_rx``/``bytes_tx`` count body bytes as they
     flow, including those of requests still in flight. Each ended request adds one to at
     most one of ``stale``, ``errors`` or ``cancelled``; a completed request adds to none.
+
+    The fields are the one declaration of the counters: the tracker's record, the sum,
+    the JSON object and the count of an outcome (a field's ``outcome`` metadata) are
+    derived from them, so a new counter is one field here.
     """
 
     requests: int = 0
     bytes_rx: int = 0
     bytes_tx: int = 0
-    errors: int = 0
-    cancelled: int = 0
-    stale: int = 0
+    errors: int = _counts(Outcome.ERROR)
+    cancelled: int = _counts(Outcome.CANCELLED)
+    stale: int = _counts(Outcome.STALE)
 
     def __add__(self, other: LifetimeCounters) -> LifetimeCounters:
-        return LifetimeCounters(
-            requests=self.requests + other.requests,
-            bytes_rx=self.bytes_rx + other.bytes_rx,
-            bytes_tx=self.bytes_tx + other.bytes_tx,
-            errors=self.errors + other.errors,
-            cancelled=self.cancelled + other.cancelled,
-            stale=self.stale + other.stale,
-        )
+        return LifetimeCounters(*map(operator.add, _counters(self), _counters(other)))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the ``lifetime`` JSON object."""
-        return {
-            "requests": self.requests,
-            "bytes_rx": self.bytes_rx,
-            "bytes_tx": self.bytes_tx,
-            "errors": self.errors,
-            "cancelled": self.cancelled,
-            "stale": self.stale,
-        }
+        return dict(zip(LIFETIME_FIELDS, _counters(self), strict=True))
+
+
+#: The names of the lifetime counters, in field order.
+LIFETIME_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LifetimeCounters))
+
+# The counters of a LifetimeCounters as a tuple, in field order.
+_counters: Callable[[LifetimeCounters], tuple[int, ...]] = operator.attrgetter(*LIFETIME_FIELDS)
+
+#: For each outcome that has a counter, that counter's index in :data:`LIFETIME_FIELDS`.
+OUTCOME_COUNTERS: dict[Outcome, int] = {
+    f.metadata["outcome"]: i
+    for i, f in enumerate(fields(LifetimeCounters))
+    if "outcome" in f.metadata
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import trio
 
 from .clock import EpochClock
 from .records import (
+    REQUESTS,
     ConnectionRecord,
     InstanceRecord,
     RequestMeter,
@@ -165,14 +166,12 @@ class ActivityTracker:
         with thousands of streams, on every poll. Safe to call from any thread.
         """
         now, offset = self._clock.now()
-        with self._lock:
-            instances = {
-                name: _instance_dict(record, now, offset)
-                for name, record in self._instances.items()
-            }
         lifetime = LifetimeCounters()
-        for activity in instances.values():
-            lifetime += LifetimeCounters(**activity["lifetime"])
+        with self._lock:
+            instances = {}
+            for name, record in self._instances.items():
+                instances[name] = _instance_dict(record, now, offset)
+                lifetime += record.lifetime.freeze()
         totals = {
             "total_active_connections": sum(a["active_connections"] for a in instances.values()),
             "total_bytes_rx": sum(a["total_bytes_rx"] for a in instances.values()),
@@ -239,7 +238,7 @@ class ActivityTracker:
                 connection.last_activity = now
             meter = RequestMeter(instance, session_id, connection, record.lifetime, handle)
             connection.meters[meter] = None
-            record.lifetime.requests += 1
+            record.lifetime.counts[REQUESTS] += 1
         logger.debug(
             "tracking request: instance=%s session=%s model=%s", instance, session_id, model
         )
