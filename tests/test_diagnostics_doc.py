@@ -8,12 +8,13 @@ documented shape.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import trio
 import trio.testing
 
-from trioproxy.activity import ActivityTracker
+from trioproxy.activity import ActivityTracker, ConnectionActivity
 from trioproxy.backends.instance import Backends
 from trioproxy.diagnostics import activity_summary, diagnostics_json
 from trioproxy.settings import BackendSpec, ConnectorType, Settings
@@ -60,6 +61,8 @@ async def test_document_matches_the_snapshot_field_for_field(
     busy = by_name["busy"]["activity"]
     assert [c["session_id"] for c in busy["connections"]] == ["session-0", "session-1", "session-2"]
     assert busy["connections"][0]["bytes_rx"] == 1000
+    # The fast rows list the fields in the order of the dataclass, as to_dict() does.
+    assert list(busy["connections"][0]) == [f.name for f in dataclasses.fields(ConnectionActivity)]
     assert busy["connections"][1]["connection_type"] == "non_streaming"
     assert busy["connections"][0]["model"] == 'm"odel\\'
     assert doc["global_activity"] == snapshot.to_dict()

@@ -67,6 +67,7 @@ def test_public_api_exports() -> None:
         "GlobalSnapshot",
         "InstanceActivity",
         "LifetimeCounters",
+        "MalformedDocument",
         "RequestMeter",
         "StaleHandle",
         "get_activity_tracker",

@@ -1,8 +1,15 @@
 """Immutable snapshots of the tracker's state, shaped like the diagnostics JSON.
 
 Every type here is a frozen, slotted dataclass holding copies — later traffic never
-changes a snapshot already taken — and ``to_dict()`` gives exactly the field names of
-DESIGN.md's ``activity`` and ``global_activity`` objects.
+changes a snapshot already taken. ``to_dict()`` gives exactly the field names of
+DESIGN.md's ``activity`` and ``global_activity`` objects, and ``from_dict()`` reads
+them back, checked, from a decoded document (a remote proxy's, as the terminal view
+does), raising :class:`~trioproxy.activity.jsonfields.MalformedDocument` naming the
+first offending field. Both are derived from the fields (see :mod:`.jsonfields`), so a
+new connection field is one field of :class:`ConnectionActivity` (and the tracker's
+value for it).
+
+This module imports nothing from Trio: clients of the diagnostics read it alone.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+
+from .jsonfields import NOT_IN_JSON, JsonObject, read_dataclass, read_fields, to_json
 
 ConnectionType = Literal["streaming", "non_streaming"]
 
@@ -57,6 +66,15 @@ class LifetimeCounters:
         """Return the ``lifetime`` JSON object."""
         return dict(zip(LIFETIME_FIELDS, _counters(self), strict=True))
 
+    @classmethod
+    def from_dict(cls, data: object, path: str = "") -> LifetimeCounters:
+        """Read a ``lifetime`` JSON object; ``path`` is where it is, for messages.
+
+        Raises:
+            MalformedDocument: a counter is missing or not a non-negative integer.
+        """
+        return read_dataclass(cls, JsonObject(data, path))
+
 
 #: The names of the lifetime counters, in field order.
 LIFETIME_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LifetimeCounters))
@@ -95,18 +113,16 @@ class ConnectionActivity:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the connection's JSON object."""
-        return {
-            "session_id": self.session_id,
-            "connection_type": self.connection_type,
-            "started_at": self.started_at,
-            "duration_seconds": self.duration_seconds,
-            "model": self.model,
-            "bytes_rx": self.bytes_rx,
-            "bytes_tx": self.bytes_tx,
-            "requests": self.requests,
-            "last_activity_at": self.last_activity_at,
-            "idle_seconds": self.idle_seconds,
-        }
+        return to_json(self)
+
+    @classmethod
+    def from_dict(cls, data: object, path: str = "") -> ConnectionActivity:
+        """Read a connection's JSON object; ``path`` is where it is, for messages.
+
+        Raises:
+            MalformedDocument: a field is missing or does not have its type.
+        """
+        return read_dataclass(cls, JsonObject(data, path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +132,7 @@ class InstanceActivity:
     ``connections`` are oldest first; ``total_bytes_rx``/``total_bytes_tx`` sum over them.
     """
 
-    name: str
+    name: str = field(metadata=NOT_IN_JSON)
     active_connections: int = 0
     connections: tuple[ConnectionActivity, ...] = ()
     total_bytes_rx: int = 0
@@ -125,13 +141,16 @@ class InstanceActivity:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the instance's ``activity`` JSON object (the name is not part of it)."""
-        return {
-            "active_connections": self.active_connections,
-            "connections": [connection.to_dict() for connection in self.connections],
-            "total_bytes_rx": self.total_bytes_rx,
-            "total_bytes_tx": self.total_bytes_tx,
-            "lifetime": self.lifetime.to_dict(),
-        }
+        return to_json(self)
+
+    @classmethod
+    def from_dict(cls, data: object, path: str = "", *, name: str) -> InstanceActivity:
+        """Read instance ``name``'s ``activity`` JSON object (``path``: where it is).
+
+        Raises:
+            MalformedDocument: a field is missing or does not have its type.
+        """
+        return cls(name=name, **read_fields(cls, JsonObject(data, path)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +161,12 @@ class GlobalSnapshot:
     in order of first use.
     """
 
-    timestamp: float
+    timestamp: float = field(metadata=NOT_IN_JSON)
     total_active_connections: int = 0
     total_bytes_rx: int = 0
     total_bytes_tx: int = 0
     lifetime: LifetimeCounters = LifetimeCounters()
-    instances: tuple[InstanceActivity, ...] = ()
+    instances: tuple[InstanceActivity, ...] = field(default=(), metadata=NOT_IN_JSON)
 
     def instance(self, name: str) -> InstanceActivity:
         """Return the activity of instance ``name``; zeros if it has had no traffic."""
@@ -158,9 +177,25 @@ class GlobalSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the ``global_activity`` JSON object (sums only, not the instances)."""
-        return {
-            "total_active_connections": self.total_active_connections,
-            "total_bytes_rx": self.total_bytes_rx,
-            "total_bytes_tx": self.total_bytes_tx,
-            "lifetime": self.lifetime.to_dict(),
-        }
+        return to_json(self)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: object,
+        path: str = "",
+        *,
+        timestamp: float,
+        instances: tuple[InstanceActivity, ...] = (),
+    ) -> GlobalSnapshot:
+        """Read a ``global_activity`` JSON object (``path``: where it is, for messages).
+
+        The object holds the sums only: the document's ``timestamp`` and its instances'
+        activities are given.
+
+        Raises:
+            MalformedDocument: a field is missing or does not have its type.
+        """
+        return cls(
+            timestamp=timestamp, instances=instances, **read_fields(cls, JsonObject(data, path))
+        )
