@@ -3,7 +3,7 @@
 For speed the document is built from ``ActivityTracker.snapshot_dicts()`` (plain JSON
 objects, no snapshot dataclasses) and encoded with orjson; these tests hold it to the
 snapshot's own ``to_dict()``, key order included, so the fast path cannot drift from the
-documented shape.
+documented shape, and read it back as a client does, into the same snapshot.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import trio.testing
 from trioproxy.activity import ActivityTracker, ConnectionActivity
 from trioproxy.backends.instance import Backends
 from trioproxy.diagnostics import activity_summary, diagnostics_json
+from trioproxy.inspect.document import Diagnostics
 from trioproxy.settings import BackendSpec, ConnectorType, Settings
 
 DESIGN_ACTIVITY_KEYS = [
@@ -76,5 +77,9 @@ async def test_document_matches_the_snapshot_field_for_field(
     }
     assert snapshot.total_active_connections == 3
     assert snapshot.total_bytes_rx == 1007
+    # A client reading the document (the terminal view) gets the very same snapshot.
+    parsed = Diagnostics.from_dict(doc)
+    assert parsed.global_activity == snapshot
+    assert [i.name for i in parsed.instances] == ["busy", "quiet"]
     for block in blocks:
         block.__exit__(None, None, None)

@@ -9,9 +9,12 @@ time; a request has the relay's shape, its own ``trio.CancelScope`` around a
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import trio
@@ -75,6 +78,21 @@ def test_public_api_exports() -> None:
     # Importable for the app, but not part of the advertised surface.
     assert trioproxy.activity.set_activity_tracker is set_activity_tracker
     assert "set_activity_tracker" not in trioproxy.activity.__all__
+
+
+def test_the_tracking_package_has_no_terminal_code() -> None:
+    # The terminal view is a client of the JSON, in trioproxy/inspect: nothing of it here.
+    package = Path(trioproxy.activity.__file__).parent
+    modules = [f"trioproxy.activity.{path.stem}" for path in package.glob("*.py")]
+    assert "trioproxy.activity.tracker" in modules
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "loaded = {'rich', 'httpx'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_empty_tracker_outside_trio_uses_wall_clock() -> None:

@@ -9,7 +9,8 @@ the dataclass does not know are ignored, so a newer proxy's document still reads
 
 Field types that read: ``bool``, ``int`` (a non-negative count), ``float`` (finite; an
 integer is accepted), ``str``, a ``Literal`` of strings, ``X | None``, ``tuple[str, ...]``,
-``tuple[D, ...]`` and ``D`` for a dataclass ``D`` that is read whole. A field declared
+``tuple[D, ...]`` and ``D`` for a dataclass ``D`` with a ``from_dict(data, path)``
+classmethod, which reads the nested object (and says what path it is at). A field declared
 with ``metadata=NOT_IN_JSON`` is not a member of the object (an instance's name, say,
 which its document gives elsewhere); whoever reads the object supplies it.
 
@@ -66,21 +67,6 @@ class JsonObject:
     def wrong(self, key: str, expected: str) -> MalformedDocument:
         """The error for member ``key`` not being ``expected`` (a noun phrase)."""
         return MalformedDocument(f"{self.at(key)}: expected {expected}")
-
-    def object(self, key: str) -> JsonObject:
-        """Member ``key`` as an object."""
-        return JsonObject(self.get(key), self.at(key))
-
-    def optional_object(self, key: str) -> JsonObject | None:
-        """Member ``key`` as an object, or None for a JSON null."""
-        return None if self.get(key) is None else self.object(key)
-
-    def objects(self, key: str) -> list[JsonObject]:
-        """Member ``key`` as a list of objects."""
-        value = self.get(key)
-        if not isinstance(value, list):
-            raise self.wrong(key, "a list")
-        return [JsonObject(item, f"{self.at(key)}[{i}]") for i, item in enumerate(value)]
 
 
 Reader = Callable[[JsonObject, str], Any]
@@ -142,18 +128,28 @@ def _optional(inner: Reader) -> Reader:
     return read
 
 
-def _nested(cls: type[Any]) -> Reader:
+def _nested(from_dict: Callable[[object, str], Any]) -> Reader:
     def read(obj: JsonObject, key: str) -> Any:
-        return read_dataclass(cls, obj.object(key))
+        return from_dict(obj.get(key), obj.at(key))
 
     return read
 
 
-def _nested_tuple(cls: type[Any]) -> Reader:
+def _nested_tuple(from_dict: Callable[[object, str], Any]) -> Reader:
     def read(obj: JsonObject, key: str) -> tuple[Any, ...]:
-        return tuple(read_dataclass(cls, item) for item in obj.objects(key))
+        value = obj.get(key)
+        if not isinstance(value, list):
+            raise obj.wrong(key, "a list")
+        return tuple(from_dict(item, f"{obj.at(key)}[{i}]") for i, item in enumerate(value))
 
     return read
+
+
+def _from_dict(cls: object) -> Callable[[object, str], Any]:
+    from_dict = getattr(cls, "from_dict", None)
+    if from_dict is None:
+        raise TypeError(f"{cls!r} has no from_dict(data, path) to read it with")
+    return from_dict  # type: ignore[no-any-return]
 
 
 _SCALARS: dict[object, Reader] = {bool: _flag, int: _count, float: _number, str: _text}
@@ -177,10 +173,10 @@ def _reader(hint: Any) -> Reader:
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         if args[0] is str:
             return _strings
-        if isinstance(args[0], type) and dataclasses.is_dataclass(args[0]):
-            return _nested_tuple(args[0])
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _nested(hint)
+        if dataclasses.is_dataclass(args[0]):
+            return _nested_tuple(_from_dict(args[0]))
+    if dataclasses.is_dataclass(hint):
+        return _nested(_from_dict(hint))
     raise TypeError(f"no JSON reading for a field of type {hint!r}")
 
 
