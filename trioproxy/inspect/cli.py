@@ -2,8 +2,8 @@
 
 Usage: ``trioproxy-inspect [URL] [--watch] [--interval S] [--raw]``. Each refresh is one
 ``GET {URL}/v1/diagnostics`` with a short timeout (:mod:`.fetch`); :mod:`.view` renders
-the answer. With a terminal and rich the output is a panel and a table (``--watch``:
-redrawn in place with rich's ``Live``); otherwise plain text lines, one block per refresh.
+the answer. On a terminal the output is rich's panel and table (``--watch``: redrawn in
+place with rich's ``Live``); piped or to a file, plain text lines, one block per refresh.
 
 How errors surface: every failure is one sentence, never a traceback. In one-shot mode
 (and ``--raw``) it goes to stderr and the exit code is 1: proxy unreachable, HTTP 403
@@ -23,15 +23,13 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import httpx
+from rich.console import Console, RenderableType
+from rich.live import Live
 
 from . import view
 from .fetch import DIAGNOSTICS_PATH, InspectError, TrackingDisabled, fetch, open_client
-
-if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
 
 DEFAULT_URL = "http://localhost:8000"
 DEFAULT_INTERVAL = 1.0
@@ -53,7 +51,7 @@ def run_once(base_url: str, *, raw: bool, fancy: bool) -> int:
     if raw:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     elif fancy:
-        _console().print(view.render(diagnostics, source=base_url))
+        Console().print(view.render(diagnostics, source=base_url))
     else:
         print("\n".join(view.render_lines(diagnostics, source=base_url)))
     return 0
@@ -85,11 +83,9 @@ def _ticks(interval: float) -> Callable[[], None]:
 
 def watch_rich(base_url: str, interval: float) -> int:
     """Redraw the view in place every ``interval`` seconds until Ctrl+C (exit 0)."""
-    from rich.live import Live
-
     wait = _ticks(interval)
     try:
-        with open_client() as client, Live(console=_console(), auto_refresh=False) as live:
+        with open_client() as client, Live(console=Console(), auto_refresh=False) as live:
             while True:
                 live.update(_frame(client, base_url, interval), refresh=True)
                 wait()
@@ -124,20 +120,6 @@ def watch_plain(base_url: str, interval: float) -> int:
 
 
 # --- entry point ---------------------------------------------------------------------
-
-
-def _console() -> Console:
-    from rich.console import Console
-
-    return Console()
-
-
-def _rich_available() -> bool:
-    try:
-        import rich.live  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _base_url(text: str) -> str:
@@ -200,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     1 a failure explained on stderr; 2 bad arguments; 130 Ctrl+C during a one-shot.
     """
     args = build_parser().parse_args(argv)
-    fancy = sys.stdout.isatty() and _rich_available()
+    fancy = sys.stdout.isatty()
     try:
         if args.watch:
             if fancy:

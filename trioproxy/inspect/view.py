@@ -5,11 +5,10 @@ Everything here is pure: no I/O, no clock. The input is a
 connections table is declared once, as :data:`TABLE` (a column: its title, how its
 cell is formatted from a connection, how it aligns), and both renderers follow it:
 
-- :func:`render` gives a rich renderable (header panel, connections table, notes);
-- :func:`render_lines` gives the same content as plain text lines, without escape codes
-  and without importing rich, for pipes and for installs where rich is missing.
-
-rich is imported inside the rich-only functions, so this module imports without it.
+- :func:`render` gives a rich renderable (header panel, connections table, notes), for
+  a terminal;
+- :func:`render_lines` gives the same content as plain text lines, without escape codes,
+  for pipes and files.
 """
 
 from __future__ import annotations
@@ -17,15 +16,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import TYPE_CHECKING
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
 
 from trioproxy.activity.snapshot import ConnectionActivity
 
 from .document import Diagnostics
 from .formatting import format_bytes, format_clock, format_duration, printable, short_session
-
-if TYPE_CHECKING:
-    from rich.console import RenderableType
 
 #: A connection with no byte in either direction for longer than this is flagged idle.
 IDLE_AFTER_SECONDS = 5.0
@@ -183,7 +184,7 @@ def render_lines(
     tz: tzinfo | None = None,
     idle_after: float = IDLE_AFTER_SECONDS,
 ) -> list[str]:
-    """The view as plain text lines (no escape codes, no rich); columns padded to align."""
+    """The view as plain text lines (no escape codes); columns padded to align."""
     lines = [f"trioproxy activity · {source}" if source else "trioproxy activity"]
     if not diagnostics.activity_tracking_enabled:
         return [*lines, TRACKING_DISABLED]
@@ -227,13 +228,7 @@ def render(
     """The view as a rich renderable: a header panel, then the table and any notes.
 
     Idle connections are drawn in bold yellow, with ``idle …`` under their duration.
-    Requires rich (imported here, not at module import).
     """
-    from rich import box
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
     if not diagnostics.activity_tracking_enabled:
         return _panel(Text(TRACKING_DISABLED, style="bold red"), source)
     header = Table.grid(padding=(0, 3))
@@ -272,8 +267,6 @@ def render(
 
 def render_problem(status: str, detail: str, *, source: str | None = None) -> RenderableType:
     """A panel for a failed refresh in watch mode: a short status line and the reason."""
-    from rich.text import Text
-
     body = Text(status, style="bold red")
     body.append("\n" + detail, style="red")
     return _panel(body, source)
@@ -281,15 +274,9 @@ def render_problem(status: str, detail: str, *, source: str | None = None) -> Re
 
 def with_footer(body: RenderableType, footer: str) -> RenderableType:
     """``body`` with a dim footer line under it (the watch mode's refresh interval)."""
-    from rich.console import Group
-    from rich.text import Text
-
     return Group(body, Text(footer, style="dim"))
 
 
 def _panel(body: RenderableType, source: str | None) -> RenderableType:
-    from rich.panel import Panel
-    from rich.text import Text
-
     title = f"trioproxy activity · {source}" if source else "trioproxy activity"
     return Panel(body, title=Text(title), title_align="left", expand=False)
