@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import trio
@@ -63,21 +65,85 @@ def connections_of(tracker: ActivityTracker, instance: str) -> dict[str, Connect
 # --- construction and the public surface ----------------------------------------------
 
 
-def test_public_api_exports() -> None:
-    assert set(trioproxy.activity.__all__) == {
-        "ActivityTracker",
-        "ConnectionActivity",
-        "GlobalSnapshot",
-        "InstanceActivity",
-        "LifetimeCounters",
-        "MalformedDocument",
-        "RequestMeter",
-        "StaleHandle",
-        "get_activity_tracker",
+PACKAGE = trioproxy.activity
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "activity.md"
+
+
+@pytest.mark.parametrize("name", PACKAGE.__all__)
+def test_each_public_name_is_importable_defined_here_and_documented(name: str) -> None:
+    namespace: dict[str, object] = {}
+    exec(f"from trioproxy.activity import {name}", namespace)
+    value = namespace[name]
+    assert value is getattr(PACKAGE, name)
+    assert name in dir(PACKAGE)
+    # Defined in the package and re-exported, not borrowed from elsewhere.
+    assert getattr(value, "__module__", "").startswith("trioproxy.activity.")
+    doc = getattr(value, "__doc__", None) or ""
+    # A dataclass without a docstring gets its signature as one: not documentation.
+    assert doc.strip() and not doc.startswith(f"{name}(")
+
+
+def test_all_lists_every_public_name_but_the_apps_own() -> None:
+    public = {
+        name
+        for name in dir(PACKAGE)
+        if not name.startswith("_")
+        and not isinstance(getattr(PACKAGE, name), ModuleType)
+        and getattr(getattr(PACKAGE, name), "__module__", "").startswith("trioproxy.activity.")
     }
     # Importable for the app, but not part of the advertised surface.
-    assert trioproxy.activity.set_activity_tracker is set_activity_tracker
-    assert "set_activity_tracker" not in trioproxy.activity.__all__
+    assert PACKAGE.set_activity_tracker is set_activity_tracker
+    assert "set_activity_tracker" not in PACKAGE.__all__
+    assert public - {"set_activity_tracker"} == set(PACKAGE.__all__)
+    assert len(PACKAGE.__all__) == len(set(PACKAGE.__all__))
+
+
+def code_blocks(text: str, opening: str) -> list[str]:
+    """The code blocks of ``text`` opened by a line ending in ``opening``, dedented.
+
+    A reST ``::`` block ends at the first line that is not indented, a Markdown block
+    (opened by a fence) at the closing fence.
+    """
+    blocks, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.rstrip().endswith(opening):
+            block: list[str] = []
+            for body in lines[i + 1 :]:
+                fence = opening.startswith("```")
+                ends = body.startswith("```") if fence else bool(body[:1].strip())
+                if ends:
+                    break
+                block.append(body)
+            blocks.append(textwrap.dedent("\n".join(block)).strip())
+    return blocks
+
+
+async def test_the_module_docstring_example_runs() -> None:
+    (example,) = code_blocks(PACKAGE.__doc__ or "", "::")
+    chunk = b'data: {"choices": []}\n\n'
+    namespace: dict[str, object] = {"session_id": "s-1", "chunk": chunk}
+    exec(example, namespace)
+    snapshot = namespace["snapshot"]
+    assert isinstance(snapshot, GlobalSnapshot)
+    assert snapshot.instance("openai.1").lifetime == LifetimeCounters(
+        requests=1, bytes_rx=len(chunk), bytes_tx=len(chunk)
+    )
+
+
+async def test_the_python_api_of_the_docs_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    section = DOCS.read_text().split("## Python API", 1)[1]
+    (example, *_) = code_blocks(section, "```python")
+    tracker = ActivityTracker(instances=("openai.1",))
+    set_activity_tracker(tracker)
+    try:
+        with request(tracker, "openai.1", "doc-session", model="gpt-4o") as meter:
+            meter.add_tx(42)
+            exec(example, {})
+    finally:
+        set_activity_tracker(None)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "1 0 42"
+    assert printed[1].split()[:4] == ["openai.1", "doc-session", "gpt-4o", "42"]
 
 
 def test_the_tracking_package_has_no_terminal_code() -> None:

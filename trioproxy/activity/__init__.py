@@ -2,6 +2,9 @@
 
 ::
 
+    import trio
+    from trioproxy.activity import ActivityTracker
+
     tracker = ActivityTracker(stale_timeout=300.0, instances=("openai.1",))
     with trio.CancelScope() as request_scope:
         with tracker.track("openai.1", session_id, model="gpt-4o", streaming=True,
@@ -9,6 +12,8 @@
             meter.add_rx(len(chunk))   # bytes from the backend
             meter.add_tx(len(chunk))   # bytes to the client
     snapshot = tracker.get_global_snapshot()   # immutable; from any thread
+
+(run inside Trio: ``session_id`` is the request's session, ``chunk`` a piece of its body).
 
 ``handle`` is the request's cancel scope, or a :class:`StaleHandle` whose
 ``cancel_as_stale()`` cancels it: what the sweeper calls when the request goes stale.

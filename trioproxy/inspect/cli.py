@@ -1,9 +1,10 @@
 """``trioproxy-inspect``: the proxy's activity in a terminal, once or live.
 
-Usage: ``trioproxy-inspect [URL] [--watch] [--interval S] [--raw]``. Each refresh is one
-``GET {URL}/v1/diagnostics`` with a short timeout (:mod:`.fetch`); :mod:`.view` renders
-the answer. On a terminal the output is rich's panel and table (``--watch``: redrawn in
-place with rich's ``Live``); piped or to a file, plain text lines, one block per refresh.
+Usage: ``trioproxy-inspect [URL] [--watch | --raw] [--interval S]`` (``--interval`` is the
+refresh period of ``--watch``). Each refresh is one ``GET {URL}/v1/diagnostics`` with a
+short timeout (:mod:`.fetch`); :mod:`.view` renders the answer. On a terminal the output
+is rich's panel and table (``--watch``: redrawn in place with rich's ``Live``); piped or
+to a file, plain text lines, one block per refresh.
 
 How errors surface: every failure is one sentence, never a traceback. In one-shot mode
 (and ``--raw``) it goes to stderr and the exit code is 1: proxy unreachable, HTTP 403
