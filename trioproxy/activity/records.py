@@ -1,4 +1,4 @@
-"""The tracker's live, mutable records and the per-request meter; private to the package.
+"""The tracker's live, mutable records (private) and the per-request meter it hands out.
 
 Who touches what, and why no lock is needed for most of it:
 
