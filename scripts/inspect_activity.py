@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Launch the terminal view of a trioproxy's activity from a checkout.
 
-``python scripts/inspect_activity.py [URL] [--watch] [--interval S] [--raw]`` is the same
+``python scripts/inspect_activity.py [URL] [--watch | --raw] [--interval S]`` is the same
 tool as the installed ``trioproxy-inspect``; the logic lives in
-:mod:`trioproxy.activity.inspect_cli`, so trioproxy must be installed
-(``pip install -e .``).
+:mod:`trioproxy.inspect.cli`. The checkout this script sits in comes first on the
+import path, so it runs that checkout's code, installed or not (its dependencies must
+be installed).
 """
 
 import sys
+from pathlib import Path
 
-from trioproxy.activity.inspect_cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from trioproxy.inspect.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,19 +3,21 @@
 For speed the document is built from ``ActivityTracker.snapshot_dicts()`` (plain JSON
 objects, no snapshot dataclasses) and encoded with orjson; these tests hold it to the
 snapshot's own ``to_dict()``, key order included, so the fast path cannot drift from the
-documented shape.
+documented shape, and read it back as a client does, into the same snapshot.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import trio
 import trio.testing
 
-from trioproxy.activity import ActivityTracker
+from trioproxy.activity import ActivityTracker, ConnectionActivity
 from trioproxy.backends.instance import Backends
 from trioproxy.diagnostics import activity_summary, diagnostics_json
+from trioproxy.inspect.document import Diagnostics
 from trioproxy.settings import BackendSpec, ConnectorType, Settings
 
 DESIGN_ACTIVITY_KEYS = [
@@ -41,7 +43,7 @@ async def test_document_matches_the_snapshot_field_for_field(
     tracker = ActivityTracker(instances=("busy", "quiet"))
     scopes = [trio.CancelScope() for _ in range(3)]
     blocks = [
-        tracker.track("busy", f"session-{i}", model='m"odel\\', streaming=i != 1, cancel_scope=s)
+        tracker.track("busy", f"session-{i}", model='m"odel\\', streaming=i != 1, handle=s)
         for i, s in enumerate(scopes)
     ]
     meters = [block.__enter__() for block in blocks]
@@ -60,6 +62,8 @@ async def test_document_matches_the_snapshot_field_for_field(
     busy = by_name["busy"]["activity"]
     assert [c["session_id"] for c in busy["connections"]] == ["session-0", "session-1", "session-2"]
     assert busy["connections"][0]["bytes_rx"] == 1000
+    # The fast rows list the fields in the order of the dataclass, as to_dict() does.
+    assert list(busy["connections"][0]) == [f.name for f in dataclasses.fields(ConnectionActivity)]
     assert busy["connections"][1]["connection_type"] == "non_streaming"
     assert busy["connections"][0]["model"] == 'm"odel\\'
     assert doc["global_activity"] == snapshot.to_dict()
@@ -73,5 +77,9 @@ async def test_document_matches_the_snapshot_field_for_field(
     }
     assert snapshot.total_active_connections == 3
     assert snapshot.total_bytes_rx == 1007
+    # A client reading the document (the terminal view) gets the very same snapshot.
+    parsed = Diagnostics.from_dict(doc)
+    assert parsed.global_activity == snapshot
+    assert [i.name for i in parsed.instances] == ["busy", "quiet"]
     for block in blocks:
         block.__exit__(None, None, None)

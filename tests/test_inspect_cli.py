@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -28,9 +29,9 @@ import hypercorn.trio
 import pytest
 import trio
 
-from tests.test_view import connection, instance, several_backends, snapshot, tracking_off
+from tests.documents import connection, instance, several_backends, snapshot, tracking_off
 from tests.tmuxpane import SCRIPT, Pane, header_values, pane_runner
-from trioproxy.activity import inspect_cli, view
+from trioproxy.inspect import cli, formatting, view
 
 TIMEOUT = 20
 
@@ -106,16 +107,14 @@ def refused_url() -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-async def run_tool(*args: str, pre: str | None = None) -> subprocess.CompletedProcess[bytes]:
-    """Run the launcher script (or, with ``pre``, main() after that code) to completion."""
-    if pre is None:
-        command = [sys.executable, str(SCRIPT), *args]
-    else:
-        code = f"{pre}\nimport sys\nfrom trioproxy.activity.inspect_cli import main\n"
-        command = [sys.executable, "-c", code + f"sys.exit(main({list(args)!r}))"]
+async def run_tool(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run the launcher script to completion."""
     with trio.fail_after(TIMEOUT):
         return await trio.run_process(
-            command, capture_stdout=True, capture_stderr=True, check=False
+            [sys.executable, str(SCRIPT), *args],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
         )
 
 
@@ -177,14 +176,7 @@ async def test_raw_with_tracking_disabled_is_still_the_json(
     assert json.loads(result.stdout)["activity_tracking_enabled"] is False
 
 
-async def test_works_without_rich(fake_proxy: tuple[str, FakeProxy]) -> None:
-    url, _ = fake_proxy
-    result = await run_tool(f"{url}/ok", pre="import sys; sys.modules['rich'] = None")
-    assert result.returncode == 0, result
-    assert "openai.1     0f8fad5b-d…" in result.stdout.decode()
-
-
-async def test_terminal_without_rich_gets_plain_text(
+async def test_a_terminal_gets_the_rich_view(
     fake_proxy: tuple[str, FakeProxy], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class FakeTerminal(io.StringIO):
@@ -194,13 +186,39 @@ async def test_terminal_without_rich_gets_plain_text(
     url, _ = fake_proxy
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stdout", terminal)
-    monkeypatch.setitem(sys.modules, "rich.live", None)  # `import rich.live` fails
     with trio.fail_after(TIMEOUT):
-        code = await trio.to_thread.run_sync(inspect_cli.main, [f"{url}/ok"])
+        code = await trio.to_thread.run_sync(cli.main, [f"{url}/ok"])
     assert code == 0
     lines = terminal.getvalue().splitlines()
-    assert lines[4].split() == list(view.COLUMNS)
-    assert "\x1b" not in terminal.getvalue()
+    assert lines[0].startswith("╭─ trioproxy activity · ")
+    assert "\x1b[" in terminal.getvalue()  # styled
+    assert [line for line in lines if "Backend" in line and "Session" in line]
+
+
+def test_the_tool_imports_neither_trio_nor_the_tracker() -> None:
+    # A client of the JSON: Trio would only slow its start (about 0.15 s).
+    code = (
+        "import sys\n"
+        "import trioproxy.inspect.cli\n"
+        "loaded = {'trio', 'trioproxy.activity.tracker'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_the_launcher_runs_from_a_checkout_without_an_install() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with trio.fail_after(TIMEOUT):
+        result = await trio.run_process(
+            [sys.executable, str(SCRIPT), "--help"],
+            capture_stdout=True,
+            capture_stderr=True,
+            cwd=SCRIPT.parents[1],
+            env=env,
+            check=False,
+        )
+    assert result.returncode == 0, result
+    assert b"--watch" in result.stdout
 
 
 # --- failures ------------------------------------------------------------------------
@@ -308,7 +326,7 @@ async def test_watch_plain_one_block_per_refresh(fake_proxy: tuple[str, FakeProx
     assert code == 0
     assert errors == ""
     for n, block in enumerate(blocks, start=1):
-        assert f"Total RX: {view.format_bytes(1000 * n)}" in block
+        assert f"Total RX: {formatting.format_bytes(1000 * n)}" in block
         assert "counter-se…" in block
         assert block.endswith("Refreshing every 0.05s · Ctrl+C to quit")
         assert "\x1b" not in block

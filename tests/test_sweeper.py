@@ -27,7 +27,7 @@ async def idle_request(
     """A request that registers, reports its meter and then waits for bytes forever."""
     with (
         trio.CancelScope() as scope,
-        tracker.track("a", session_id, model="m", streaming=True, cancel_scope=scope) as meter,
+        tracker.track("a", session_id, model="m", streaming=True, handle=scope) as meter,
     ):
         task_status.started(meter)
         await trio.sleep_forever()
@@ -51,7 +51,7 @@ async def test_stale_at_the_timeout_and_not_before(autojump_clock: trio.testing.
     await trio.sleep_until(START)
     with (
         trio.CancelScope() as scope,
-        tracker.track("a", "s", model="m", streaming=True, cancel_scope=scope) as meter,
+        tracker.track("a", "s", model="m", streaming=True, handle=scope) as meter,
     ):
         await trio.sleep_until(START + 9.9)
         assert tracker.sweep() == 0
@@ -73,7 +73,7 @@ async def test_a_byte_resets_the_idle_timer(
     await trio.sleep_until(START)
     with (
         trio.CancelScope() as scope,
-        tracker.track("a", "s", model="m", streaming=True, cancel_scope=scope) as meter,
+        tracker.track("a", "s", model="m", streaming=True, handle=scope) as meter,
     ):
         await trio.sleep_until(START + 8.0)
         (meter.add_rx if direction == "rx" else meter.add_tx)(1)
@@ -92,7 +92,7 @@ async def test_the_record_is_removed_by_the_scope_exit_not_the_sweep(
     tracker = ActivityTracker(stale_timeout=10.0)
     with (
         trio.CancelScope() as scope,
-        tracker.track("a", "s", model="m", streaming=True, cancel_scope=scope) as meter,
+        tracker.track("a", "s", model="m", streaming=True, handle=scope) as meter,
     ):
         try:
             await trio.sleep(10.0)
@@ -174,7 +174,7 @@ async def test_run_sweeper_spares_a_request_that_keeps_sending(
         await nursery.start(tracker.run_sweeper)
         with (
             trio.CancelScope() as scope,
-            tracker.track("a", "s", model="m", streaming=True, cancel_scope=scope) as meter,
+            tracker.track("a", "s", model="m", streaming=True, handle=scope) as meter,
         ):
             for _ in range(20):  # a slow stream: one byte every 9.5 s for 190 s
                 await trio.sleep(9.5)
@@ -187,3 +187,33 @@ async def test_run_sweeper_spares_a_request_that_keeps_sending(
     assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(
         requests=1, bytes_rx=20, stale=1
     )
+
+
+class RelayHandle:
+    """A handle shaped like the relay's: notes why, then cancels the request's scope."""
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+        self.calls = 0
+
+    def cancel_as_stale(self) -> None:
+        self.calls += 1
+        self.scope.cancel()
+
+
+async def test_the_sweeper_ends_a_request_through_its_handle_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    tracker = ActivityTracker(stale_timeout=10.0)
+    with trio.CancelScope() as scope:
+        handle = RelayHandle(scope)
+        with tracker.track("a", "s", model="m", streaming=True, handle=handle) as meter:
+            await trio.sleep(10.0)
+            assert tracker.sweep() == 1
+            assert tracker.sweep() == 0  # already cancelled as stale: not again
+            assert handle.calls == 1
+            await trio.lowlevel.checkpoint()
+            pytest.fail("the stale request was not cancelled")  # pragma: no cover
+    assert scope.cancelled_caught
+    assert meter.stale
+    assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(requests=1, stale=1)

@@ -9,9 +9,14 @@ time; a request has the relay's shape, its own ``trio.CancelScope`` around a
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import textwrap
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import trio
@@ -29,6 +34,8 @@ from trioproxy.activity import (
     get_activity_tracker,
     set_activity_tracker,
 )
+from trioproxy.activity.records import LifetimeRecord
+from trioproxy.activity.snapshot import Outcome
 
 
 @contextmanager
@@ -44,7 +51,7 @@ def request(
     with (
         trio.CancelScope() as scope,
         tracker.track(
-            instance, session_id, model=model, streaming=streaming, cancel_scope=scope
+            instance, session_id, model=model, streaming=streaming, handle=scope
         ) as meter,
     ):
         yield meter
@@ -58,19 +65,100 @@ def connections_of(tracker: ActivityTracker, instance: str) -> dict[str, Connect
 # --- construction and the public surface ----------------------------------------------
 
 
-def test_public_api_exports() -> None:
-    assert set(trioproxy.activity.__all__) == {
-        "ActivityTracker",
-        "ConnectionActivity",
-        "GlobalSnapshot",
-        "InstanceActivity",
-        "LifetimeCounters",
-        "RequestMeter",
-        "get_activity_tracker",
+PACKAGE = trioproxy.activity
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "activity.md"
+
+
+@pytest.mark.parametrize("name", PACKAGE.__all__)
+def test_each_public_name_is_importable_defined_here_and_documented(name: str) -> None:
+    namespace: dict[str, object] = {}
+    exec(f"from trioproxy.activity import {name}", namespace)
+    value = namespace[name]
+    assert value is getattr(PACKAGE, name)
+    assert name in dir(PACKAGE)
+    # Defined in the package and re-exported, not borrowed from elsewhere.
+    assert getattr(value, "__module__", "").startswith("trioproxy.activity.")
+    doc = getattr(value, "__doc__", None) or ""
+    # A dataclass without a docstring gets its signature as one: not documentation.
+    assert doc.strip() and not doc.startswith(f"{name}(")
+
+
+def test_all_lists_every_public_name_but_the_apps_own() -> None:
+    public = {
+        name
+        for name in dir(PACKAGE)
+        if not name.startswith("_")
+        and not isinstance(getattr(PACKAGE, name), ModuleType)
+        and getattr(getattr(PACKAGE, name), "__module__", "").startswith("trioproxy.activity.")
     }
     # Importable for the app, but not part of the advertised surface.
-    assert trioproxy.activity.set_activity_tracker is set_activity_tracker
-    assert "set_activity_tracker" not in trioproxy.activity.__all__
+    assert PACKAGE.set_activity_tracker is set_activity_tracker
+    assert "set_activity_tracker" not in PACKAGE.__all__
+    assert public - {"set_activity_tracker"} == set(PACKAGE.__all__)
+    assert len(PACKAGE.__all__) == len(set(PACKAGE.__all__))
+
+
+def code_blocks(text: str, opening: str) -> list[str]:
+    """The code blocks of ``text`` opened by a line ending in ``opening``, dedented.
+
+    A reST ``::`` block ends at the first line that is not indented, a Markdown block
+    (opened by a fence) at the closing fence.
+    """
+    blocks, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.rstrip().endswith(opening):
+            block: list[str] = []
+            for body in lines[i + 1 :]:
+                fence = opening.startswith("```")
+                ends = body.startswith("```") if fence else bool(body[:1].strip())
+                if ends:
+                    break
+                block.append(body)
+            blocks.append(textwrap.dedent("\n".join(block)).strip())
+    return blocks
+
+
+async def test_the_module_docstring_example_runs() -> None:
+    (example,) = code_blocks(PACKAGE.__doc__ or "", "::")
+    chunk = b'data: {"choices": []}\n\n'
+    namespace: dict[str, object] = {"session_id": "s-1", "chunk": chunk}
+    exec(example, namespace)
+    snapshot = namespace["snapshot"]
+    assert isinstance(snapshot, GlobalSnapshot)
+    assert snapshot.instance("openai.1").lifetime == LifetimeCounters(
+        requests=1, bytes_rx=len(chunk), bytes_tx=len(chunk)
+    )
+
+
+async def test_the_python_api_of_the_docs_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    section = DOCS.read_text().split("## Python API", 1)[1]
+    (example, *_) = code_blocks(section, "```python")
+    tracker = ActivityTracker(instances=("openai.1",))
+    set_activity_tracker(tracker)
+    try:
+        with request(tracker, "openai.1", "doc-session", model="gpt-4o") as meter:
+            meter.add_tx(42)
+            exec(example, {})
+    finally:
+        set_activity_tracker(None)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "1 0 42"
+    assert printed[1].split()[:4] == ["openai.1", "doc-session", "gpt-4o", "42"]
+
+
+def test_the_tracking_package_has_no_terminal_code() -> None:
+    # The terminal view is a client of the JSON, in trioproxy/inspect: nothing of it here.
+    package = Path(trioproxy.activity.__file__).parent
+    modules = [f"trioproxy.activity.{path.stem}" for path in package.glob("*.py")]
+    assert "trioproxy.activity.tracker" in modules
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "loaded = {'rich', 'httpx'} & set(sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_empty_tracker_outside_trio_uses_wall_clock() -> None:
@@ -103,7 +191,7 @@ def test_invalid_stale_timeout_is_rejected(timeout: float) -> None:
 
 def test_track_outside_trio_raises() -> None:
     tracker = ActivityTracker()
-    block = tracker.track("a", "s", model="m", streaming=False, cancel_scope=trio.CancelScope())
+    block = tracker.track("a", "s", model="m", streaming=False, handle=trio.CancelScope())
     with pytest.raises(RuntimeError), block:
         pass  # pragma: no cover - never entered
     assert tracker.get_global_snapshot().lifetime.requests == 0
@@ -354,7 +442,7 @@ async def test_cancellation_counts_as_cancelled() -> None:
     tracker = ActivityTracker()
     with (
         trio.CancelScope() as scope,
-        tracker.track("a", "s", model="m", streaming=True, cancel_scope=scope) as meter,
+        tracker.track("a", "s", model="m", streaming=True, handle=scope) as meter,
     ):
         scope.cancel()  # what a client disconnect does
         await trio.sleep_forever()
@@ -368,7 +456,7 @@ async def test_cancelled_nursery_in_the_block_counts_as_cancelled() -> None:
     tracker = ActivityTracker()
     with (
         trio.CancelScope() as scope,
-        tracker.track("a", "s", model="m", streaming=True, cancel_scope=scope),
+        tracker.track("a", "s", model="m", streaming=True, handle=scope),
     ):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.sleep_forever)
@@ -391,29 +479,11 @@ async def test_group_with_a_real_error_counts_as_error() -> None:
     assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(requests=1, errors=1)
 
 
-async def test_closed_generator_counts_as_cancelled() -> None:
-    # A relay written as a generator is closed (GeneratorExit) when its consumer goes.
-    tracker = ActivityTracker()
-
-    def relay() -> Generator[bytes]:
-        with request(tracker) as meter:
-            for chunk in (b"ab", b"cd", b"ef"):
-                meter.add_rx(len(chunk))
-                yield chunk
-
-    chunks = relay()
-    assert next(chunks) == b"ab"
-    chunks.close()
-    assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(
-        requests=1, bytes_rx=2, cancelled=1
-    )
-
-
 async def test_fail_then_cancellation_counts_an_error() -> None:
     tracker = ActivityTracker()
     with (
         trio.CancelScope() as scope,
-        tracker.track("a", "s", model="m", streaming=True, cancel_scope=scope) as meter,
+        tracker.track("a", "s", model="m", streaming=True, handle=scope) as meter,
     ):
         meter.fail()
         scope.cancel()
@@ -431,6 +501,35 @@ async def test_stale_wins_over_fail(autojump_clock: trio.testing.MockClock) -> N
         await trio.lowlevel.checkpoint()
     assert meter.stale
     assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(requests=1, stale=1)
+
+
+# --- lifetime counters: one declaration ---------------------------------------------
+
+
+def test_lifetime_counters_sum_and_dict_follow_the_fields() -> None:
+    names = [f.name for f in dataclasses.fields(LifetimeCounters)]
+    assert names == ["requests", "bytes_rx", "bytes_tx", "errors", "cancelled", "stale"]
+    a = LifetimeCounters(*range(1, 7))
+    b = LifetimeCounters(*range(10, 70, 10))
+    assert a + b == LifetimeCounters(11, 22, 33, 44, 55, 66)
+    assert (a + b).to_dict() == dict(zip(names, (11, 22, 33, 44, 55, 66), strict=True))
+    assert list(LifetimeCounters().to_dict()) == names
+
+
+@pytest.mark.parametrize(
+    ("outcome", "counter"),
+    [
+        (Outcome.COMPLETED, None),
+        (Outcome.ERROR, "errors"),
+        (Outcome.CANCELLED, "cancelled"),
+        (Outcome.STALE, "stale"),
+    ],
+)
+def test_an_outcome_adds_to_its_counter_only(outcome: Outcome, counter: str | None) -> None:
+    record = LifetimeRecord()
+    record.count(outcome)
+    expected = {} if counter is None else {counter: 1}
+    assert record.freeze() == LifetimeCounters(**expected)
 
 
 # --- the meter's contract -----------------------------------------------------------------
@@ -452,7 +551,7 @@ async def test_meter_rejects_negative_counts_and_use_after_exit() -> None:
 
 async def test_a_track_block_is_single_use() -> None:
     tracker = ActivityTracker()
-    block = tracker.track("a", "s", model="m", streaming=True, cancel_scope=trio.CancelScope())
+    block = tracker.track("a", "s", model="m", streaming=True, handle=trio.CancelScope())
     with block, pytest.raises(RuntimeError, match="only once"), block:
         pass  # pragma: no cover - never entered
     assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(requests=1)

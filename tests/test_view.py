@@ -2,146 +2,31 @@
 
 Rules: no I/O and no clock; rich output is recorded with ``Console(record=True)`` and
 compared as plain text (``styles=True`` only where the highlight itself is the point).
-The snapshot builders here are also used by ``test_inspect_cli.py``'s fake proxy.
+The documents come from ``tests/documents.py`` and are read with ``Diagnostics.from_dict``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
-import math
 from datetime import UTC
 from typing import Any
 
 import pytest
 from rich.console import Console
 
-from trioproxy.activity import view
+from tests.documents import (
+    LONG_SESSION,
+    connection,
+    instance,
+    no_connections,
+    several_backends,
+    snapshot,
+    tracking_off,
+)
+from trioproxy.inspect import formatting, view
+from trioproxy.inspect.document import Diagnostics
 
-T0 = 1701792000.123  # 16:00:00 UTC
-LONG_SESSION = "0f8fad5b-d9cb-469f-a165-70867728950e"
-LIFETIME = {"requests": 7, "bytes_rx": 9000, "bytes_tx": 8800, "errors": 1, "cancelled": 2}
-
-
-def connection(
-    session_id: str = "abc",
-    *,
-    connection_type: str = "streaming",
-    model: str = "gpt-4o",
-    duration: float = 12.34,
-    rx: int = 1536,
-    tx: int = 1500,
-    idle: float = 0.4,
-    requests: int = 1,
-    now: float = T0,
-) -> dict[str, Any]:
-    """One connection as the diagnostics JSON gives it."""
-    return {
-        "session_id": session_id,
-        "connection_type": connection_type,
-        "started_at": now - duration,
-        "duration_seconds": duration,
-        "model": model,
-        "bytes_rx": rx,
-        "bytes_tx": tx,
-        "requests": requests,
-        "last_activity_at": now - idle,
-        "idle_seconds": idle,
-    }
-
-
-def instance(
-    name: str,
-    connector_type: str,
-    connections: list[dict[str, Any]] | None = None,
-    *,
-    rate_limited: bool = False,
-    retry_after: float | None = None,
-    errors: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """One instance; ``connections=None`` means tracking is off (``activity: null``)."""
-    activity = None
-    if connections is not None:
-        activity = {
-            "active_connections": len(connections),
-            "connections": connections,
-            "total_bytes_rx": sum(c["bytes_rx"] for c in connections),
-            "total_bytes_tx": sum(c["bytes_tx"] for c in connections),
-            "lifetime": {**LIFETIME, "stale": 0},
-        }
-    return {
-        "name": name,
-        "connector_type": connector_type,
-        "is_rate_limited": rate_limited,
-        "retry_after_seconds": retry_after,
-        "is_functional": not errors,
-        "validation_errors": list(errors),
-        "models": ["m1", "m2"],
-        "activity": activity,
-    }
-
-
-def snapshot(instances: list[dict[str, Any]], *, timestamp: float = T0) -> dict[str, Any]:
-    """The whole document; tracking is on unless every instance's activity is null."""
-    acts = [i["activity"] for i in instances if i["activity"] is not None]
-    enabled = bool(acts) or not instances
-    glob = None
-    if enabled:
-        glob = {
-            "total_active_connections": sum(a["active_connections"] for a in acts),
-            "total_bytes_rx": sum(a["total_bytes_rx"] for a in acts),
-            "total_bytes_tx": sum(a["total_bytes_tx"] for a in acts),
-            "lifetime": {
-                key: sum(a["lifetime"][key] for a in acts) for key in [*LIFETIME, "stale"]
-            },
-        }
-    return {
-        "timestamp": timestamp,
-        "activity_tracking_enabled": enabled,
-        "instances": instances,
-        "global_activity": glob,
-    }
-
-
-def several_backends() -> dict[str, Any]:
-    """Three backends: two streams on openai.1 (one long id), an idle one on anthropic.1."""
-    return snapshot(
-        [
-            instance(
-                "openai.1",
-                "openai",
-                [
-                    connection(LONG_SESSION, duration=12.34, rx=1536, tx=1500),
-                    connection(
-                        "short", connection_type="non_streaming", duration=0.5, rx=300, tx=300
-                    ),
-                ],
-            ),
-            instance(
-                "anthropic.1",
-                "anthropic",
-                [
-                    connection(
-                        "sess-idle",
-                        model="claude-sonnet-4",
-                        duration=245.0,
-                        rx=3 * 1024 * 1024 + 512 * 1024,
-                        tx=3 * 1024 * 1024,
-                        idle=42.0,
-                    )
-                ],
-            ),
-            instance("mock.1", "mock", []),
-        ]
-    )
-
-
-def no_connections() -> dict[str, Any]:
-    return snapshot([instance("openai.1", "openai", [])])
-
-
-def tracking_off() -> dict[str, Any]:
-    return snapshot([instance("openai.1", "openai", None), instance("mock.1", "mock", None)])
+parse = Diagnostics.from_dict
 
 
 def record(renderable: Any, *, width: int = 140, styles: bool = False) -> str:
@@ -177,7 +62,7 @@ def line_with(text: str, needle: str) -> str:
     ],
 )
 def test_format_bytes(count: int, expected: str) -> None:
-    assert view.format_bytes(count) == expected
+    assert formatting.format_bytes(count) == expected
 
 
 @pytest.mark.parametrize(
@@ -199,7 +84,7 @@ def test_format_bytes(count: int, expected: str) -> None:
     ],
 )
 def test_format_duration(seconds: float, expected: str) -> None:
-    assert view.format_duration(seconds) == expected
+    assert formatting.format_duration(seconds) == expected
 
 
 @pytest.mark.parametrize(
@@ -213,7 +98,7 @@ def test_format_duration(seconds: float, expected: str) -> None:
     ],
 )
 def test_short_session(session_id: str, expected: str) -> None:
-    assert view.short_session(session_id) == expected
+    assert formatting.short_session(session_id) == expected
 
 
 @pytest.mark.parametrize(
@@ -228,114 +113,14 @@ def test_short_session(session_id: str, expected: str) -> None:
     ],
 )
 def test_printable(text: str, expected: str) -> None:
-    assert view.printable(text) == expected
-
-
-# --- parsing -------------------------------------------------------------------------
-
-
-def test_parse_gives_frozen_dataclasses() -> None:
-    parsed = view.parse_diagnostics(several_backends())
-    assert [i.name for i in parsed.instances] == ["openai.1", "anthropic.1", "mock.1"]
-    first = parsed.instances[0].activity
-    assert first is not None
-    assert first.connections[0] == view.Connection(
-        session_id=LONG_SESSION,
-        connection_type="streaming",
-        started_at=T0 - 12.34,
-        duration_seconds=12.34,
-        model="gpt-4o",
-        bytes_rx=1536,
-        bytes_tx=1500,
-        requests=1,
-        last_activity_at=T0 - 0.4,
-        idle_seconds=0.4,
-    )
-    assert parsed.global_activity == view.GlobalActivity(
-        total_active_connections=3,
-        total_bytes_rx=1536 + 300 + 3 * 1024 * 1024 + 512 * 1024,
-        total_bytes_tx=1500 + 300 + 3 * 1024 * 1024,
-        lifetime=view.Lifetime(21, 27000, 26400, 3, 6, 0),
-    )
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        parsed.timestamp = 0.0  # type: ignore[misc]
-
-
-def test_parse_tracking_off() -> None:
-    parsed = view.parse_diagnostics(tracking_off())
-    assert not parsed.activity_tracking_enabled
-    assert parsed.global_activity is None
-    assert all(i.activity is None for i in parsed.instances)
-
-
-def test_parse_ignores_unknown_fields() -> None:
-    data = no_connections()
-    data["added_in_a_later_version"] = {"x": 1}
-    data["instances"][0]["region"] = "eu"
-    assert view.parse_diagnostics(data).instances[0].name == "openai.1"
-
-
-def _broken(change: Any) -> dict[str, Any]:
-    data = several_backends()
-    change(data)
-    return data
-
-
-@pytest.mark.parametrize(
-    ("data", "message"),
-    [
-        ([], "the document: expected an object"),
-        ("hello", "the document: expected an object"),
-        ({"hello": "world"}, "timestamp: missing"),
-        (_broken(lambda d: d.pop("instances")), "instances: missing"),
-        (_broken(lambda d: d.update(timestamp="now")), "timestamp: expected a number"),
-        (_broken(lambda d: d.update(timestamp=math.nan)), "timestamp: expected a finite"),
-        (_broken(lambda d: d.update(timestamp=1e20)), "timestamp: not a representable time"),
-        (
-            _broken(lambda d: d.update(activity_tracking_enabled=1)),
-            "activity_tracking_enabled: expected true or false",
-        ),
-        (_broken(lambda d: d.update(instances={})), "instances: expected a list"),
-        (_broken(lambda d: d["instances"].append(3)), "instances[3]: expected an object"),
-        (
-            _broken(lambda d: d["instances"][1].update(activity=[])),
-            "instances[1].activity: expected an object",
-        ),
-        (
-            _broken(lambda d: d["instances"][0]["activity"]["connections"][1].pop("bytes_rx")),
-            "instances[0].activity.connections[1].bytes_rx: missing",
-        ),
-        (
-            _broken(lambda d: d["instances"][0]["activity"]["connections"][0].update(bytes_tx=-1)),
-            "instances[0].activity.connections[0].bytes_tx: expected a non-negative integer",
-        ),
-        (
-            _broken(
-                lambda d: d["instances"][0]["activity"]["connections"][0].update(requests=True)
-            ),
-            "instances[0].activity.connections[0].requests: expected a non-negative integer",
-        ),
-        (
-            _broken(lambda d: d["instances"][0].update(models=["a", 1])),
-            "instances[0].models: expected a list of strings",
-        ),
-        (
-            _broken(lambda d: d["global_activity"]["lifetime"].pop("stale")),
-            "global_activity.lifetime.stale: missing",
-        ),
-    ],
-)
-def test_parse_rejects_other_shapes(data: object, message: str) -> None:
-    with pytest.raises(view.NotDiagnostics) as caught:
-        view.parse_diagnostics(data)
-    assert str(caught.value).startswith(message)
+    assert formatting.printable(text) == expected
 
 
 # --- rich ----------------------------------------------------------------------------
 
 
 def test_rich_several_backends() -> None:
-    data = view.parse_diagnostics(several_backends())
+    data = parse(several_backends())
     text = record(view.render(data, source="http://localhost:8000", tz=UTC), width=100)
     assert text == (
         "╭─ trioproxy activity · http://localhost:8000 ─────────────╮\n"
@@ -353,7 +138,7 @@ def test_rich_several_backends() -> None:
 
 
 def test_rich_fits_80_columns_by_shortening_the_model_only() -> None:
-    data = view.parse_diagnostics(several_backends())
+    data = parse(several_backends())
     lines = record(view.render(data, tz=UTC), width=80).splitlines()
     assert max(len(line) for line in lines) == 80
     assert lines[5].split() == list(view.COLUMNS)
@@ -365,7 +150,7 @@ def test_rich_fits_80_columns_by_shortening_the_model_only() -> None:
 
 
 def test_rich_idle_rows_stand_out() -> None:
-    data = view.parse_diagnostics(several_backends())
+    data = parse(several_backends())
     styled = record(view.render(data, tz=UTC), styles=True)
     bold_yellow = "\x1b[1;33m"
     assert bold_yellow in line_with(styled, "sess-idle")
@@ -377,7 +162,7 @@ def test_rich_idle_rows_stand_out() -> None:
 
 
 def test_rich_no_connections() -> None:
-    lines = record(view.render(view.parse_diagnostics(no_connections()), tz=UTC)).splitlines()
+    lines = record(view.render(parse(no_connections()), tz=UTC)).splitlines()
     assert lines[1].split() == [
         "│",
         "Active",
@@ -396,7 +181,7 @@ def test_rich_no_connections() -> None:
 
 
 def test_rich_tracking_off() -> None:
-    text = record(view.render(view.parse_diagnostics(tracking_off())), width=300)
+    text = record(view.render(parse(tracking_off())), width=300)
     assert view.TRACKING_DISABLED in text
     for way in (
         "--enable-activity-tracking",
@@ -414,14 +199,14 @@ def test_rich_notes_for_backends_that_cannot_serve() -> None:
             instance("anthropic.1", "anthropic", [], errors=("ANTHROPIC_API_KEY is not set",)),
         ]
     )
-    text = record(view.render(view.parse_diagnostics(data), tz=UTC))
+    text = record(view.render(parse(data), tz=UTC))
     assert "openai.1: rate limited, retry in 12.0s" in text
     assert "anthropic.1: not functional: ANTHROPIC_API_KEY is not set" in text
 
 
 def test_text_from_clients_is_neither_markup_nor_escape_codes() -> None:
     hostile = connection("[bold]\x1b[2Jx", model="[red]m[/red]\x1b]0;title\x07")
-    data = view.parse_diagnostics(snapshot([instance("openai.1", "openai", [hostile])]))
+    data = parse(snapshot([instance("openai.1", "openai", [hostile])]))
     styled = record(view.render(data, tz=UTC), styles=True)
     assert "\x1b[2J" not in styled
     assert "\x1b]0;" not in styled
@@ -448,9 +233,7 @@ def test_problem_panel_and_footer() -> None:
 
 
 def test_plain_several_backends() -> None:
-    lines = view.render_lines(
-        view.parse_diagnostics(several_backends()), source="http://localhost:8000", tz=UTC
-    )
+    lines = view.render_lines(parse(several_backends()), source="http://localhost:8000", tz=UTC)
     assert lines == [
         "trioproxy activity · http://localhost:8000",
         "Active Connections: 3   Total RX: 3.5 MB   Total TX: 3.0 MB   Updated: 16:00:00",
@@ -464,7 +247,7 @@ def test_plain_several_backends() -> None:
 
 
 def test_plain_no_connections() -> None:
-    lines = view.render_lines(view.parse_diagnostics(no_connections()), tz=UTC)
+    lines = view.render_lines(parse(no_connections()), tz=UTC)
     assert lines == [
         "trioproxy activity",
         "Active Connections: 0   Total RX: 0 B   Total TX: 0 B   Updated: 16:00:00",
@@ -475,7 +258,7 @@ def test_plain_no_connections() -> None:
 
 
 def test_plain_tracking_off() -> None:
-    lines = view.render_lines(view.parse_diagnostics(tracking_off()))
+    lines = view.render_lines(parse(tracking_off()))
     assert lines == ["trioproxy activity", view.TRACKING_DISABLED]
 
 
@@ -483,7 +266,7 @@ def test_plain_notes_and_no_escape_codes() -> None:
     data = snapshot(
         [instance("openai.1", "openai", [connection()], rate_limited=True, retry_after=None)]
     )
-    lines = view.render_lines(view.parse_diagnostics(data), tz=UTC)
+    lines = view.render_lines(parse(data), tz=UTC)
     assert lines[-2:] == ["", "openai.1: rate limited"]
     assert not any("\x1b" in line for line in lines)
 
@@ -491,6 +274,6 @@ def test_plain_notes_and_no_escape_codes() -> None:
 def test_header_falls_back_to_instance_sums_without_global_activity() -> None:
     data = several_backends()
     data["global_activity"] = None
-    lines = view.render_lines(view.parse_diagnostics(data), tz=UTC)
+    lines = view.render_lines(parse(data), tz=UTC)
     assert lines[1].startswith("Active Connections: 3   Total RX: 3.5 MB")
     assert not any(line.startswith("Since start") for line in lines)

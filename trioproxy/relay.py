@@ -500,7 +500,7 @@ async def _attempt(
             call.session_id,
             model=call.model,
             streaming=call.streaming,
-            cancel_scope=attempt,
+            handle=attempt,
         )
     )
     in_flight.add(attempt)

@@ -1,16 +1,42 @@
 """Immutable snapshots of the tracker's state, shaped like the diagnostics JSON.
 
 Every type here is a frozen, slotted dataclass holding copies — later traffic never
-changes a snapshot already taken — and ``to_dict()`` gives exactly the field names of
-DESIGN.md's ``activity`` and ``global_activity`` objects.
+changes a snapshot already taken. ``to_dict()`` gives exactly the field names of
+DESIGN.md's ``activity`` and ``global_activity`` objects, and ``from_dict()`` reads
+them back, checked, from a decoded document (a remote proxy's, as the terminal view
+does), raising :class:`~trioproxy.activity.jsonfields.MalformedDocument` naming the
+first offending field. Both are derived from the fields (see :mod:`.jsonfields`), so a
+new connection field is one field of :class:`ConnectionActivity` (and the tracker's
+value for it).
+
+This module imports nothing from Trio: clients of the diagnostics read it alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from .jsonfields import NOT_IN_JSON, JsonObject, read_dataclass, read_fields, to_json
+
 ConnectionType = Literal["streaming", "non_streaming"]
+
+
+class Outcome(enum.Enum):
+    """How a request ended; decides which lifetime counter, if any, it adds to."""
+
+    COMPLETED = "completed"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    STALE = "stale"
+
+
+def _counts(outcome: Outcome) -> Any:
+    """A lifetime counter that counts the requests ending with ``outcome``."""
+    return field(default=0, metadata={"outcome": outcome})
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,35 +46,48 @@ class LifetimeCounters:
     ``requests`` counts registrations; ``bytes_rx``/``bytes_tx`` count body bytes as they
     flow, including those of requests still in flight. Each ended request adds one to at
     most one of ``stale``, ``errors`` or ``cancelled``; a completed request adds to none.
+
+    The fields are the one declaration of the counters: the tracker's record, the sum,
+    the JSON object and the count of an outcome (a field's ``outcome`` metadata) are
+    derived from them, so a new counter is one field here.
     """
 
     requests: int = 0
     bytes_rx: int = 0
     bytes_tx: int = 0
-    errors: int = 0
-    cancelled: int = 0
-    stale: int = 0
+    errors: int = _counts(Outcome.ERROR)
+    cancelled: int = _counts(Outcome.CANCELLED)
+    stale: int = _counts(Outcome.STALE)
 
     def __add__(self, other: LifetimeCounters) -> LifetimeCounters:
-        return LifetimeCounters(
-            requests=self.requests + other.requests,
-            bytes_rx=self.bytes_rx + other.bytes_rx,
-            bytes_tx=self.bytes_tx + other.bytes_tx,
-            errors=self.errors + other.errors,
-            cancelled=self.cancelled + other.cancelled,
-            stale=self.stale + other.stale,
-        )
+        return LifetimeCounters(*map(operator.add, _counters(self), _counters(other)))
 
     def to_dict(self) -> dict[str, Any]:
         """Return the ``lifetime`` JSON object."""
-        return {
-            "requests": self.requests,
-            "bytes_rx": self.bytes_rx,
-            "bytes_tx": self.bytes_tx,
-            "errors": self.errors,
-            "cancelled": self.cancelled,
-            "stale": self.stale,
-        }
+        return dict(zip(LIFETIME_FIELDS, _counters(self), strict=True))
+
+    @classmethod
+    def from_dict(cls, data: object, path: str = "") -> LifetimeCounters:
+        """Read a ``lifetime`` JSON object; ``path`` is where it is, for messages.
+
+        Raises:
+            MalformedDocument: a counter is missing or not a non-negative integer.
+        """
+        return read_dataclass(cls, JsonObject(data, path))
+
+
+#: The names of the lifetime counters, in field order.
+LIFETIME_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LifetimeCounters))
+
+# The counters of a LifetimeCounters as a tuple, in field order.
+_counters: Callable[[LifetimeCounters], tuple[int, ...]] = operator.attrgetter(*LIFETIME_FIELDS)
+
+#: For each outcome that has a counter, that counter's index in :data:`LIFETIME_FIELDS`.
+OUTCOME_COUNTERS: dict[Outcome, int] = {
+    f.metadata["outcome"]: i
+    for i, f in enumerate(fields(LifetimeCounters))
+    if "outcome" in f.metadata
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,18 +113,16 @@ class ConnectionActivity:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the connection's JSON object."""
-        return {
-            "session_id": self.session_id,
-            "connection_type": self.connection_type,
-            "started_at": self.started_at,
-            "duration_seconds": self.duration_seconds,
-            "model": self.model,
-            "bytes_rx": self.bytes_rx,
-            "bytes_tx": self.bytes_tx,
-            "requests": self.requests,
-            "last_activity_at": self.last_activity_at,
-            "idle_seconds": self.idle_seconds,
-        }
+        return to_json(self)
+
+    @classmethod
+    def from_dict(cls, data: object, path: str = "") -> ConnectionActivity:
+        """Read a connection's JSON object; ``path`` is where it is, for messages.
+
+        Raises:
+            MalformedDocument: a field is missing or does not have its type.
+        """
+        return read_dataclass(cls, JsonObject(data, path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +132,7 @@ class InstanceActivity:
     ``connections`` are oldest first; ``total_bytes_rx``/``total_bytes_tx`` sum over them.
     """
 
-    name: str
+    name: str = field(metadata=NOT_IN_JSON)
     active_connections: int = 0
     connections: tuple[ConnectionActivity, ...] = ()
     total_bytes_rx: int = 0
@@ -104,13 +141,16 @@ class InstanceActivity:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the instance's ``activity`` JSON object (the name is not part of it)."""
-        return {
-            "active_connections": self.active_connections,
-            "connections": [connection.to_dict() for connection in self.connections],
-            "total_bytes_rx": self.total_bytes_rx,
-            "total_bytes_tx": self.total_bytes_tx,
-            "lifetime": self.lifetime.to_dict(),
-        }
+        return to_json(self)
+
+    @classmethod
+    def from_dict(cls, data: object, path: str = "", *, name: str) -> InstanceActivity:
+        """Read instance ``name``'s ``activity`` JSON object (``path``: where it is).
+
+        Raises:
+            MalformedDocument: a field is missing or does not have its type.
+        """
+        return cls(name=name, **read_fields(cls, JsonObject(data, path)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +161,12 @@ class GlobalSnapshot:
     in order of first use.
     """
 
-    timestamp: float
+    timestamp: float = field(metadata=NOT_IN_JSON)
     total_active_connections: int = 0
     total_bytes_rx: int = 0
     total_bytes_tx: int = 0
     lifetime: LifetimeCounters = LifetimeCounters()
-    instances: tuple[InstanceActivity, ...] = ()
+    instances: tuple[InstanceActivity, ...] = field(default=(), metadata=NOT_IN_JSON)
 
     def instance(self, name: str) -> InstanceActivity:
         """Return the activity of instance ``name``; zeros if it has had no traffic."""
@@ -137,9 +177,25 @@ class GlobalSnapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the ``global_activity`` JSON object (sums only, not the instances)."""
-        return {
-            "total_active_connections": self.total_active_connections,
-            "total_bytes_rx": self.total_bytes_rx,
-            "total_bytes_tx": self.total_bytes_tx,
-            "lifetime": self.lifetime.to_dict(),
-        }
+        return to_json(self)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: object,
+        path: str = "",
+        *,
+        timestamp: float,
+        instances: tuple[InstanceActivity, ...] = (),
+    ) -> GlobalSnapshot:
+        """Read a ``global_activity`` JSON object (``path``: where it is, for messages).
+
+        The object holds the sums only: the document's ``timestamp`` and its instances'
+        activities are given.
+
+        Raises:
+            MalformedDocument: a field is missing or does not have its type.
+        """
+        return cls(
+            timestamp=timestamp, instances=instances, **read_fields(cls, JsonObject(data, path))
+        )

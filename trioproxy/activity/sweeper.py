@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import trio
 
-from .records import InstanceRecord
+from .records import InstanceRecord, cancel_as_stale
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def cancel_stale(instances: Iterable[InstanceRecord], now: float, stale_timeout:
             if idle < stale_timeout:
                 continue
             for meter in connection.meters:
-                if meter._cancel_as_stale():
+                if cancel_as_stale(meter):
                     cancelled += 1
                     logger.warning(
                         "cancelling stale request: instance=%s session=%s model=%s idle=%.1fs",

@@ -19,8 +19,15 @@ from typing import Any, NoReturn
 import trio
 
 from .clock import EpochClock
-from .meter import Cancellable, RequestMeter
-from .records import ConnectionRecord, InstanceRecord
+from .records import (
+    REQUESTS,
+    ConnectionRecord,
+    InstanceRecord,
+    RequestMeter,
+    StaleHandle,
+    detach,
+    stale_handle,
+)
 from .snapshot import ConnectionActivity, GlobalSnapshot, InstanceActivity, LifetimeCounters
 from .sweeper import cancel_stale, run_periodically, sweep_period
 
@@ -75,7 +82,7 @@ class ActivityTracker:
         *,
         model: str,
         streaming: bool,
-        cancel_scope: Cancellable,
+        handle: StaleHandle | trio.CancelScope,
     ) -> AbstractContextManager[RequestMeter]:
         """Track one request for the duration of a ``with`` block.
 
@@ -84,8 +91,7 @@ class ActivityTracker:
         it and counts how it ended: ``stale`` if the sweeper cancelled it, else
         ``errors`` if ``meter.fail()`` was called or an exception other than
         ``trio.Cancelled`` left the block, else ``cancelled`` if ``trio.Cancelled`` did
-        (alone or as a group of only ``Cancelled``, as a cancelled nursery raises it) or
-        ``GeneratorExit`` did (a relay generator closed by its departed consumer).
+        (alone or as a group of only ``Cancelled``, as a cancelled nursery raises it).
         Exceptions are never swallowed. After the block, the meter's ``add_*`` raise.
 
         Args:
@@ -94,21 +100,23 @@ class ActivityTracker:
             model: the model as sent to the backend.
             streaming: whether the answer is streamed (fixes the connection's type if
                 this is its first request).
-            cancel_scope: the request's own scope (or a handle whose ``cancel()``
-                cancels it); the sweeper cancels it when stale. The scope must enclose
-                the work the request does, so the cancellation unwinds through it.
+            handle: the request's own ``trio.CancelScope``, or a handle whose
+                ``cancel_as_stale()`` cancels that scope (and may note why, as the
+                relay does to answer 504); the sweeper calls it once when the request
+                is stale. The scope must enclose the work the request does, so the
+                cancellation unwinds through it.
 
         Raises:
             RuntimeError: entered outside a Trio run, or entered twice.
         """
-        return _Tracking(self, instance, session_id, model, streaming, cancel_scope)
+        return _Tracking(self, instance, session_id, model, streaming, stale_handle(handle))
 
     def sweep(self) -> int:
         """Cancel every request of every connection idle for ``stale_timeout`` or more.
 
-        Each such request gets ``meter.stale == True`` and its ``cancel_scope``
-        cancelled; its record is removed when its ``track()`` block exits. Call on the
-        Trio thread.
+        Each such request gets ``meter.stale == True`` and its handle's
+        ``cancel_as_stale()`` called, once; its record is removed when its ``track()``
+        block exits. Call on the Trio thread.
 
         Returns:
             How many requests were cancelled by this call.
@@ -158,14 +166,12 @@ class ActivityTracker:
         with thousands of streams, on every poll. Safe to call from any thread.
         """
         now, offset = self._clock.now()
-        with self._lock:
-            instances = {
-                name: _instance_dict(record, now, offset)
-                for name, record in self._instances.items()
-            }
         lifetime = LifetimeCounters()
-        for activity in instances.values():
-            lifetime += LifetimeCounters(**activity["lifetime"])
+        with self._lock:
+            instances = {}
+            for name, record in self._instances.items():
+                instances[name] = _instance_dict(record, now, offset)
+                lifetime += record.lifetime.freeze()
         totals = {
             "total_active_connections": sum(a["active_connections"] for a in instances.values()),
             "total_bytes_rx": sum(a["total_bytes_rx"] for a in instances.values()),
@@ -208,7 +214,7 @@ class ActivityTracker:
         session_id: str,
         model: str,
         streaming: bool,
-        cancel_scope: Cancellable,
+        handle: StaleHandle,
     ) -> RequestMeter:
         now = self._clock.trio_now()
         with self._lock:
@@ -230,17 +236,16 @@ class ActivityTracker:
                 # A new request is activity: it must not join a connection that is
                 # about to be swept and be cancelled before its first byte.
                 connection.last_activity = now
-            meter = RequestMeter(instance, session_id, connection, record.lifetime, cancel_scope)
+            meter = RequestMeter(instance, session_id, connection, record.lifetime, handle)
             connection.meters[meter] = None
-            record.lifetime.requests += 1
+            record.lifetime.counts[REQUESTS] += 1
         logger.debug(
             "tracking request: instance=%s session=%s model=%s", instance, session_id, model
         )
         return meter
 
     def _release(self, meter: RequestMeter, exc: BaseException | None) -> None:
-        outcome = meter._outcome(exc)
-        connection = meter._detach()
+        connection, outcome = detach(meter, exc)
         with self._lock:
             record = self._instances[meter.instance]
             del connection.meters[meter]
@@ -269,10 +274,10 @@ class _Tracking(AbstractContextManager[RequestMeter]):
         session_id: str,
         model: str,
         streaming: bool,
-        cancel_scope: Cancellable,
+        handle: StaleHandle,
     ) -> None:
         self._tracker = tracker
-        self._args = (instance, session_id, model, streaming, cancel_scope)
+        self._args = (instance, session_id, model, streaming, handle)
         self._meter: RequestMeter | None = None
 
     def __enter__(self) -> RequestMeter:

@@ -1,9 +1,10 @@
 """``trioproxy-inspect``: the proxy's activity in a terminal, once or live.
 
-Usage: ``trioproxy-inspect [URL] [--watch] [--interval S] [--raw]``. Each refresh is one
-``GET {URL}/v1/diagnostics`` with a short timeout; :mod:`trioproxy.activity.view` renders
-the answer. With a terminal and rich the output is a panel and a table (``--watch``:
-redrawn in place with rich's ``Live``); otherwise plain text lines, one block per refresh.
+Usage: ``trioproxy-inspect [URL] [--watch | --raw] [--interval S]`` (``--interval`` is the
+refresh period of ``--watch``). Each refresh is one ``GET {URL}/v1/diagnostics`` with a
+short timeout (:mod:`.fetch`); :mod:`.view` renders the answer. On a terminal the output
+is rich's panel and table (``--watch``: redrawn in place with rich's ``Live``); piped or
+to a file, plain text lines, one block per refresh.
 
 How errors surface: every failure is one sentence, never a traceback. In one-shot mode
 (and ``--raw``) it goes to stderr and the exit code is 1: proxy unreachable, HTTP 403
@@ -23,110 +24,16 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import httpx
+from rich.console import Console, RenderableType
+from rich.live import Live
 
-from trioproxy.activity import view
-
-if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+from . import view
+from .fetch import DIAGNOSTICS_PATH, InspectError, TrackingDisabled, fetch, open_client
 
 DEFAULT_URL = "http://localhost:8000"
 DEFAULT_INTERVAL = 1.0
-#: Seconds allowed for each poll (connect, and each read), so a stuck proxy cannot stall.
-FETCH_TIMEOUT = 2.0
-DIAGNOSTICS_PATH = "/v1/diagnostics"
-
-
-class InspectError(Exception):
-    """A refresh that produced no diagnostics.
-
-    ``str(error)`` is the full sentence; ``status`` is the short form for the watch view.
-    """
-
-    status = "failed"
-
-
-class ProxyUnreachable(InspectError):
-    """No HTTP answer: connection refused, unknown host, timeout, or a broken response."""
-
-    status = "unreachable"
-
-
-class DiagnosticsForbidden(InspectError):
-    """HTTP 403: the proxy answers diagnostics to loopback clients only."""
-
-    status = "forbidden (HTTP 403)"
-
-
-class UnexpectedResponse(InspectError):
-    """An HTTP answer that is not the diagnostics JSON (other status, not JSON, wrong shape)."""
-
-    status = "not the expected diagnostics JSON"
-
-
-class TrackingDisabled(InspectError):
-    """The proxy runs without activity tracking; the message says how to turn it on."""
-
-    status = "activity tracking disabled"
-
-
-def fetch(client: httpx.Client, base_url: str) -> tuple[object, view.Diagnostics]:
-    """GET the diagnostics once; return the decoded JSON and its parsed form.
-
-    Raises:
-        ProxyUnreachable: any transport error or timeout (httpx errors do not escape).
-        DiagnosticsForbidden: HTTP 403.
-        UnexpectedResponse: another non-200 status, a body that is not JSON, or JSON that
-            :func:`view.parse_diagnostics` rejects.
-    """
-    url = base_url + DIAGNOSTICS_PATH
-    try:
-        response = client.get(url)
-    except httpx.TimeoutException:
-        raise ProxyUnreachable(
-            f"The proxy at {base_url} is unreachable: no answer within {FETCH_TIMEOUT:g}s."
-        ) from None
-    except httpx.TransportError as exc:
-        reason = str(exc) or type(exc).__name__
-        raise ProxyUnreachable(f"The proxy at {base_url} is unreachable: {reason}.") from None
-    if response.status_code == 403:
-        raise DiagnosticsForbidden(
-            f"{url} answered 403 Forbidden: diagnostics are restricted to local access, "
-            "so run this tool on the proxy's own host and query it through localhost."
-        )
-    if response.status_code != 200:
-        raise UnexpectedResponse(
-            f"{url} answered HTTP {response.status_code} instead of the diagnostics JSON; "
-            "is this the address of a trioproxy?"
-        )
-    try:
-        data: object = response.json()
-    except ValueError:
-        raise UnexpectedResponse(
-            f"{url} did not answer JSON, so it is not the expected diagnostics JSON; "
-            "is this the address of a trioproxy?"
-        ) from None
-    try:
-        return data, view.parse_diagnostics(data)
-    except view.NotDiagnostics as exc:
-        raise UnexpectedResponse(
-            f"{url} answered JSON that is not the expected diagnostics JSON ({exc})."
-        ) from None
-
-
-def open_client() -> httpx.Client:
-    """The HTTP client for polling.
-
-    ``trust_env=False``: an ``HTTP_PROXY`` from the environment must not carry the request
-    off the host, where the proxy would refuse it with 403.
-    """
-    return httpx.Client(
-        timeout=FETCH_TIMEOUT,
-        trust_env=False,
-        headers={"accept": "application/json", "user-agent": "trioproxy-inspect"},
-    )
 
 
 # --- one shot ------------------------------------------------------------------------
@@ -145,7 +52,7 @@ def run_once(base_url: str, *, raw: bool, fancy: bool) -> int:
     if raw:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     elif fancy:
-        _console().print(view.render(diagnostics, source=base_url))
+        Console().print(view.render(diagnostics, source=base_url))
     else:
         print("\n".join(view.render_lines(diagnostics, source=base_url)))
     return 0
@@ -177,11 +84,9 @@ def _ticks(interval: float) -> Callable[[], None]:
 
 def watch_rich(base_url: str, interval: float) -> int:
     """Redraw the view in place every ``interval`` seconds until Ctrl+C (exit 0)."""
-    from rich.live import Live
-
     wait = _ticks(interval)
     try:
-        with open_client() as client, Live(console=_console(), auto_refresh=False) as live:
+        with open_client() as client, Live(console=Console(), auto_refresh=False) as live:
             while True:
                 live.update(_frame(client, base_url, interval), refresh=True)
                 wait()
@@ -216,20 +121,6 @@ def watch_plain(base_url: str, interval: float) -> int:
 
 
 # --- entry point ---------------------------------------------------------------------
-
-
-def _console() -> Console:
-    from rich.console import Console
-
-    return Console()
-
-
-def _rich_available() -> bool:
-    try:
-        import rich.live  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _base_url(text: str) -> str:
@@ -292,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     1 a failure explained on stderr; 2 bad arguments; 130 Ctrl+C during a one-shot.
     """
     args = build_parser().parse_args(argv)
-    fancy = sys.stdout.isatty() and _rich_available()
+    fancy = sys.stdout.isatty()
     try:
         if args.watch:
             if fancy:

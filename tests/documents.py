@@ -1,0 +1,134 @@
+"""Builders of ``GET /v1/diagnostics`` documents as a proxy sends them (decoded JSON).
+
+Shared by the view's, the document's and the command's tests; fixed times and values,
+so renderings can be compared exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+T0 = 1701792000.123  # 16:00:00 UTC
+LONG_SESSION = "0f8fad5b-d9cb-469f-a165-70867728950e"
+LIFETIME = {"requests": 7, "bytes_rx": 9000, "bytes_tx": 8800, "errors": 1, "cancelled": 2}
+
+
+def connection(
+    session_id: str = "abc",
+    *,
+    connection_type: str = "streaming",
+    model: str = "gpt-4o",
+    duration: float = 12.34,
+    rx: int = 1536,
+    tx: int = 1500,
+    idle: float = 0.4,
+    requests: int = 1,
+    now: float = T0,
+) -> dict[str, Any]:
+    """One connection as the diagnostics JSON gives it."""
+    return {
+        "session_id": session_id,
+        "connection_type": connection_type,
+        "started_at": now - duration,
+        "duration_seconds": duration,
+        "model": model,
+        "bytes_rx": rx,
+        "bytes_tx": tx,
+        "requests": requests,
+        "last_activity_at": now - idle,
+        "idle_seconds": idle,
+    }
+
+
+def instance(
+    name: str,
+    connector_type: str,
+    connections: list[dict[str, Any]] | None = None,
+    *,
+    rate_limited: bool = False,
+    retry_after: float | None = None,
+    errors: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """One instance; ``connections=None`` means tracking is off (``activity: null``)."""
+    activity = None
+    if connections is not None:
+        activity = {
+            "active_connections": len(connections),
+            "connections": connections,
+            "total_bytes_rx": sum(c["bytes_rx"] for c in connections),
+            "total_bytes_tx": sum(c["bytes_tx"] for c in connections),
+            "lifetime": {**LIFETIME, "stale": 0},
+        }
+    return {
+        "name": name,
+        "connector_type": connector_type,
+        "is_rate_limited": rate_limited,
+        "retry_after_seconds": retry_after,
+        "is_functional": not errors,
+        "validation_errors": list(errors),
+        "models": ["m1", "m2"],
+        "activity": activity,
+    }
+
+
+def snapshot(instances: list[dict[str, Any]], *, timestamp: float = T0) -> dict[str, Any]:
+    """The whole document; tracking is on unless every instance's activity is null."""
+    acts = [i["activity"] for i in instances if i["activity"] is not None]
+    enabled = bool(acts) or not instances
+    glob = None
+    if enabled:
+        glob = {
+            "total_active_connections": sum(a["active_connections"] for a in acts),
+            "total_bytes_rx": sum(a["total_bytes_rx"] for a in acts),
+            "total_bytes_tx": sum(a["total_bytes_tx"] for a in acts),
+            "lifetime": {
+                key: sum(a["lifetime"][key] for a in acts) for key in [*LIFETIME, "stale"]
+            },
+        }
+    return {
+        "timestamp": timestamp,
+        "activity_tracking_enabled": enabled,
+        "instances": instances,
+        "global_activity": glob,
+    }
+
+
+def several_backends() -> dict[str, Any]:
+    """Three backends: two streams on openai.1 (one long id), an idle one on anthropic.1."""
+    return snapshot(
+        [
+            instance(
+                "openai.1",
+                "openai",
+                [
+                    connection(LONG_SESSION, duration=12.34, rx=1536, tx=1500),
+                    connection(
+                        "short", connection_type="non_streaming", duration=0.5, rx=300, tx=300
+                    ),
+                ],
+            ),
+            instance(
+                "anthropic.1",
+                "anthropic",
+                [
+                    connection(
+                        "sess-idle",
+                        model="claude-sonnet-4",
+                        duration=245.0,
+                        rx=3 * 1024 * 1024 + 512 * 1024,
+                        tx=3 * 1024 * 1024,
+                        idle=42.0,
+                    )
+                ],
+            ),
+            instance("mock.1", "mock", []),
+        ]
+    )
+
+
+def no_connections() -> dict[str, Any]:
+    return snapshot([instance("openai.1", "openai", [])])
+
+
+def tracking_off() -> dict[str, Any]:
+    return snapshot([instance("openai.1", "openai", None), instance("mock.1", "mock", None)])

@@ -1,0 +1,131 @@
+"""Reading a ``GET /v1/diagnostics`` document: into the snapshot types, or one clear error.
+
+Rules: the documents are decoded JSON from ``tests/documents.py``, changed in one place
+per malformed case; each case names the offending field by its path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import pytest
+
+from tests.documents import LONG_SESSION, T0, no_connections, several_backends, tracking_off
+from trioproxy.activity import (
+    ConnectionActivity,
+    GlobalSnapshot,
+    InstanceActivity,
+    LifetimeCounters,
+    MalformedDocument,
+)
+from trioproxy.inspect.document import Diagnostics, Instance
+
+parse = Diagnostics.from_dict
+
+
+def test_parse_gives_frozen_dataclasses() -> None:
+    parsed = parse(several_backends())
+    assert [i.name for i in parsed.instances] == ["openai.1", "anthropic.1", "mock.1"]
+    first = parsed.instances[0].activity
+    assert first is not None
+    assert first.connections[0] == ConnectionActivity(
+        session_id=LONG_SESSION,
+        connection_type="streaming",
+        started_at=T0 - 12.34,
+        duration_seconds=12.34,
+        model="gpt-4o",
+        bytes_rx=1536,
+        bytes_tx=1500,
+        requests=1,
+        last_activity_at=T0 - 0.4,
+        idle_seconds=0.4,
+    )
+    activities = tuple(i.activity for i in parsed.instances if i.activity is not None)
+    assert [a.name for a in activities] == ["openai.1", "anthropic.1", "mock.1"]
+    assert parsed.global_activity == GlobalSnapshot(
+        timestamp=T0,
+        total_active_connections=3,
+        total_bytes_rx=1536 + 300 + 3 * 1024 * 1024 + 512 * 1024,
+        total_bytes_tx=1500 + 300 + 3 * 1024 * 1024,
+        lifetime=LifetimeCounters(21, 27000, 26400, 3, 6, 0),
+        instances=activities,
+    )
+    assert parsed.global_activity.instance("mock.1") == InstanceActivity(
+        name="mock.1", lifetime=LifetimeCounters(7, 9000, 8800, 1, 2, 0)
+    )
+    assert isinstance(parsed.instances[0], Instance)
+    assert parsed.instances[0].models == ("m1", "m2")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.timestamp = 0.0  # type: ignore[misc]
+
+
+def test_parse_tracking_off() -> None:
+    parsed = parse(tracking_off())
+    assert not parsed.activity_tracking_enabled
+    assert parsed.global_activity is None
+    assert all(i.activity is None for i in parsed.instances)
+
+
+def test_parse_ignores_unknown_fields() -> None:
+    data = no_connections()
+    data["added_in_a_later_version"] = {"x": 1}
+    data["instances"][0]["region"] = "eu"
+    assert parse(data).instances[0].name == "openai.1"
+
+
+def _broken(change: Any) -> dict[str, Any]:
+    data = several_backends()
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "the document: expected an object"),
+        ("hello", "the document: expected an object"),
+        ({"hello": "world"}, "timestamp: missing"),
+        (_broken(lambda d: d.pop("instances")), "instances: missing"),
+        (_broken(lambda d: d.update(timestamp="now")), "timestamp: expected a number"),
+        (_broken(lambda d: d.update(timestamp=math.nan)), "timestamp: expected a finite"),
+        (_broken(lambda d: d.update(timestamp=1e20)), "timestamp: not a representable time"),
+        (
+            _broken(lambda d: d.update(activity_tracking_enabled=1)),
+            "activity_tracking_enabled: expected true or false",
+        ),
+        (_broken(lambda d: d.update(instances={})), "instances: expected a list"),
+        (_broken(lambda d: d["instances"].append(3)), "instances[3]: expected an object"),
+        (
+            _broken(lambda d: d["instances"][1].update(activity=[])),
+            "instances[1].activity: expected an object",
+        ),
+        (
+            _broken(lambda d: d["instances"][0]["activity"]["connections"][1].pop("bytes_rx")),
+            "instances[0].activity.connections[1].bytes_rx: missing",
+        ),
+        (
+            _broken(lambda d: d["instances"][0]["activity"]["connections"][0].update(bytes_tx=-1)),
+            "instances[0].activity.connections[0].bytes_tx: expected a non-negative integer",
+        ),
+        (
+            _broken(
+                lambda d: d["instances"][0]["activity"]["connections"][0].update(requests=True)
+            ),
+            "instances[0].activity.connections[0].requests: expected a non-negative integer",
+        ),
+        (
+            _broken(lambda d: d["instances"][0].update(models=["a", 1])),
+            "instances[0].models: expected a list of strings",
+        ),
+        (
+            _broken(lambda d: d["global_activity"]["lifetime"].pop("stale")),
+            "global_activity.lifetime.stale: missing",
+        ),
+    ],
+)
+def test_parse_rejects_other_shapes(data: object, message: str) -> None:
+    with pytest.raises(MalformedDocument) as caught:
+        parse(data)
+    assert str(caught.value).startswith(message)

@@ -1,0 +1,95 @@
+"""A proxy's ``GET /v1/diagnostics`` document, read into typed values.
+
+The activity in it is read into the tracker's own snapshot types
+(:mod:`trioproxy.activity.snapshot`), which check their part of the document; the two
+types here add only what the document says beside the activity: each backend's status
+and the document's own fields. :meth:`Diagnostics.from_dict` is the one entry point
+and raises :class:`~trioproxy.activity.MalformedDocument`, naming the first offending
+field by its path, for anything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from trioproxy.activity.jsonfields import JsonObject, MalformedDocument, read_fields
+from trioproxy.activity.snapshot import GlobalSnapshot, InstanceActivity
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One entry of the document's ``instances``: a backend's status and its activity.
+
+    ``activity`` is None when tracking is off.
+    """
+
+    name: str
+    connector_type: str
+    is_rate_limited: bool
+    retry_after_seconds: float | None
+    is_functional: bool
+    validation_errors: tuple[str, ...]
+    models: tuple[str, ...]
+    activity: InstanceActivity | None
+
+    @classmethod
+    def from_dict(cls, data: object, path: str = "") -> Instance:
+        """Read one entry of ``instances`` (``path``: where it is, for messages).
+
+        Raises:
+            MalformedDocument: a field is missing or does not have its type.
+        """
+        obj = JsonObject(data, path)
+        values = read_fields(cls, obj, omit=("activity",))
+        activity = obj.get("activity")
+        return cls(
+            activity=None
+            if activity is None
+            else InstanceActivity.from_dict(activity, obj.at("activity"), name=values["name"]),
+            **values,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostics:
+    """A whole ``GET /v1/diagnostics`` answer.
+
+    ``global_activity`` is the proxy's snapshot — its sums, and its instances'
+    activities in document order — or None when the document has none (tracking off).
+    """
+
+    timestamp: float
+    activity_tracking_enabled: bool
+    instances: tuple[Instance, ...]
+    global_activity: GlobalSnapshot | None
+
+    @classmethod
+    def from_dict(cls, data: object) -> Diagnostics:
+        """Check that ``data`` (decoded JSON) is a diagnostics document and read it.
+
+        Unknown fields are ignored, so a newer proxy's document still reads.
+
+        Raises:
+            MalformedDocument: a field is missing or has the wrong type; the message
+                gives its path, e.g. ``instances[0].activity.connections[1].bytes_rx:
+                missing``.
+        """
+        obj = JsonObject(data)
+        values = read_fields(cls, obj, omit=("global_activity",))
+        glob = obj.get("global_activity")
+        timestamp: float = values["timestamp"]
+        instances: tuple[Instance, ...] = values["instances"]
+        activities = tuple(i.activity for i in instances if i.activity is not None)
+        try:
+            datetime.fromtimestamp(timestamp)
+        except (OverflowError, OSError, ValueError):
+            raise MalformedDocument("timestamp: not a representable time") from None
+        return cls(
+            global_activity=None
+            if glob is None
+            else GlobalSnapshot.from_dict(
+                glob, obj.at("global_activity"), timestamp=timestamp, instances=activities
+            ),
+            **values,
+        )
