@@ -160,9 +160,11 @@ class _ScriptedResponse:
                 yield step
 
 
-def instance(name: str, *scripts: Script) -> tuple[BackendInstance, ScriptedConnector]:
+def instance(
+    name: str, *scripts: Script, kind: ConnectorType = ConnectorType.OPENAI
+) -> tuple[BackendInstance, ScriptedConnector]:
     connector = ScriptedConnector(list(scripts))
-    spec = BackendSpec(name=name, type=ConnectorType.OPENAI, base_url="http://x/v1")
+    spec = BackendSpec(name=name, type=kind, base_url="http://x/v1")
     return BackendInstance(spec, connector), connector
 
 
@@ -292,9 +294,8 @@ async def test_a_responses_stream_cut_ends_with_the_responses_error_event() -> N
 
 async def test_an_anthropic_stream_cut_ends_with_its_error_event() -> None:
     start = b'event: message_start\ndata: {"type":"message_start"}\n\n'
-    inst, _ = instance(
-        "o", Script(steps=[start, b"event: content_block_delta\nda", UpstreamProtocolError("cut")])
-    )
+    steps = [start, b"event: content_block_delta\nda", UpstreamProtocolError("cut")]
+    inst, _ = instance("o", Script(steps=steps), kind=ConnectorType.ANTHROPIC)
     client = Client()
     await run(call(MESSAGES), [inst], client)
     assert client.body.startswith(start + b'event: error\ndata: {"type": "error", "error": {')

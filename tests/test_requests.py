@@ -102,7 +102,8 @@ async def test_models_are_discovered_and_listed_per_instance(
     assert ("claude-fake", "anthropic.1") in rows
     assert ("only-this", "listed") in rows
     assert listing["object"] == "list"
-    assert {m["id"] for m in anthropic_listing["data"]} == {"gpt-fake", "claude-fake"}
+    # An Anthropic client can ask for every model: another API's instance translates.
+    assert {m["id"] for m in anthropic_listing["data"]} == {"gpt-fake", "claude-fake", "only-this"}
     # A bare model goes to the instance that lists it.
     await post(proxy, CHAT, {"model": "only-this", "messages": []})
     assert fake.requests[-1].json["model"] == "only-this"
@@ -161,20 +162,22 @@ async def test_unknown_path_is_a_json_404(nursery: trio.Nursery) -> None:
     assert_openai_error(response, 404)
 
 
-async def test_no_instance_for_the_api_is_404(nursery: trio.Nursery, fake: FakeUpstream) -> None:
+async def test_no_instance_for_the_route_is_404(nursery: trio.Nursery, fake: FakeUpstream) -> None:
     proxy = await start_proxy(nursery, backends=(openai_spec(fake.base_url),))
-    response = await post(proxy, MESSAGES, {"model": "claude", "max_tokens": 5, "messages": []})
+    body = {"model": "claude", "messages": []}
+    response = await post(proxy, MESSAGES + "/count_tokens", body)
     assert_anthropic_error(response, 404, "anthropic")
 
 
-async def test_instance_of_the_other_api_is_400_naming_the_path(
+async def test_instance_that_cannot_serve_the_route_is_400_naming_one_that_can(
     nursery: trio.Nursery, fake: FakeUpstream
 ) -> None:
     proxy = await start_proxy(
         nursery, backends=(openai_spec(fake.base_url), anthropic_spec(fake.base_url))
     )
-    response = await post(proxy, CHAT, {"model": "anthropic.1:claude-fake", "messages": []})
-    assert_openai_error(response, 400, "/v1/messages")
+    body = {"model": "anthropic.1:claude-fake", "input": "hi"}
+    response = await post(proxy, "/v1/responses", body)
+    assert_openai_error(response, 400, "'openai.1:<model>'")
     assert fake.requests == []
 
 

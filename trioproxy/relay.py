@@ -346,9 +346,6 @@ class Attempt:
         """Cancel as stale (the tracker's sweeper)."""
         self._stop(Stop.STALE)
 
-    # The tracker's Cancellable protocol still calls cancel().
-    cancel = cancel_as_stale
-
     def shut_down(self) -> None:
         """Cancel at the shutdown deadline."""
         self._stop(Stop.SHUTDOWN)
