@@ -10,7 +10,14 @@ from typing import Any
 
 T0 = 1701792000.123  # 16:00:00 UTC
 LONG_SESSION = "0f8fad5b-d9cb-469f-a165-70867728950e"
-LIFETIME = {"requests": 7, "bytes_rx": 9000, "bytes_tx": 8800, "errors": 1, "cancelled": 2}
+LIFETIME = {
+    "requests": 7,
+    "bytes_rx": 9000,
+    "bytes_tx": 8800,
+    "completed": 4,
+    "errors": 1,
+    "cancelled": 2,
+}
 
 
 def connection(
@@ -24,6 +31,11 @@ def connection(
     idle: float = 0.4,
     requests: int = 1,
     now: float = T0,
+    endpoint: str = "chat.completions",
+    ttfb: float | None = 0.25,
+    status: int | None = 200,
+    translated: bool = False,
+    backend_api: str = "openai",
 ) -> dict[str, Any]:
     """One connection as the diagnostics JSON gives it."""
     return {
@@ -37,6 +49,11 @@ def connection(
         "requests": requests,
         "last_activity_at": now - idle,
         "idle_seconds": idle,
+        "endpoint": endpoint,
+        "time_to_first_byte_seconds": ttfb,
+        "upstream_status": status,
+        "translated": translated,
+        "backend_api": backend_api,
     }
 
 

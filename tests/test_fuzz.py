@@ -197,6 +197,7 @@ async def assert_still_serving(fuzzing: Fuzzing) -> None:
         "requests": fuzzing.totals.relayed,
         "bytes_rx": fuzzing.totals.body_bytes,
         "bytes_tx": fuzzing.totals.body_bytes,
+        "completed": fuzzing.totals.relayed,
         "errors": 0,
         "cancelled": 0,
         "stale": 0,

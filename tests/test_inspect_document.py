@@ -41,6 +41,11 @@ def test_parse_gives_frozen_dataclasses() -> None:
         requests=1,
         last_activity_at=T0 - 0.4,
         idle_seconds=0.4,
+        endpoint="chat.completions",
+        time_to_first_byte_seconds=0.25,
+        upstream_status=200,
+        translated=False,
+        backend_api="openai",
     )
     activities = tuple(i.activity for i in parsed.instances if i.activity is not None)
     assert [a.name for a in activities] == ["openai.1", "anthropic.1", "mock.1"]
@@ -49,11 +54,11 @@ def test_parse_gives_frozen_dataclasses() -> None:
         total_active_connections=3,
         total_bytes_rx=1536 + 300 + 3 * 1024 * 1024 + 512 * 1024,
         total_bytes_tx=1500 + 300 + 3 * 1024 * 1024,
-        lifetime=LifetimeCounters(21, 27000, 26400, 3, 6, 0),
+        lifetime=LifetimeCounters(21, 27000, 26400, 12, 3, 6, 0),
         instances=activities,
     )
     assert parsed.global_activity.instance("mock.1") == InstanceActivity(
-        name="mock.1", lifetime=LifetimeCounters(7, 9000, 8800, 1, 2, 0)
+        name="mock.1", lifetime=LifetimeCounters(7, 9000, 8800, 4, 1, 2, 0)
     )
     assert isinstance(parsed.instances[0], Instance)
     assert parsed.instances[0].models == ("m1", "m2")

@@ -167,6 +167,7 @@ async def test_hundreds_of_concurrent_streams_arrive_whole_and_the_books_balance
         "requests": STREAMS,
         "bytes_rx": fake.bytes_sent,
         "bytes_tx": received,
+        "completed": STREAMS,
         "errors": 0,
         "cancelled": 0,
         "stale": 0,

@@ -43,6 +43,11 @@ RESPONSES = BY_PATH["/v1/responses"]
 # -- pure decisions ---------------------------------------------------------------------
 
 
+def test_every_ending_is_its_own_value() -> None:
+    # Enum members with equal values are aliases: two endings must never be one.
+    assert len(set(Ending)) == len(Ending.__members__)
+
+
 @pytest.mark.parametrize(
     ("reason", "complete", "retry", "expected"),
     [
@@ -57,6 +62,8 @@ RESPONSES = BY_PATH["/v1/responses"]
         (Stop.SHUTDOWN, False, False, Ending.SHUTDOWN),
         (Stop.SHUTDOWN, False, True, Ending.SHUTDOWN),
         (Stop.SHUTDOWN, True, False, Ending.DONE),
+        (Stop.OPERATOR, False, False, Ending.OPERATOR),
+        (Stop.OPERATOR, True, False, Ending.DONE),
     ],
 )
 def test_what_follows_an_attempt(

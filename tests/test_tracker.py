@@ -126,7 +126,7 @@ async def test_the_module_docstring_example_runs() -> None:
     snapshot = namespace["snapshot"]
     assert isinstance(snapshot, GlobalSnapshot)
     assert snapshot.instance("openai.1").lifetime == LifetimeCounters(
-        requests=1, bytes_rx=len(chunk), bytes_tx=len(chunk)
+        requests=1, bytes_rx=len(chunk), bytes_tx=len(chunk), completed=1
     )
 
 
@@ -176,6 +176,7 @@ def test_empty_tracker_outside_trio_uses_wall_clock() -> None:
             "requests": 0,
             "bytes_rx": 0,
             "bytes_tx": 0,
+            "completed": 0,
             "errors": 0,
             "cancelled": 0,
             "stale": 0,
@@ -304,7 +305,9 @@ async def test_two_requests_of_one_session_are_one_connection_until_the_last_end
 
     instance = tracker.instance_snapshot("openai.1")
     assert instance.connections == ()
-    assert instance.lifetime == LifetimeCounters(requests=2, bytes_rx=110, bytes_tx=108)
+    assert instance.lifetime == LifetimeCounters(
+        requests=2, bytes_rx=110, bytes_tx=108, completed=2
+    )
 
 
 async def test_connection_fields_follow_trio_clock(autojump_clock: trio.testing.MockClock) -> None:
@@ -394,7 +397,7 @@ async def test_aggregates_per_instance_and_global() -> None:
     # The totals cover active connections only; lifetime keeps everything.
     snap = tracker.get_global_snapshot()
     assert (snap.total_active_connections, snap.total_bytes_rx, snap.total_bytes_tx) == (0, 0, 0)
-    assert snap.lifetime == LifetimeCounters(requests=3, bytes_rx=125, bytes_tx=114)
+    assert snap.lifetime == LifetimeCounters(requests=3, bytes_rx=125, bytes_tx=114, completed=3)
 
 
 async def test_lifetime_bytes_grow_as_they_flow() -> None:
@@ -413,11 +416,13 @@ async def test_lifetime_bytes_grow_as_they_flow() -> None:
 # --- exit paths -------------------------------------------------------------------------
 
 
-async def test_completed_request_counts_no_outcome() -> None:
+async def test_completed_request_counts_completed() -> None:
     tracker = ActivityTracker()
     with request(tracker) as meter:
         meter.add_rx(3)
-    assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(requests=1, bytes_rx=3)
+    assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(
+        requests=1, bytes_rx=3, completed=1
+    )
     assert tracker.instance_snapshot("a").connections == ()
 
 
@@ -508,18 +513,26 @@ async def test_stale_wins_over_fail(autojump_clock: trio.testing.MockClock) -> N
 
 def test_lifetime_counters_sum_and_dict_follow_the_fields() -> None:
     names = [f.name for f in dataclasses.fields(LifetimeCounters)]
-    assert names == ["requests", "bytes_rx", "bytes_tx", "errors", "cancelled", "stale"]
-    a = LifetimeCounters(*range(1, 7))
-    b = LifetimeCounters(*range(10, 70, 10))
-    assert a + b == LifetimeCounters(11, 22, 33, 44, 55, 66)
-    assert (a + b).to_dict() == dict(zip(names, (11, 22, 33, 44, 55, 66), strict=True))
+    assert names == [
+        "requests",
+        "bytes_rx",
+        "bytes_tx",
+        "completed",
+        "errors",
+        "cancelled",
+        "stale",
+    ]
+    a = LifetimeCounters(*range(1, 8))
+    b = LifetimeCounters(*range(10, 80, 10))
+    assert a + b == LifetimeCounters(11, 22, 33, 44, 55, 66, 77)
+    assert (a + b).to_dict() == dict(zip(names, (11, 22, 33, 44, 55, 66, 77), strict=True))
     assert list(LifetimeCounters().to_dict()) == names
 
 
 @pytest.mark.parametrize(
     ("outcome", "counter"),
     [
-        (Outcome.COMPLETED, None),
+        (Outcome.COMPLETED, "completed"),
         (Outcome.ERROR, "errors"),
         (Outcome.CANCELLED, "cancelled"),
         (Outcome.STALE, "stale"),
@@ -546,7 +559,7 @@ async def test_meter_rejects_negative_counts_and_use_after_exit() -> None:
         meter.add_rx(1)
     with pytest.raises(RuntimeError, match="no longer tracked"):
         meter.add_tx(1)
-    assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(requests=1)
+    assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(requests=1, completed=1)
 
 
 async def test_a_track_block_is_single_use() -> None:
@@ -554,7 +567,7 @@ async def test_a_track_block_is_single_use() -> None:
     block = tracker.track("a", "s", model="m", streaming=True, handle=trio.CancelScope())
     with block, pytest.raises(RuntimeError, match="only once"), block:
         pass  # pragma: no cover - never entered
-    assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(requests=1)
+    assert tracker.instance_snapshot("a").lifetime == LifetimeCounters(requests=1, completed=1)
     assert tracker.instance_snapshot("a").connections == ()
 
 
@@ -623,11 +636,17 @@ async def test_to_dict_uses_the_design_field_names(autojump_clock: trio.testing.
         "requests": 1,
         "last_activity_at": pytest.approx(snap.timestamp - 2.0),
         "idle_seconds": pytest.approx(2.0),
+        "endpoint": "chat.completions",
+        "time_to_first_byte_seconds": 0.0,
+        "upstream_status": None,
+        "translated": False,
+        "backend_api": "",
     }
     lifetime = {
         "requests": 1,
         "bytes_rx": 15360,
         "bytes_tx": 14820,
+        "completed": 0,
         "errors": 0,
         "cancelled": 0,
         "stale": 0,

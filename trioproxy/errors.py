@@ -10,6 +10,7 @@
     │   ├── MethodNotAllowed      405
     │   └── PayloadTooLarge       413: body over ``max_request_body``
     ├── ShuttingDown              503: the proxy is stopping and its grace period ran out
+    ├── CancelledByOperator       503: POST /v1/diagnostics/cancel ended the request
     └── UpstreamError             the backend could not be used (``backend`` names it)
         ├── UpstreamUnreachable   502
         │   ├── UpstreamConnectFailed   502: DNS, refused, reset or TLS failure while
@@ -117,6 +118,13 @@ class ShuttingDown(ProxyError):
     openai_type = "server_error"
     anthropic_type = "overloaded_error"
     code = "shutting_down"
+
+
+class CancelledByOperator(ProxyError):
+    status = 503
+    openai_type = "server_error"
+    anthropic_type = "api_error"
+    code = "cancelled_by_operator"
 
 
 class UpstreamError(ProxyError):

@@ -43,6 +43,7 @@ from .backends.instance import BackendInstance
 from .crossing import Crossing, crossing_request
 from .errors import (
     Api,
+    CancelledByOperator,
     ProxyError,
     ShuttingDown,
     StreamShape,
@@ -321,13 +322,15 @@ class Stop(enum.Enum):
     DISCONNECT = "the client hung up"
     STALE = "the stale sweeper"
     SHUTDOWN = "the shutdown deadline"
+    OPERATOR = "an operator (POST /v1/diagnostics/cancel)"
 
 
 class Attempt:
     """The cancel handle of one attempt: whoever cancels it says why.
 
-    The tracker's sweeper calls :meth:`cancel_as_stale`, the shutdown deadline
-    :meth:`shut_down`, the disconnect watcher :meth:`disconnect`. The first reason wins;
+    The tracker calls :meth:`cancel_as_stale` (its sweeper) and :meth:`cancel_by_operator`
+    (an operator's cancel), the shutdown deadline :meth:`shut_down`, the disconnect
+    watcher :meth:`disconnect`. The first reason wins;
     the relay reads it after the attempt's scope has unwound.
     """
 
@@ -346,6 +349,10 @@ class Attempt:
         """Cancel as stale (the tracker's sweeper)."""
         self._stop(Stop.STALE)
 
+    def cancel_by_operator(self) -> None:
+        """Cancel because an operator asked to (the tracker's cancel)."""
+        self._stop(Stop.OPERATOR)
+
     def shut_down(self) -> None:
         """Cancel at the shutdown deadline."""
         self._stop(Stop.SHUTDOWN)
@@ -362,13 +369,15 @@ class Ending(enum.Enum):
     RETRY = "hand the request to the next instance"
     HUNG_UP = "count the request cancelled; the client is gone, send nothing"
     STALE = "end the response with 504 or an error event; counted stale"
-    SHUTDOWN = "end the response with 503 or an error event; counted cancelled"
+    SHUTDOWN = "end the response with 503 or an error event; counted cancelled (shutdown)"
+    OPERATOR = "end the response with 503 or an error event; counted cancelled (operator)"
 
 
 _ENDING_OF_STOP = {
     Stop.DISCONNECT: Ending.HUNG_UP,
     Stop.STALE: Ending.STALE,
     Stop.SHUTDOWN: Ending.SHUTDOWN,
+    Stop.OPERATOR: Ending.OPERATOR,
 }
 
 
@@ -410,6 +419,8 @@ async def _exchange(
         async with instance.connector.open(request, on_wait=on_wait) as response:
             instance.record_success()
             status = response.status
+            if meter is not None:
+                meter.set_status(status)
             if status == 429:
                 retry = header_value(response.headers, b"retry-after")
                 instance.mark_rate_limited(retry_after_seconds(retry, time.time()))
@@ -417,7 +428,7 @@ async def _exchange(
                 if may_retry:
                     raise _Retry
             if status >= 400 and meter is not None:
-                meter.fail()
+                meter.fail(f"the backend answered HTTP {status}")
             if crossing is None:
                 await out.start(status, response.headers)
                 await relay_body(response.aiter_raw(), out, meter)
@@ -432,7 +443,7 @@ async def _exchange(
         if may_retry and exc.failover_safe and not out.started:
             raise _Retry from exc
         if meter is not None:
-            meter.fail()
+            meter.fail(exc.message)
         await out.fail(call.route, exc)
 
 
@@ -498,6 +509,9 @@ async def _attempt(
             model=call.model,
             streaming=call.streaming,
             handle=attempt,
+            endpoint=call.route.endpoint.value,
+            translated=crossing is not None,
+            backend_api=(crossing.backend_api if crossing is not None else call.api).value,
         )
     )
     in_flight.add(attempt)
@@ -531,11 +545,11 @@ async def _attempt(
                 return
             if end is Ending.RETRY:
                 if meter is not None:
-                    meter.fail()
+                    meter.fail("failed over to the next backend")
                 raise _Retry
             if end is Ending.HUNG_UP:
                 if meter is not None:
-                    meter.mark_cancelled()
+                    meter.mark_cancelled("client")
                 return
             error: ProxyError
             if end is Ending.STALE:
@@ -544,9 +558,11 @@ async def _attempt(
                     f"No data in either direction for {tracker.stale_timeout:g} s; "
                     "the request was cancelled as stale."
                 )
+            elif end is Ending.OPERATOR:
+                error = CancelledByOperator("An operator of the proxy cancelled this request.")
             else:
                 if meter is not None:
-                    meter.mark_cancelled()
+                    meter.mark_cancelled("shutdown")
                 error = ShuttingDown("The proxy is shutting down.")
             await out.fail(call.route, error)
     finally:

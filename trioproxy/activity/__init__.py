@@ -15,8 +15,9 @@
 
 (run inside Trio: ``session_id`` is the request's session, ``chunk`` a piece of its body).
 
-``handle`` is the request's cancel scope, or a :class:`StaleHandle` whose
-``cancel_as_stale()`` cancels it: what the sweeper calls when the request goes stale.
+``handle`` is the request's cancel scope, or a :class:`CancelHandle` whose
+``cancel_as_stale()`` (the sweeper, when the request goes stale) and
+``cancel_by_operator()`` (:meth:`ActivityTracker.cancel`) cancel it.
 ``get_activity_tracker()`` returns the running proxy's tracker, or None when tracking is
 off. The snapshot types read a remote proxy's diagnostics with ``from_dict()``, raising
 :class:`MalformedDocument` for a document of another shape.
@@ -30,26 +31,28 @@ from typing import TYPE_CHECKING
 
 from .jsonfields import MalformedDocument as MalformedDocument
 from .snapshot import ConnectionActivity as ConnectionActivity
+from .snapshot import FinishedRequest as FinishedRequest
 from .snapshot import GlobalSnapshot as GlobalSnapshot
 from .snapshot import InstanceActivity as InstanceActivity
 from .snapshot import LifetimeCounters as LifetimeCounters
 
 if TYPE_CHECKING:
+    from .records import CancelHandle as CancelHandle
     from .records import RequestMeter as RequestMeter
-    from .records import StaleHandle as StaleHandle
     from .tracker import ActivityTracker as ActivityTracker
     from .tracker import get_activity_tracker as get_activity_tracker
     from .tracker import set_activity_tracker as set_activity_tracker
 
 __all__ = [
     "ActivityTracker",
+    "CancelHandle",
     "ConnectionActivity",
+    "FinishedRequest",
     "GlobalSnapshot",
     "InstanceActivity",
     "LifetimeCounters",
     "MalformedDocument",
     "RequestMeter",
-    "StaleHandle",
     "get_activity_tracker",
 ]
 
@@ -59,7 +62,7 @@ _LAZY = {
     "get_activity_tracker": ".tracker",
     "set_activity_tracker": ".tracker",
     "RequestMeter": ".records",
-    "StaleHandle": ".records",
+    "CancelHandle": ".records",
 }
 
 

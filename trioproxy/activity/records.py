@@ -16,23 +16,39 @@ The tracker and the sweeper act on a meter through this module's functions
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import trio
 
-from .snapshot import LIFETIME_FIELDS, OUTCOME_COUNTERS, ConnectionType, LifetimeCounters, Outcome
+from .snapshot import (
+    LIFETIME_FIELDS,
+    OUTCOME_COUNTERS,
+    ConnectionType,
+    HistogramCounts,
+    LifetimeCounters,
+    Outcome,
+)
 
 
-class StaleHandle(Protocol):
-    """What the sweeper ends a stale request through (``handle=`` of ``track()``)."""
+class CancelHandle(Protocol):
+    """What the tracker ends a request through (``handle=`` of ``track()``).
+
+    The sweeper calls :meth:`cancel_as_stale` for a stale request, an operator's cancel
+    (:meth:`ActivityTracker.cancel`) :meth:`cancel_by_operator`; each at most once, so
+    the request's own code can answer its client accordingly.
+    """
 
     def cancel_as_stale(self) -> None:
-        """Cancel the request's scope because it went stale; called at most once."""
+        """Cancel the request's scope because it went stale."""
+
+    def cancel_by_operator(self) -> None:
+        """Cancel the request's scope because an operator asked to."""
 
 
 class _ScopeHandle:
-    """A plain ``trio.CancelScope`` as a :class:`StaleHandle`."""
+    """A plain ``trio.CancelScope`` as a :class:`CancelHandle`."""
 
     __slots__ = ("_scope",)
 
@@ -42,8 +58,11 @@ class _ScopeHandle:
     def cancel_as_stale(self) -> None:
         self._scope.cancel()
 
+    def cancel_by_operator(self) -> None:
+        self._scope.cancel()
 
-def stale_handle(handle: StaleHandle | trio.CancelScope) -> StaleHandle:
+
+def cancel_handle(handle: CancelHandle | trio.CancelScope) -> CancelHandle:
     """``handle`` itself, or a plain cancel scope wrapped to be one."""
     if isinstance(handle, trio.CancelScope):
         return _ScopeHandle(handle)
@@ -85,13 +104,41 @@ class ConnectionRecord:
 
     session_id: str
     connection_type: ConnectionType
-    model: str
     started_at: float
     last_activity: float
+    # Its latest request, whose model, endpoint, first byte and status the view shows
+    # (it may already have ended while older requests of the session go on).
+    latest: RequestMeter
     bytes_rx: int = 0
     bytes_tx: int = 0
     # An insertion-ordered set of the requests in flight: O(1) removal by identity.
     meters: dict[RequestMeter, None] = field(default_factory=dict)
+
+
+class Histogram:
+    """Counts of observed values per bucket (upper bounds, then +Inf), and their sum."""
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def freeze(self) -> HistogramCounts:
+        """An immutable copy: the bucket counts (not cumulative) and the sum."""
+        return HistogramCounts(self.bounds, tuple(self.counts), self.total)
+
+
+#: Bucket bounds (seconds) of the request-duration histogram: LLM answers take seconds
+#: to minutes.
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+#: Bucket bounds (seconds) of the time-to-first-byte histogram.
+TTFB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 @dataclass(slots=True, eq=False)
@@ -103,6 +150,8 @@ class InstanceRecord:
     # and comes back is a new entry at the end.
     connections: dict[str, ConnectionRecord] = field(default_factory=dict)
     lifetime: LifetimeRecord = field(default_factory=LifetimeRecord)
+    durations: Histogram = field(default_factory=lambda: Histogram(DURATION_BUCKETS))
+    first_bytes: Histogram = field(default_factory=lambda: Histogram(TTFB_BUCKETS))
 
 
 class RequestMeter:
@@ -110,7 +159,10 @@ class RequestMeter:
 
     ``add_rx``/``add_tx`` are the per-chunk path: O(1), a few integer additions and one
     clock read, no lock and no logging. They must be called on the Trio thread, inside
-    the ``track()`` block that produced the meter.
+    the ``track()`` block that produced the meter. What the request is (``endpoint``,
+    ``model``…) is fixed at registration; the relay reports the response head with
+    :meth:`set_status` and how the request ended with :meth:`fail` or
+    :meth:`mark_cancelled`.
     """
 
     __slots__ = (
@@ -118,32 +170,61 @@ class RequestMeter:
         "_bytes_tx",
         "_cancelled",
         "_connection",
+        "_error",
         "_failed",
+        "_first_byte",
         "_handle",
+        "_last_activity",
         "_lifetime",
+        "_operator",
+        "_reason",
         "_stale",
+        "_status",
+        "backend_api",
+        "endpoint",
         "instance",
+        "model",
         "session_id",
+        "started",
+        "translated",
     )
 
     def __init__(
         self,
         instance: str,
         session_id: str,
-        connection: ConnectionRecord,
+        connection: ConnectionRecord | None,
         lifetime: LifetimeRecord,
-        handle: StaleHandle,
+        handle: CancelHandle,
+        *,
+        started: float,
+        model: str = "",
+        endpoint: str = "",
+        translated: bool = False,
+        backend_api: str = "",
     ) -> None:
         self.instance = instance
         self.session_id = session_id
-        self._connection: ConnectionRecord | None = connection
+        self.model = model
+        self.endpoint = endpoint
+        self.translated = translated
+        self.backend_api = backend_api
+        #: Trio time of the registration.
+        self.started = started
+        self._connection = connection
         self._lifetime = lifetime.counts
         self._handle = handle
         self._stale = False
+        self._operator = False
         self._failed = False
         self._cancelled = False
+        self._reason: str | None = None
+        self._error: str | None = None
         self._bytes_rx = 0
         self._bytes_tx = 0
+        self._last_activity = started
+        self._first_byte: float | None = None
+        self._status: int | None = None
 
     @property
     def stale(self) -> bool:
@@ -169,6 +250,21 @@ class RequestMeter:
         """Body bytes of this request handed to the client so far."""
         return self._bytes_tx
 
+    @property
+    def last_activity(self) -> float:
+        """Trio time of this request's last body byte in either direction (or start)."""
+        return self._last_activity
+
+    @property
+    def first_byte(self) -> float | None:
+        """Trio time of the first body byte from the backend; None before it."""
+        return self._first_byte
+
+    @property
+    def status(self) -> int | None:
+        """The backend's response status; None before the response head."""
+        return self._status
+
     def add_rx(self, nbytes: int) -> None:
         """Count ``nbytes`` response body bytes received from the backend.
 
@@ -182,8 +278,12 @@ class RequestMeter:
         if connection is None:
             raise RuntimeError("add_rx() on a request that is no longer tracked")
         if nbytes > 0:
+            now = trio.current_time()
             connection.bytes_rx += nbytes
-            connection.last_activity = trio.current_time()
+            connection.last_activity = now
+            self._last_activity = now
+            if self._first_byte is None:
+                self._first_byte = now
             self._lifetime[BYTES_RX] += nbytes
             self._bytes_rx += nbytes
         elif nbytes < 0:
@@ -202,29 +302,41 @@ class RequestMeter:
         if connection is None:
             raise RuntimeError("add_tx() on a request that is no longer tracked")
         if nbytes > 0:
+            now = trio.current_time()
             connection.bytes_tx += nbytes
-            connection.last_activity = trio.current_time()
+            connection.last_activity = now
+            self._last_activity = now
             self._lifetime[BYTES_TX] += nbytes
             self._bytes_tx += nbytes
         elif nbytes < 0:
             raise ValueError(f"negative byte count: {nbytes}")
 
-    def fail(self) -> None:
+    def set_status(self, status: int) -> None:
+        """Record the backend's response status (its head has arrived)."""
+        self._status = status
+
+    def fail(self, message: str | None = None) -> None:
         """Mark the request as ended in error, without raising.
 
         For failures the relay handles itself — an upstream cut answered with an error
         event, say — so the request counts in ``lifetime.errors`` when its ``track()``
         block exits, however it exits (unless the sweeper cancelled it as stale).
+        ``message`` is what the history shows (the first one given is kept).
         """
         self._failed = True
+        if self._error is None:
+            self._error = message
 
-    def mark_cancelled(self) -> None:
-        """Mark the request as cancelled by the proxy (shutdown), without raising.
+    def mark_cancelled(self, reason: str = "shutdown") -> None:
+        """Mark the request as cancelled, without raising; ``reason`` says by whom.
 
-        For a cancellation the relay catches itself to end the response properly; the
-        request counts in ``lifetime.cancelled`` (unless it failed or went stale first).
+        For a cancellation the relay catches itself to end the response properly
+        (``client``: it hung up; ``shutdown``: the grace period ran out; ``operator``);
+        the request counts in ``lifetime.cancelled`` (unless it failed or went stale).
         """
         self._cancelled = True
+        if self._reason is None:
+            self._reason = reason
 
     def __repr__(self) -> str:
         return (
@@ -234,12 +346,38 @@ class RequestMeter:
 
 
 def cancel_as_stale(meter: RequestMeter) -> bool:
-    """Mark ``meter``'s request stale and cancel it; False if it already was stale."""
-    if meter._stale:
+    """Mark ``meter``'s request stale and cancel it; False if it already was cancelled."""
+    if meter._stale or meter._operator:
         return False
     meter._stale = True
     meter._handle.cancel_as_stale()
     return True
+
+
+def cancel_by_operator(meter: RequestMeter) -> bool:
+    """Mark ``meter``'s request cancelled by an operator and cancel it.
+
+    Returns False if the tracker already cancelled it (as stale, or by an operator).
+    """
+    if meter._stale or meter._operator:
+        return False
+    meter._operator = True
+    meter._cancelled = True
+    meter._reason = "operator"
+    meter._handle.cancel_by_operator()
+    return True
+
+
+def reason(meter: RequestMeter, ended: Outcome) -> str | None:
+    """Who cancelled a request that ended ``cancelled`` (``proxy`` if nobody said)."""
+    if ended is not Outcome.CANCELLED:
+        return None
+    return meter._reason or "proxy"
+
+
+def error_message(meter: RequestMeter) -> str | None:
+    """The message :meth:`RequestMeter.fail` was given, if any."""
+    return meter._error
 
 
 def detach(meter: RequestMeter, exc: BaseException | None) -> tuple[ConnectionRecord, Outcome]:
@@ -280,3 +418,7 @@ def outcome(meter: RequestMeter, exc: BaseException | None) -> Outcome:
         if rest is None:
             return Outcome.CANCELLED
     return Outcome.ERROR
+
+
+#: The lifetime counters of a meter not yet registered (the tracker gives it its own).
+UNREGISTERED = LifetimeRecord()

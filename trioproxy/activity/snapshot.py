@@ -44,8 +44,9 @@ class LifetimeCounters:
     """Counters of one instance (or, in :class:`GlobalSnapshot`, of all) since start.
 
     ``requests`` counts registrations; ``bytes_rx``/``bytes_tx`` count body bytes as they
-    flow, including those of requests still in flight. Each ended request adds one to at
-    most one of ``stale``, ``errors`` or ``cancelled``; a completed request adds to none.
+    flow, including those of requests still in flight. Each ended request adds one to
+    exactly one of ``completed``, ``errors``, ``cancelled`` or ``stale``, so ``requests``
+    minus their sum is the requests in flight.
 
     The fields are the one declaration of the counters: the tracker's record, the sum,
     the JSON object and the count of an outcome (a field's ``outcome`` metadata) are
@@ -55,6 +56,7 @@ class LifetimeCounters:
     requests: int = 0
     bytes_rx: int = 0
     bytes_tx: int = 0
+    completed: int = _counts(Outcome.COMPLETED)
     errors: int = _counts(Outcome.ERROR)
     cancelled: int = _counts(Outcome.CANCELLED)
     stale: int = _counts(Outcome.STALE)
@@ -98,6 +100,13 @@ class ConnectionActivity:
     started; ``bytes_rx``/``bytes_tx`` include the bytes of its requests that already
     ended; ``requests`` is how many are in flight; ``last_activity_at`` is the last body
     byte in either direction, or the latest registration if that is later.
+
+    Of its latest request: ``model`` (as sent to the backend), ``endpoint``
+    (``chat.completions``, ``responses``, ``messages``, ``embeddings``, ``completions``,
+    ``count_tokens``), ``time_to_first_byte_seconds`` (from its registration to the first
+    body byte from the backend; None until then), ``upstream_status`` (None until the
+    response head), ``translated`` (the backend speaks the other API) and
+    ``backend_api`` (the API of the instance answering it).
     """
 
     session_id: str
@@ -110,6 +119,11 @@ class ConnectionActivity:
     requests: int
     last_activity_at: float
     idle_seconds: float
+    endpoint: str
+    time_to_first_byte_seconds: float | None
+    upstream_status: int | None
+    translated: bool
+    backend_api: str
 
     def to_dict(self) -> dict[str, Any]:
         """Return the connection's JSON object."""
@@ -199,3 +213,70 @@ class GlobalSnapshot:
         return cls(
             timestamp=timestamp, instances=instances, **read_fields(cls, JsonObject(data, path))
         )
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRequest:
+    """One request that has ended, as ``GET /v1/diagnostics/recent`` lists it.
+
+    Times are epoch seconds. ``outcome`` is ``completed``, ``error``, ``cancelled`` or
+    ``stale``; ``reason`` says who cancelled a cancelled request (``client``: it hung up;
+    ``operator``: ``POST /v1/diagnostics/cancel``; ``shutdown``: the grace period ran out)
+    and is None otherwise; ``error`` is the error's message, if the request failed.
+    """
+
+    instance: str
+    session_id: str
+    endpoint: str
+    model: str
+    started_at: float
+    duration_seconds: float
+    time_to_first_byte_seconds: float | None
+    upstream_status: int | None
+    bytes_rx: int
+    bytes_tx: int
+    outcome: str
+    reason: str | None
+    error: str | None
+    translated: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the request's JSON object."""
+        return to_json(self)
+
+    @classmethod
+    def from_dict(cls, data: object, path: str = "") -> FinishedRequest:
+        """Read a finished request's JSON object (``path``: where it is, for messages).
+
+        Raises:
+            MalformedDocument: a field is missing or does not have its type.
+        """
+        return read_dataclass(cls, JsonObject(data, path))
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramCounts:
+    """A histogram's state: ``counts[i]`` values fell at or below ``bounds[i]`` (and
+    above the bound before); the last count is above every bound. ``total`` is their sum.
+    """
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    total: float
+
+    @property
+    def count(self) -> int:
+        """How many values were observed."""
+        return sum(self.counts)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceMetrics:
+    """What ``/metrics`` reports of one instance's activity, at one instant."""
+
+    name: str
+    active_connections: int
+    active_requests: int
+    lifetime: LifetimeCounters
+    durations: HistogramCounts
+    first_bytes: HistogramCounts

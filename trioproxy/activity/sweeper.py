@@ -31,11 +31,13 @@ def sweep_period(stale_timeout: float) -> float:
 
 
 def cancel_stale(instances: Iterable[InstanceRecord], now: float, stale_timeout: float) -> int:
-    """Cancel every request of every connection idle for ``stale_timeout`` or more.
+    """Cancel every request that has seen no byte for ``stale_timeout`` or more.
 
-    ``now`` is a Trio clock reading. Requests already cancelled as stale by an earlier
-    sweep (still unwinding) are not counted again. Must run on the Trio thread: the
-    records' dicts change only there, so iterating them needs no lock.
+    Staleness is per request: a stalled request is cancelled even while another request
+    of its session streams on (the connection's own ``last_activity`` is the view's).
+    ``now`` is a Trio clock reading. Requests already cancelled by an earlier sweep
+    (still unwinding) are not counted again. Must run on the Trio thread: the records'
+    dicts change only there, so iterating them needs no lock.
 
     Returns:
         How many requests this call cancelled.
@@ -43,17 +45,15 @@ def cancel_stale(instances: Iterable[InstanceRecord], now: float, stale_timeout:
     cancelled = 0
     for instance in instances:
         for connection in instance.connections.values():
-            idle = now - connection.last_activity
-            if idle < stale_timeout:
-                continue
-            for meter in connection.meters:
-                if cancel_as_stale(meter):
+            for meter in list(connection.meters):
+                idle = now - meter.last_activity
+                if idle >= stale_timeout and cancel_as_stale(meter):
                     cancelled += 1
                     logger.warning(
                         "cancelling stale request: instance=%s session=%s model=%s idle=%.1fs",
                         instance.name,
                         connection.session_id,
-                        connection.model,
+                        meter.model,
                         idle,
                     )
     return cancelled

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections import deque
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from types import TracebackType
@@ -21,19 +22,50 @@ import trio
 from .clock import EpochClock
 from .records import (
     REQUESTS,
+    UNREGISTERED,
+    CancelHandle,
     ConnectionRecord,
     InstanceRecord,
     RequestMeter,
-    StaleHandle,
+    cancel_by_operator,
+    cancel_handle,
     detach,
-    stale_handle,
+    error_message,
+    reason,
 )
-from .snapshot import ConnectionActivity, GlobalSnapshot, InstanceActivity, LifetimeCounters
+from .snapshot import (
+    ConnectionActivity,
+    FinishedRequest,
+    GlobalSnapshot,
+    InstanceActivity,
+    InstanceMetrics,
+    LifetimeCounters,
+)
 from .sweeper import cancel_stale, run_periodically, sweep_period
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STALE_TIMEOUT = 300.0
+DEFAULT_HISTORY = 200
+
+# A finished request as the history keeps it: FinishedRequest's fields, so a release
+# costs one tuple; `recent()` makes the objects.
+_Finished = tuple[
+    str,
+    str,
+    str,
+    str,
+    float,
+    float,
+    float | None,
+    int | None,
+    int,
+    int,
+    str,
+    str | None,
+    str | None,
+    bool,
+]
 
 
 class ActivityTracker:
@@ -49,21 +81,30 @@ class ActivityTracker:
             connection's requests are cancelled by :meth:`sweep`.
         instances: instance names to report (with zeros) before they see traffic; other
             names are added on first use.
+        history: how many finished requests :meth:`recent` remembers (0: none).
 
     Raises:
-        ValueError: ``stale_timeout`` is not a positive, finite number.
+        ValueError: ``stale_timeout`` is not a positive, finite number, or ``history``
+            is negative.
     """
 
     def __init__(
-        self, *, stale_timeout: float = DEFAULT_STALE_TIMEOUT, instances: Iterable[str] = ()
+        self,
+        *,
+        stale_timeout: float = DEFAULT_STALE_TIMEOUT,
+        instances: Iterable[str] = (),
+        history: int = DEFAULT_HISTORY,
     ) -> None:
         if not (math.isfinite(stale_timeout) and stale_timeout > 0):
             raise ValueError(f"stale_timeout must be a positive number, got {stale_timeout!r}")
+        if history < 0:
+            raise ValueError(f"history must not be negative, got {history!r}")
         self._stale_timeout = float(stale_timeout)
         self._clock = EpochClock()
         self._lock = threading.Lock()
         # Registration order is the order snapshots report instances in.
         self._instances = {name: InstanceRecord(name) for name in instances}
+        self._history: deque[_Finished] = deque(maxlen=history)
 
     @property
     def stale_timeout(self) -> float:
@@ -82,7 +123,10 @@ class ActivityTracker:
         *,
         model: str,
         streaming: bool,
-        handle: StaleHandle | trio.CancelScope,
+        handle: CancelHandle | trio.CancelScope,
+        endpoint: str = "chat.completions",
+        translated: bool = False,
+        backend_api: str = "",
     ) -> AbstractContextManager[RequestMeter]:
         """Track one request for the duration of a ``with`` block.
 
@@ -100,16 +144,96 @@ class ActivityTracker:
             model: the model as sent to the backend.
             streaming: whether the answer is streamed (fixes the connection's type if
                 this is its first request).
-            handle: the request's own ``trio.CancelScope``, or a handle whose
-                ``cancel_as_stale()`` cancels that scope (and may note why, as the
-                relay does to answer 504); the sweeper calls it once when the request
-                is stale. The scope must enclose the work the request does, so the
-                cancellation unwinds through it.
+            handle: the request's own ``trio.CancelScope``, or a :class:`CancelHandle`
+                whose ``cancel_as_stale()`` / ``cancel_by_operator()`` cancel that scope
+                (and may note why, as the relay does to answer its client); the tracker
+                calls one of them at most once. The scope must enclose the work the
+                request does, so the cancellation unwinds through it.
+            endpoint: what the request asks for (``chat.completions``, ``responses``…).
+            translated: whether the backend speaks the other API.
+            backend_api: the API of the backend (``openai``, ``anthropic``).
 
         Raises:
             RuntimeError: entered outside a Trio run, or entered twice.
         """
-        return _Tracking(self, instance, session_id, model, streaming, stale_handle(handle))
+        return _Tracking(
+            self,
+            RequestMeter(
+                instance,
+                session_id,
+                None,
+                UNREGISTERED,
+                cancel_handle(handle),
+                started=0.0,
+                model=model,
+                endpoint=endpoint,
+                translated=translated,
+                backend_api=backend_api,
+            ),
+            streaming,
+        )
+
+    def cancel(self, instance: str, session_id: str) -> int:
+        """Cancel every request of connection ``(instance, session_id)``, as an operator.
+
+        Each request's handle gets ``cancel_by_operator()`` (the relay answers its client
+        with an error saying so); each counts as ``cancelled`` with reason ``operator``
+        when its ``track()`` block exits, which removes the record. Call on the Trio
+        thread.
+
+        Returns:
+            How many requests were cancelled (0: no such connection is active).
+        """
+        record = self._instances.get(instance)
+        connection = record.connections.get(session_id) if record is not None else None
+        if connection is None:
+            return 0
+        cancelled = sum(cancel_by_operator(meter) for meter in list(connection.meters))
+        if cancelled:
+            logger.warning(
+                "operator cancelled %d request(s): instance=%s session=%s",
+                cancelled,
+                instance,
+                session_id,
+            )
+        return cancelled
+
+    def recent(
+        self, limit: int | None = None, instance: str | None = None
+    ) -> list[FinishedRequest]:
+        """The latest finished requests, newest first (of ``instance`` only, if given).
+
+        At most ``limit`` of them (all that are remembered when None). Safe to call from
+        any thread.
+        """
+        with self._lock:
+            kept = list(self._history)
+        out: list[FinishedRequest] = []
+        for row in reversed(kept):
+            if instance is not None and row[0] != instance:
+                continue
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(FinishedRequest(*row))
+        return out
+
+    def metrics(self) -> list[InstanceMetrics]:
+        """Per instance: in-flight counts, lifetime counters and the two histograms.
+
+        What ``/metrics`` serves, read when scraped. Safe to call from any thread.
+        """
+        with self._lock:
+            return [
+                InstanceMetrics(
+                    name=record.name,
+                    active_connections=len(record.connections),
+                    active_requests=sum(len(c.meters) for c in record.connections.values()),
+                    lifetime=record.lifetime.freeze(),
+                    durations=record.durations.freeze(),
+                    first_bytes=record.first_bytes.freeze(),
+                )
+                for record in self._instances.values()
+            ]
 
     def sweep(self) -> int:
         """Cancel every request of every connection idle for ``stale_timeout`` or more.
@@ -208,50 +332,71 @@ class ActivityTracker:
                 return InstanceActivity(name=name)
             return _freeze_instance(record, now, offset)
 
-    def _register(
-        self,
-        instance: str,
-        session_id: str,
-        model: str,
-        streaming: bool,
-        handle: StaleHandle,
-    ) -> RequestMeter:
+    def _register(self, meter: RequestMeter, streaming: bool) -> None:
         now = self._clock.trio_now()
+        meter.started = now
+        meter._last_activity = now
+        session_id = meter.session_id
         with self._lock:
-            record = self._instances.get(instance)
+            record = self._instances.get(meter.instance)
             if record is None:
-                record = self._instances[instance] = InstanceRecord(instance)
+                record = self._instances[meter.instance] = InstanceRecord(meter.instance)
             connection = record.connections.get(session_id)
             if connection is None:
                 connection = ConnectionRecord(
                     session_id=session_id,
                     connection_type="streaming" if streaming else "non_streaming",
-                    model=model,
                     started_at=now,
                     last_activity=now,
+                    latest=meter,
                 )
                 record.connections[session_id] = connection
             else:
-                connection.model = model
-                # A new request is activity: it must not join a connection that is
-                # about to be swept and be cancelled before its first byte.
+                connection.latest = meter
                 connection.last_activity = now
-            meter = RequestMeter(instance, session_id, connection, record.lifetime, handle)
+            meter._connection = connection
+            meter._lifetime = record.lifetime.counts
             connection.meters[meter] = None
             record.lifetime.counts[REQUESTS] += 1
         logger.debug(
-            "tracking request: instance=%s session=%s model=%s", instance, session_id, model
+            "tracking request: instance=%s session=%s model=%s",
+            meter.instance,
+            session_id,
+            meter.model,
         )
-        return meter
 
     def _release(self, meter: RequestMeter, exc: BaseException | None) -> None:
         connection, outcome = detach(meter, exc)
+        now, offset = self._clock.now()
+        duration = now - offset - meter.started
+        first_byte = meter.first_byte
+        ttfb = None if first_byte is None else first_byte - meter.started
+        finished: _Finished = (
+            meter.instance,
+            meter.session_id,
+            meter.endpoint,
+            meter.model,
+            meter.started + offset,
+            duration,
+            ttfb,
+            meter.status,
+            meter.bytes_rx,
+            meter.bytes_tx,
+            outcome.value,
+            reason(meter, outcome),
+            error_message(meter),
+            meter.translated,
+        )
         with self._lock:
             record = self._instances[meter.instance]
             del connection.meters[meter]
             if not connection.meters:
                 del record.connections[meter.session_id]
             record.lifetime.count(outcome)
+            record.durations.observe(duration)
+            if ttfb is not None:
+                record.first_bytes.observe(ttfb)
+            self._history.append(finished)
         logger.debug(
             "released request: instance=%s session=%s outcome=%s rx=%d tx=%d",
             meter.instance,
@@ -265,25 +410,19 @@ class ActivityTracker:
 class _Tracking(AbstractContextManager[RequestMeter]):
     """The ``with`` block of one tracked request; single use."""
 
-    __slots__ = ("_args", "_meter", "_tracker")
+    __slots__ = ("_entered", "_meter", "_streaming", "_tracker")
 
-    def __init__(
-        self,
-        tracker: ActivityTracker,
-        instance: str,
-        session_id: str,
-        model: str,
-        streaming: bool,
-        handle: StaleHandle,
-    ) -> None:
+    def __init__(self, tracker: ActivityTracker, meter: RequestMeter, streaming: bool) -> None:
         self._tracker = tracker
-        self._args = (instance, session_id, model, streaming, handle)
-        self._meter: RequestMeter | None = None
+        self._meter = meter
+        self._streaming = streaming
+        self._entered = False
 
     def __enter__(self) -> RequestMeter:
-        if self._meter is not None:
+        if self._entered:
             raise RuntimeError("a track() block can be entered only once")
-        self._meter = self._tracker._register(*self._args)
+        self._entered = True
+        self._tracker._register(self._meter, self._streaming)
         return self._meter
 
     def __exit__(
@@ -292,7 +431,7 @@ class _Tracking(AbstractContextManager[RequestMeter]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._meter is not None, "__exit__ without __enter__"
+        assert self._entered, "__exit__ without __enter__"
         self._tracker._release(self._meter, exc)
 
 
@@ -339,17 +478,24 @@ def _connection_row(record: ConnectionRecord, now: float, offset: float) -> dict
     last_activity_at = record.last_activity + offset
     duration = now - started_at
     idle = now - last_activity_at
+    latest = record.latest
+    first_byte = latest.first_byte
     return {
         "session_id": record.session_id,
         "connection_type": record.connection_type,
         "started_at": started_at,
         "duration_seconds": duration if duration > 0.0 else 0.0,
-        "model": record.model,
+        "model": latest.model,
         "bytes_rx": record.bytes_rx,
         "bytes_tx": record.bytes_tx,
         "requests": len(record.meters),
         "last_activity_at": last_activity_at,
         "idle_seconds": idle if idle > 0.0 else 0.0,
+        "endpoint": latest.endpoint,
+        "time_to_first_byte_seconds": None if first_byte is None else first_byte - latest.started,
+        "upstream_status": latest.status,
+        "translated": latest.translated,
+        "backend_api": latest.backend_api,
     }
 
 
