@@ -32,7 +32,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.proxyutil import mock_spec, start_proxy
+from tests.proxyutil import mock_spec, running_proxy
 from trioproxy.app import TrioProxyApp, create_app
 from trioproxy.sessions import valid_session_id
 from trioproxy.settings import Settings
@@ -488,8 +488,10 @@ async def test_well_formed_requests_are_relayed_with_their_model_and_session() -
 async def post_raw(
     nursery: trio.Nursery, path: str, content: bytes, headers: dict[str, bytes] | None = None
 ) -> httpx.Response:
-    proxy = await start_proxy(nursery, backends=(mock_spec(),))
-    async with httpx.AsyncClient() as client:
+    async with (
+        running_proxy(nursery, backends=(mock_spec(),)) as proxy,
+        httpx.AsyncClient() as client,
+    ):
         return await client.post(
             proxy.url + path,
             content=content,
@@ -548,8 +550,8 @@ async def test_a_session_header_that_cannot_be_echoed_unchanged_is_replaced(
 async def test_paths_with_empty_segments_get_a_json_answer(
     nursery: trio.Nursery, path: str
 ) -> None:
-    proxy = await start_proxy(nursery, backends=(mock_spec(),))
-    async with httpx.AsyncClient() as client:
-        response = await client.get(proxy.url + path)
-    assert response.status_code in (200, 404), response.status_code
-    assert response.headers["content-type"] == "application/json"
+    async with running_proxy(nursery, backends=(mock_spec(),)) as proxy:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(proxy.url + path)
+        assert response.status_code in (200, 404), response.status_code
+        assert response.headers["content-type"] == "application/json"
