@@ -26,6 +26,7 @@ from tests.proxyutil import (
     openai_spec,
     running_proxy,
 )
+from tests.streams import raw_chunks
 from trioproxy.activity import get_activity_tracker
 
 CHAT = "/v1/chat/completions"
@@ -67,9 +68,8 @@ async def test_live_streams_are_listed_with_their_fields_and_vanish_when_done(
                 client.stream(
                     "POST", proxy.url + path, json=body, headers={"x-session-id": session}
                 ) as response,
+                raw_chunks(response) as chunks,
             ):
-                # Keep the iterator referenced: a collected one would close the response.
-                chunks = response.aiter_raw()
                 await anext(chunks)
                 first_events.release()
                 await trio.sleep_forever()
@@ -211,8 +211,8 @@ async def test_hang_up_removes_the_connection_at_once_and_counts_cancelled(
             client.stream(
                 "POST", proxy.url + CHAT, json={"model": "gpt-fake", "stream": True, "messages": []}
             ) as response,
+            raw_chunks(response) as chunks,
         ):
-            chunks = response.aiter_raw()
             await anext(chunks)
             assert (await proxy.diagnostics())["global_activity"]["total_active_connections"] == 1
         await fake.wait_closed(0)

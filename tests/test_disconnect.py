@@ -16,6 +16,7 @@ import trio
 
 from tests.fake_upstream import FakeUpstream, Scenario
 from tests.proxyutil import RunningProxy, openai_spec, running_proxy
+from tests.streams import raw_chunks
 
 CLOSE_WITHIN = 1.0  # seconds: the promise the proxy makes (DESIGN.md, "Client disconnect")
 
@@ -52,9 +53,10 @@ async def test_hang_up_mid_stream_closes_upstream(
         async with (
             httpx.AsyncClient() as client,
             client.stream("POST", proxy.openai_url + "/chat/completions", json=body) as response,
+            raw_chunks(response) as chunks,
         ):
             seen = 0
-            async for chunk in response.aiter_raw():
+            async for chunk in chunks:
                 seen += len(chunk)
                 if seen > 300:
                     break

@@ -28,6 +28,7 @@ import trio
 import trio.testing
 import trustme
 
+from tests.streams import aclosing_iter
 from trioproxy.backends.h11conn import H11Connection
 from trioproxy.backends.h11pool import H11Pool
 from trioproxy.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnreachable
@@ -541,9 +542,9 @@ async def test_block_left_before_the_end_closes_the_connection(
 
     async with H11Pool(upstream.url()) as pool:
         with pytest.raises(Boom) if how == "raise" else contextlib.nullcontext():
-            async with pool.stream("POST", "/") as resp:
+            async with pool.stream("POST", "/") as resp, aclosing_iter(resp.aiter_raw()) as body:
                 if how != "unread":
-                    async for _ in resp.aiter_raw():
+                    async for _ in body:
                         if how == "raise":
                             raise Boom
                         break

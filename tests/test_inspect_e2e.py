@@ -16,6 +16,7 @@ import trio
 
 from tests.fake_upstream import FakeUpstream, Scenario
 from tests.proxyutil import RunningProxy, openai_spec, running_proxy
+from tests.streams import raw_chunks
 from tests.tmuxpane import SCRIPT, Pane, header_values, pane_runner
 
 run_in_pane = pytest.fixture(pane_runner)
@@ -33,8 +34,8 @@ async def hold_stream(proxy: RunningProxy, session: str, started: trio.Event) ->
             json=body,
             headers={"x-session-id": session},
         ) as response,
+        raw_chunks(response) as chunks,
     ):
-        chunks = response.aiter_raw()
         await anext(chunks)
         started.set()
         async for _ in chunks:

@@ -19,6 +19,7 @@ import trio.testing
 
 from tests.fake_upstream import FakeUpstream, Scenario, _anthropic_events, _openai_events
 from tests.proxyutil import anthropic_spec, instance, openai_spec, running_proxy
+from tests.streams import raw_chunks
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
@@ -91,13 +92,12 @@ async def test_hundreds_of_concurrent_streams_arrive_whole_and_the_books_balance
             ) as response:
                 stream.status = response.status_code
                 stream.headers = response.headers
-                # Keep the iterator referenced: a collected one would close the response.
-                chunks = response.aiter_raw()
-                stream.received += await anext(chunks)
-                first_events.release()
-                await release.wait()
-                async for chunk in chunks:
-                    stream.received += chunk
+                async with raw_chunks(response) as chunks:
+                    stream.received += await anext(chunks)
+                    first_events.release()
+                    await release.wait()
+                    async for chunk in chunks:
+                        stream.received += chunk
 
         limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
         async with httpx.AsyncClient(limits=limits, timeout=60) as client:

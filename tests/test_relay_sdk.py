@@ -11,6 +11,7 @@ import trio
 
 from tests.fake_upstream import DEFAULT_TEXT, FakeUpstream, Scenario
 from tests.proxyutil import BACKEND_KEY, CLIENT_KEY, anthropic_spec, openai_spec, running_proxy
+from tests.streams import raw_chunks
 
 
 async def test_openai_sdk_non_streaming(nursery: trio.Nursery, fake: FakeUpstream) -> None:
@@ -100,10 +101,10 @@ async def test_stream_is_relayed_chunk_by_chunk_as_it_arrives(
                 ) as response,
             ):
                 assert response.headers["content-type"].startswith("text/event-stream")
-                chunks = response.aiter_raw()  # referenced: a collected one closes the response
-                first = await anext(chunks)
-                assert first.startswith(b"data: ") and b'"role":"assistant"' in first
-                assert fake.in_flight == 1
+                async with raw_chunks(response) as chunks:
+                    first = await anext(chunks)
+                    assert first.startswith(b"data: ") and b'"role":"assistant"' in first
+                    assert fake.in_flight == 1
         await fake.wait_closed(0)
 
 

@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from tests.proxyprocess import trioproxy_process
+from tests.streams import raw_chunks
 
 CONFIG = """
 backends:
@@ -29,8 +30,8 @@ async def test_signal_lets_running_streams_finish_and_exits_0(
         async with (
             httpx.AsyncClient(timeout=30) as client,
             client.stream("POST", proxy.url + "/v1/chat/completions", json=STREAM) as response,
+            raw_chunks(response) as chunks,
         ):
-            chunks = response.aiter_raw()
             received = await anext(chunks)
             proxy.proc.send_signal(signum)
             async for chunk in chunks:
@@ -52,8 +53,8 @@ async def test_streams_past_the_grace_period_end_with_an_error_event_and_exit_0(
         async with (
             httpx.AsyncClient(timeout=30) as client,
             client.stream("POST", proxy.url + "/v1/chat/completions", json=STREAM) as response,
+            raw_chunks(response) as chunks,
         ):
-            chunks = response.aiter_raw()
             received = await anext(chunks)
             proxy.proc.send_signal(signal.SIGTERM)
             async for chunk in chunks:

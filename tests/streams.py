@@ -1,0 +1,58 @@
+"""Reading streamed bodies in tests without leaving async generators to the garbage collector.
+
+A body read with ``async for`` over an async generator and left before its end (``break``,
+an exception in the loop body, or a first chunk taken with ``anext`` and the block left)
+leaves the generator suspended; Trio warns of every one the garbage collector finds
+(``ResourceWarning``, an error in this suite). Two helpers close them:
+
+* ``raw_chunks(response)`` for an httpx response. httpx and httpcore deliver a body
+  through a chain of nested async generators, and closing the outer one leaves the inner
+  ones suspended (httpx issue 3686): only an exception raised inside the innermost read
+  unwinds them all. So leaving the block hangs up the way a client's cancelled task does:
+  it reads on under a cancelled scope, and the cancellation lands in that read.
+* ``aclosing_iter(chunks)``: ``contextlib.aclosing`` for a lone async generator typed as
+  an ``AsyncIterator``, such as ``H11Pool``'s ``aiter_raw()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager, suppress
+from typing import TypeVar
+
+import httpx
+import trio
+
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def raw_chunks(response: httpx.Response) -> AsyncIterator[AsyncIterator[bytes]]:
+    """``response.aiter_raw()`` for the block, which may leave it at any point mid-body.
+
+    Use inside the ``client.stream(...)`` block: ``async with raw_chunks(response) as
+    chunks: first = await anext(chunks)``. Leaving before the end closes the connection
+    (httpcore closes it when a read is cancelled); after the end it changes nothing.
+    """
+    chunks = response.aiter_raw()
+    try:
+        yield chunks
+    finally:
+        with trio.CancelScope() as hang_up:
+            hang_up.cancel()
+            # Chunks already buffered come out without a read; the first read raises
+            # Cancelled inside the innermost generator, and it unwinds the chain.
+            with suppress(StopAsyncIteration):
+                while True:
+                    await anext(chunks)
+
+
+def aclosing_iter(chunks: AsyncIterator[T]) -> aclosing[AsyncGenerator[T, None]]:
+    """``contextlib.aclosing`` for an async generator typed as an ``AsyncIterator``.
+
+    Raises:
+        TypeError: ``chunks`` is not an async generator (nothing to close).
+    """
+    if not isinstance(chunks, AsyncGenerator):
+        raise TypeError(f"not an async generator: {chunks!r}")
+    return aclosing(chunks)
