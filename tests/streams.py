@@ -3,7 +3,7 @@
 A body read with ``async for`` over an async generator and left before its end (``break``,
 an exception in the loop body, or a first chunk taken with ``anext`` and the block left)
 leaves the generator suspended; Trio warns of every one the garbage collector finds
-(``ResourceWarning``, an error in this suite). Two helpers close them:
+(``ResourceWarning``, an error in this suite). The helpers leave none:
 
 * ``raw_chunks(response)`` for an httpx response. httpx and httpcore deliver a body
   through a chain of nested async generators, and closing the outer one leaves the inner
@@ -12,6 +12,8 @@ leaves the generator suspended; Trio warns of every one the garbage collector fi
   it reads on under a cancelled scope, and the cancellation lands in that read.
 * ``aclosing_iter(chunks)``: ``contextlib.aclosing`` for a lone async generator typed as
   an ``AsyncIterator``, such as ``H11Pool``'s ``aiter_raw()``.
+* ``ChunkedUpload``: a streamed request body that is an iterator, not a generator, for a
+  server that answers before the upload ends.
 """
 
 from __future__ import annotations
@@ -56,3 +58,28 @@ def aclosing_iter(chunks: AsyncIterator[T]) -> aclosing[AsyncGenerator[T, None]]
     if not isinstance(chunks, AsyncGenerator):
         raise TypeError(f"not an async generator: {chunks!r}")
     return aclosing(chunks)
+
+
+class ChunkedUpload(httpx.AsyncByteStream):
+    """A request body of ``count`` chunks of ``chunk``: a built request's ``stream``.
+
+    A plain iterator rather than an async generator: a server that answers before the
+    body is all sent (a 413) makes httpcore stop iterating, and an async generator would
+    be left suspended for the garbage collector (so would the one httpx wraps around
+    ``content=`` given as an async iterable). Build the request with a
+    ``transfer-encoding: chunked`` header, then set its ``stream``.
+    """
+
+    def __init__(self, count: int, chunk: bytes) -> None:
+        self.count = count
+        self.chunk = chunk
+        self.sent = 0
+
+    def __aiter__(self) -> ChunkedUpload:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.sent == self.count:
+            raise StopAsyncIteration
+        self.sent += 1
+        return self.chunk

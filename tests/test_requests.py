@@ -11,6 +11,7 @@ import trio
 
 from tests.fake_upstream import FakeUpstream, Scenario
 from tests.proxyutil import RunningProxy, anthropic_spec, mock_spec, openai_spec, running_proxy
+from tests.streams import ChunkedUpload
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
@@ -137,15 +138,14 @@ async def test_body_over_the_limit_is_413_without_reading_it_all(nursery: trio.N
         declared = await post(proxy, CHAT, content=b"x" * 5000)
         assert_openai_error(declared, 413)
 
-        async def chunks() -> Any:
-            for _ in range(100):
-                yield b"y" * 100
-
+        upload = ChunkedUpload(100, b"y" * 100)
+        headers = {"content-type": "application/json", "transfer-encoding": "chunked"}
         async with httpx.AsyncClient() as client:
-            streamed = await client.post(
-                proxy.url + MESSAGES, content=chunks(), headers={"content-type": "application/json"}
-            )
+            request = client.build_request("POST", proxy.url + MESSAGES, headers=headers)
+            request.stream = upload
+            streamed = await client.send(request)
         assert_anthropic_error(streamed, 413)
+        assert upload.sent < upload.count  # answered before the body was all sent
 
 
 async def test_get_on_a_proxy_route_is_405(nursery: trio.Nursery) -> None:
