@@ -38,7 +38,8 @@ whatever a client has observed is already counted: ``bytes_sent`` and
 ``body_bytes_for(i)`` count response payload bytes (after chunked framing is removed,
 before content decoding), ``in_flight`` drops before a response's last byte is written.
 Waiting is event based (``wait_in_flight``, ``wait_closed``, ``wait_requests``), and all
-delays use ``trio.sleep``, so ``trio.testing.MockClock`` drives them.
+delays use ``trio.sleep``, so ``trio.testing.MockClock`` drives them. Answers are
+deterministic: ``stream_body(i, scenario)`` is the whole stream answer to request ``i``.
 """
 
 from __future__ import annotations
@@ -370,14 +371,9 @@ class FakeUpstream:
         else:
             extra = {"request-id": f"req_{request_id}", **extra}
         model = payload["model"]
-        prompt_tokens = max(1, len(request.body) // 4)
+        prompt_tokens = _prompt_tokens(request)
         if payload.get("stream") is True:
-            if api is _Api.OPENAI:
-                options = payload.get("stream_options")
-                usage = isinstance(options, dict) and options.get("include_usage") is True
-                events = _openai_events(request_id, model, scenario, prompt_tokens, usage)
-            else:
-                events = _anthropic_events(request_id, model, scenario, prompt_tokens)
+            events = _stream_events(api, request, writer.index, scenario)
             return await _send_stream(writer, extra, events, scenario, compress)
 
         if api is _Api.OPENAI:
@@ -387,6 +383,16 @@ class FakeUpstream:
         if scenario.delay:
             await trio.sleep(scenario.delay * scenario.chunks)
         return await self._send_json(writer, 200, extra, body, scenario, compress)
+
+    def stream_body(self, index: int, scenario: Scenario) -> bytes:
+        """The whole SSE body a stream answer to request ``index`` with ``scenario`` has.
+
+        Answers are deterministic, so this is exactly what the fake sent (or, for a cut or
+        stalled stream, what it would have sent) for a streamed chat/messages request.
+        """
+        request = self.requests[index]
+        api = _Api.ANTHROPIC if request.path == "/v1/messages" else _Api.OPENAI
+        return b"".join(event for _, event in _stream_events(api, request, index, scenario))
 
     def _models_body(self, api: _Api) -> dict[str, Any]:
         if api is _Api.OPENAI:
@@ -517,6 +523,23 @@ async def _send_stream(
         return False  # every event went out, but never the terminating chunk
     await writer.end(compressor.flush() if compressor is not None else b"")
     return True
+
+
+def _prompt_tokens(request: RecordedRequest) -> int:
+    return max(1, len(request.body) // 4)
+
+
+def _stream_events(
+    api: _Api, request: RecordedRequest, index: int, scenario: Scenario
+) -> list[tuple[bool, bytes]]:
+    """The SSE events (``(is_content, bytes)``) of the stream answer to request ``index``."""
+    payload = request.json
+    request_id, model, prompt_tokens = f"fake-{index}", payload["model"], _prompt_tokens(request)
+    if api is _Api.OPENAI:
+        options = payload.get("stream_options")
+        usage = isinstance(options, dict) and options.get("include_usage") is True
+        return _openai_events(request_id, model, scenario, prompt_tokens, usage)
+    return _anthropic_events(request_id, model, scenario, prompt_tokens)
 
 
 def _openai_events(

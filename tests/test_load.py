@@ -17,7 +17,7 @@ import httpx
 import trio
 import trio.testing
 
-from tests.fake_upstream import FakeUpstream, Scenario, _anthropic_events, _openai_events
+from tests.fake_upstream import FakeUpstream, Scenario
 from tests.proxyutil import anthropic_spec, instance, openai_spec, running_proxy
 from tests.streams import raw_chunks
 
@@ -52,17 +52,6 @@ class Stream:
         """Which of the fake's recorded requests this stream is, from its request id."""
         name = "x-request-id" if self.path == CHAT else "request-id"
         return int(self.headers[name].removeprefix("req_fake-"))
-
-
-def expected_bytes(fake: FakeUpstream, stream: Stream, index: int) -> bytes:
-    """Exactly the body the fake sent for its request ``index`` (it is deterministic)."""
-    request = fake.requests[index]
-    prompt_tokens = max(1, len(request.body) // 4)
-    if stream.path == CHAT:
-        events = _openai_events(f"fake-{index}", stream.model, SCENARIO, prompt_tokens, False)
-    else:
-        events = _anthropic_events(f"fake-{index}", stream.model, SCENARIO, prompt_tokens)
-    return b"".join(event for _, event in events)
 
 
 async def test_hundreds_of_concurrent_streams_arrive_whole_and_the_books_balance(
@@ -147,7 +136,7 @@ async def test_hundreds_of_concurrent_streams_arrive_whole_and_the_books_balance
                 assert fake.requests[index].json["model"] == stream.model
                 assert fake.requests[index].json["messages"] == stream.body["messages"]
                 assert "x-session-id" not in fake.requests[index].headers
-                expected = expected_bytes(fake, stream, index)
+                expected = fake.stream_body(index, SCENARIO)
                 assert len(expected) == fake.body_bytes_for(index)
                 assert bytes(stream.received) == expected, stream.number
                 final = b"data: [DONE]\n\n" if stream.path == CHAT else b"event: message_stop\n"
