@@ -7,6 +7,7 @@ The proxy runs with tracking on against the fake upstream; assertions read the r
 from __future__ import annotations
 
 import json
+import time
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -31,6 +32,7 @@ from trioproxy.activity import get_activity_tracker
 
 CHAT = "/v1/chat/completions"
 MESSAGES = "/v1/messages"
+CLOCK_SLACK = 0.05  # seconds
 
 
 def tracked_proxy(
@@ -54,6 +56,7 @@ async def test_live_streams_are_listed_with_their_fields_and_vanish_when_done(
     async with tracked_proxy(nursery, fake) as proxy:
         # Each stream sends its first event at once, then holds its content for 1000 s.
         fake.script(*[Scenario(chunks=2, delay=1000)] * 3)
+        before = time.time()
         targets = [
             (CHAT, "gpt-fake", "alpha"),
             (MESSAGES, "claude-fake", "beta"),
@@ -80,6 +83,7 @@ async def test_live_streams_are_listed_with_their_fields_and_vanish_when_done(
             for _ in targets:
                 await first_events.acquire()
             doc = await proxy.diagnostics()
+            after = time.time()
             assert doc["activity_tracking_enabled"] is True
             assert doc["global_activity"]["total_active_connections"] == 3
             openai_1 = instance(doc, "openai.1")["activity"]
@@ -89,8 +93,13 @@ async def test_live_streams_are_listed_with_their_fields_and_vanish_when_done(
             assert conn["model"] == "gpt-fake"
             assert conn["requests"] == 1
             assert conn["bytes_rx"] > 0 and conn["bytes_rx"] == conn["bytes_tx"]
-            assert conn["duration_seconds"] >= 0 and conn["idle_seconds"] >= 0
-            assert conn["started_at"] <= conn["last_activity_at"] <= doc["timestamp"]
+            # Epoch seconds within this test (Trio's clock and the wall clock may drift
+            # apart a little), and both durations measured to the document's timestamp.
+            assert before - CLOCK_SLACK <= conn["started_at"] <= conn["last_activity_at"]
+            assert conn["last_activity_at"] <= doc["timestamp"] <= after + CLOCK_SLACK
+            now = doc["timestamp"]
+            assert conn["duration_seconds"] == pytest.approx(now - conn["started_at"], abs=1e-6)
+            assert conn["idle_seconds"] == pytest.approx(now - conn["last_activity_at"], abs=1e-6)
             assert openai_1["total_bytes_rx"] == conn["bytes_rx"]
             assert (
                 instance(doc, "anthropic.1")["activity"]["connections"][0]["session_id"] == "beta"
