@@ -315,7 +315,7 @@ class FakeUpstream:
             nonlocal peer_gone
             try:
                 while data := await conn.stream.receive_some(RECEIVE_SIZE):
-                    conn.h11.receive_data(data)
+                    conn.h11.receive_data(bytes(data))
             except trio.BrokenResourceError:
                 pass
             peer_gone = True

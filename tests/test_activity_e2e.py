@@ -129,7 +129,7 @@ async def test_bytes_are_exact_for_streams_json_both_apis_and_a_large_body(
             Scenario(body_size=3_000_000),
             Scenario(chunks=3, gzip=True),
         )
-        requests = [
+        requests: list[tuple[str, dict[str, Any], dict[str, str]]] = [
             (CHAT, {"model": "gpt-fake", "stream": True}, {}),
             (CHAT, {"model": "gpt-fake"}, {}),
             (MESSAGES, {"model": "claude-fake", "stream": True, "max_tokens": 5}, {}),

@@ -8,6 +8,7 @@ and after the headers but before the first body byte.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,7 +23,7 @@ CLOSE_WITHIN = 1.0  # seconds: the promise the proxy makes (DESIGN.md, "Client d
 
 
 def raw_request(
-    proxy: RunningProxy, body: dict[str, object], *, declared: int | None = None
+    proxy: RunningProxy, body: Mapping[str, object], *, declared: int | None = None
 ) -> tuple[tuple[str, int], bytes]:
     url = urlsplit(proxy.url)
     payload = json.dumps(body).encode()
@@ -35,7 +36,7 @@ def raw_request(
     return (url.hostname, url.port), head + payload
 
 
-async def hang_up_after(proxy: RunningProxy, body: dict[str, object], wait: object) -> None:
+async def hang_up_after(proxy: RunningProxy, body: Mapping[str, object], wait: object) -> None:
     """Send ``body``, wait for ``wait()`` to return, then close the client socket."""
     (host, port), data = raw_request(proxy, body)
     stream = await trio.open_tcp_stream(host, port)
