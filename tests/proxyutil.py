@@ -24,6 +24,10 @@ from trioproxy.app import TrioProxyApp, create_app
 from trioproxy.server import hypercorn_config
 from trioproxy.settings import BackendSpec, ConnectorType, Secret, Settings
 
+# Seconds (Trio's clock): past hypercorn's own bounds on a shutdown (the graceful timeout,
+# shutdown_grace + 5, then 60 for lifespan shutdown), so a proxy that never stops fails
+# the test instead of hanging the suite.
+STOP_WITHIN = 120
 BACKEND_KEY = "sk-backend-key-0123456789"
 CLIENT_KEY = "sk-client-key-should-never-be-forwarded"
 
@@ -77,7 +81,7 @@ async def running_proxy(nursery: trio.Nursery, **settings: Any) -> AsyncIterator
         raise
     finally:
         stop.set()
-        with trio.CancelScope(shield=True):
+        with trio.CancelScope(shield=True), trio.fail_after(STOP_WITHIN):
             await stopped.wait()
 
 
