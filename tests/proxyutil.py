@@ -66,7 +66,8 @@ async def running_proxy(nursery: trio.Nursery, **settings: Any) -> AsyncIterator
     flight then get hypercorn's graceful timeout, as in production; when the block ends by
     an exception or a cancellation they are ended at once (503, or an SSE error event).
     The block's own exception propagates unchanged; one from the server itself reaches
-    ``nursery``, which cancels the block.
+    ``nursery``, which cancels the block. The nursery is the caller's, passed in: one
+    hidden inside the context manager would wrap the block's exceptions in groups.
     """
     config = replace(Settings(), **{"host": "127.0.0.1", "port": 0, **settings})
     app = create_app(config)
