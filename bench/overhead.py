@@ -106,7 +106,7 @@ async def one(app: TrioProxyApp) -> None:
         elif not message.get("more_body", False):
             to_app.send_nowait({"type": "http.disconnect"})  # as hypercorn does
 
-    await app(scope, from_client.receive, send)  # type: ignore[arg-type]
+    await app(scope, from_client.receive, send)
     if status != 200:
         raise RuntimeError(f"the app answered {status}")
 

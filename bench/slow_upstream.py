@@ -1,12 +1,13 @@
 """The slow fake upstream of the concurrency scenarios: SSE streams paced by the clock.
 
-A small HTTP/1.1 server on Trio and h11. Every POST is answered with an OpenAI-style
-``chat.completion.chunk`` stream of ``bench_chunks`` events, one every ``bench_delay``
-seconds (both top-level fields of the request body; defaults from the command line),
-then ``data: [DONE]``. Chunk ``i`` is due ``i * delay`` after the request arrived; each
-event carries ``"due"`` (that schedule) and ``"sent"`` (when it was written), both
-``time.monotonic()`` seconds — one clock for every process on the machine — so a client
-can tell how late each chunk reaches it, and how much of that the upstream itself added.
+A handler on the test suite's small HTTP/1.1 server (``tests/h11server.py``, Trio and
+h11). Every POST is answered with an OpenAI-style ``chat.completion.chunk`` stream of
+``bench_chunks`` events, one every ``bench_delay`` seconds (both top-level fields of the
+request body; defaults from the command line), then ``data: [DONE]``. Chunk ``i`` is due
+``i * delay`` after the request arrived; each event carries ``"due"`` (that schedule) and
+``"sent"`` (when it was written), both ``time.monotonic()`` seconds — one clock for every
+process on the machine — so a client can tell how late each chunk reaches it, and how
+much of that the upstream itself added.
 
 Run: ``python bench/slow_upstream.py --port N [--chunks C] [--delay S]``.
 """
@@ -15,39 +16,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from functools import partial
+from pathlib import Path
 
 import h11
 import trio
 from bodies import SLOW_MODEL, SSE_DONE, sse_event
 
-RECEIVE_SIZE = 65536
+# Run as a script, this directory is on sys.path but the repository root, which holds the
+# server core, is not.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.h11server import H11Server, ServerConn
+
 MAX_BODY = 1 << 20
-
-
-async def _read_request(
-    stream: trio.SocketStream, conn: h11.Connection
-) -> tuple[h11.Request, bytes] | None:
-    """The next request and its body, or None when the client closed the connection."""
-    request: h11.Request | None = None
-    body = bytearray()
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(RECEIVE_SIZE)
-            conn.receive_data(data)
-            continue
-        if isinstance(event, h11.Request):
-            request = event
-        elif isinstance(event, h11.Data):
-            body += event.data
-            if len(body) > MAX_BODY:
-                return None
-        elif isinstance(event, h11.EndOfMessage) and request is not None:
-            return request, bytes(body)
-        elif isinstance(event, h11.ConnectionClosed | h11.PAUSED):
-            return None
+HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
 def _plan(body: bytes, chunks: int, delay: float) -> tuple[int, float]:
@@ -60,37 +44,21 @@ def _plan(body: bytes, chunks: int, delay: float) -> tuple[int, float]:
     return int(payload.get("bench_chunks", chunks)), float(payload.get("bench_delay", delay))
 
 
-async def handle(stream: trio.SocketStream, *, chunks: int, delay: float) -> None:
-    """Serve requests on one connection (keep-alive) until the client goes away."""
-    conn = h11.Connection(h11.SERVER)
-    try:
-        while True:
-            got = await _read_request(stream, conn)
-            if got is None:
-                return
-            _, body = got
-            count, pause = _plan(body, chunks, delay)
-            start = time.monotonic()
-            head = h11.Response(
-                status_code=200,
-                headers=[("content-type", "text/event-stream"), ("cache-control", "no-cache")],
-            )
-            await stream.send_all(conn.send(head) or b"")
-            for i in range(count):
-                due = start + i * pause
-                await trio.sleep(max(0.0, due - time.monotonic()))
-                sent = time.monotonic()
-                event = sse_event(i, SLOW_MODEL, f',"due":{due:.6f},"sent":{sent:.6f}')
-                await stream.send_all(conn.send(h11.Data(data=event)) or b"")
-            await stream.send_all(conn.send(h11.Data(data=SSE_DONE)) or b"")
-            await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
-            if conn.our_state is h11.MUST_CLOSE:
-                return
-            conn.start_next_cycle()
-    except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError):
-        return
-    finally:
-        await trio.aclose_forcefully(stream)
+async def answer(
+    conn: ServerConn, request: h11.Request, body: bytes, *, chunks: int, delay: float
+) -> None:
+    """Stream one answer, each event at its due time (the connection then stays open)."""
+    count, pause = _plan(body, chunks, delay)
+    start = time.monotonic()
+    await conn.send_head(200, HEADERS)
+    for i in range(count):
+        due = start + i * pause
+        await trio.sleep(max(0.0, due - time.monotonic()))
+        sent = time.monotonic()
+        event = sse_event(i, SLOW_MODEL, f',"due":{due:.6f},"sent":{sent:.6f}')
+        await conn.send(h11.Data(data=event))
+    await conn.send(h11.Data(data=SSE_DONE))
+    await conn.send(h11.EndOfMessage())
 
 
 async def serve(
@@ -101,9 +69,9 @@ async def serve(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on ``127.0.0.1:port`` (0: any free port); ``started()`` gets the port."""
-    listeners = await trio.open_tcp_listeners(port, host="127.0.0.1", backlog=4096)
-    task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(partial(handle, chunks=chunks, delay=delay), listeners)
+    # Thousands of streams connect at once: the accept queue must hold them.
+    server = H11Server(partial(answer, chunks=chunks, delay=delay), backlog=4096, max_body=MAX_BODY)
+    await server.serve(port, task_status=task_status)
 
 
 def main() -> None:

@@ -1,23 +1,16 @@
 """Shared fixtures. Test rules for the whole suite: servers bind 127.0.0.1 on port 0 and
-start with ``nursery.start``; time-dependent behaviour runs under
-``trio.testing.MockClock(autojump_threshold=0)``; no sleeps as synchronisation."""
+start with ``nursery.start`` (the proxy with ``tests.proxyutil.running_proxy``, which stops
+it through its production shutdown path); time-dependent behaviour runs under
+``trio.testing.MockClock(autojump_threshold=0)``; no sleeps as synchronisation; a warning
+is an error (``filterwarnings`` in pyproject.toml), so nothing is left to the garbage
+collector (``tests/streams.py``)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import pytest
 import trio
 
 from tests.fake_upstream import FakeUpstream
-from trioproxy.activity import set_activity_tracker
-
-
-@pytest.fixture(autouse=True)
-def no_leftover_tracker() -> Iterator[None]:
-    """Forget the process-wide tracker of a proxy a test stopped by cancellation."""
-    yield
-    set_activity_tracker(None)
 
 
 @pytest.fixture

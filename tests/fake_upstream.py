@@ -1,10 +1,10 @@
 """A fake upstream LLM server for the test suite: real sockets, scripted misbehaviour.
 
-``FakeUpstream`` is a small HTTP/1.1 server written on raw Trio sockets with h11, the
-sans-IO protocol library, so it can break HTTP on purpose at the byte level: cut a chunked
-body before its terminating chunk, stall after the headers, close without answering. It
-listens on 127.0.0.1 on a port the OS assigns, serves several requests on one connection
-in sequence (keep-alive), and records everything it sees.
+``FakeUpstream`` is a handler on the suite's small HTTP/1.1 server (``tests/h11server.py``,
+raw Trio sockets and h11, the sans-IO protocol library), so it can break HTTP on purpose at
+the byte level: cut a chunked body before its terminating chunk, stall after the headers,
+close without answering. It listens on 127.0.0.1 on a port the OS assigns, serves several
+requests on one connection in sequence (keep-alive), and records everything it sees.
 
 It speaks what a backend of the proxy speaks:
 
@@ -38,7 +38,8 @@ whatever a client has observed is already counted: ``bytes_sent`` and
 ``body_bytes_for(i)`` count response payload bytes (after chunked framing is removed,
 before content decoding), ``in_flight`` drops before a response's last byte is written.
 Waiting is event based (``wait_in_flight``, ``wait_closed``, ``wait_requests``), and all
-delays use ``trio.sleep``, so ``trio.testing.MockClock`` drives them.
+delays use ``trio.sleep``, so ``trio.testing.MockClock`` drives them. Answers are
+deterministic: ``stream_body(i, scenario)`` is the whole stream answer to request ``i``.
 """
 
 from __future__ import annotations
@@ -57,13 +58,14 @@ from typing import Any
 import h11
 import trio
 
+from tests.h11server import RECEIVE_SIZE, H11Server, ServerConn
+
 __all__ = ["DEFAULT_MODELS", "DEFAULT_TEXT", "FakeUpstream", "RecordedRequest", "Scenario"]
 
 DEFAULT_MODELS: tuple[str, ...] = ("gpt-fake", "claude-fake")
 DEFAULT_TEXT = "Hello from the fake upstream! This reply is deterministic, chunk by chunk."
 
 _CREATED = 1_700_000_000
-_RECEIVE_SIZE = 65536
 
 
 @dataclass(frozen=True)
@@ -154,12 +156,6 @@ class _Api(enum.Enum):
     ANTHROPIC = "anthropic"
 
 
-@dataclass(eq=False)
-class _ConnectionRecord:
-    number: int
-    closed: trio.Event = field(default_factory=trio.Event)
-
-
 class FakeUpstream:
     """A scripted OpenAI/Anthropic upstream on a real loopback socket; see the module doc.
 
@@ -177,9 +173,8 @@ class FakeUpstream:
         self._base_url: str | None = None
         self._queue: deque[Scenario] = deque()
         self._body_bytes: list[int] = []
-        self._request_connections: list[_ConnectionRecord] = []
-        self._active_connections = 0
-        self._connections_opened = 0
+        self._request_connections: list[ServerConn] = []
+        self._server = H11Server(self._handle_request)
         self._in_flight = 0
         self._changed = trio.Event()
 
@@ -195,11 +190,10 @@ class FakeUpstream:
         (resets, broken pipes, malformed HTTP) close that connection only; any other
         exception is a bug in the fake and propagates to the test's nursery.
         """
-        listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
-        port = listeners[0].socket.getsockname()[1]
-        self._base_url = f"http://127.0.0.1:{port}"
-        task_status.started(self._base_url)
-        await trio.serve_listeners(self._handle_connection, listeners)
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(self._server.serve, port)
+            self._base_url = f"http://127.0.0.1:{port}"
+            task_status.started(self._base_url)
 
     @property
     def base_url(self) -> str:
@@ -231,12 +225,12 @@ class FakeUpstream:
     @property
     def active_connections(self) -> int:
         """TCP connections open now."""
-        return self._active_connections
+        return self._server.open_now
 
     @property
     def connections_opened(self) -> int:
         """TCP connections accepted since start."""
-        return self._connections_opened
+        return self._server.connections_opened
 
     @property
     def in_flight(self) -> int:
@@ -274,36 +268,12 @@ class FakeUpstream:
         self._in_flight -= 1
         self._notify()
 
-    async def _handle_connection(self, stream: trio.SocketStream) -> None:
-        record = _ConnectionRecord(self._connections_opened)
-        self._connections_opened += 1
-        self._active_connections += 1
-        self._notify()
-        async with stream:
-            try:
-                await self._serve_connection(stream, record)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
-                pass  # the peer reset, hung up mid-request or spoke broken HTTP: just close
-            finally:
-                # Before the close itself, which follows at once with no checkpoint between.
-                self._active_connections -= 1
-                record.closed.set()
-                self._notify()
+    async def _handle_request(self, conn: ServerConn, request: h11.Request, body: bytes) -> None:
+        index = self._record(request, body, conn)
+        if not await self._exchange(conn, index):
+            conn.closing = True
 
-    async def _serve_connection(self, stream: trio.SocketStream, record: _ConnectionRecord) -> None:
-        conn = h11.Connection(h11.SERVER)
-        while True:
-            received = await _read_request(stream, conn)
-            if received is None:
-                return
-            request, body = received
-            index = self._record(request, body, record)
-            keep_alive = await self._exchange(stream, conn, index)
-            if not keep_alive or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                return
-            conn.start_next_cycle()
-
-    def _record(self, request: h11.Request, body: bytes, record: _ConnectionRecord) -> int:
+    def _record(self, request: h11.Request, body: bytes, conn: ServerConn) -> int:
         headers: dict[str, str] = {}
         for raw_name, raw_value in request.headers:
             name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
@@ -321,21 +291,21 @@ class FakeUpstream:
                 headers=headers,
                 body=body,
                 json=parsed,
-                connection=record.number,
+                connection=conn.number,
             )
         )
         self._body_bytes.append(0)
-        self._request_connections.append(record)
+        self._request_connections.append(conn)
         self._in_flight += 1
         self._notify()
         return len(self.requests) - 1
 
-    async def _exchange(self, stream: trio.SocketStream, conn: h11.Connection, index: int) -> bool:
+    async def _exchange(self, conn: ServerConn, index: int) -> bool:
         """Answer request ``index`` while watching for the peer to hang up.
 
         Returns whether the connection may serve another request.
         """
-        writer = _ResponseWriter(self, stream, conn, index)
+        writer = _ResponseWriter(self, conn, index)
         peer_gone = False
         keep_alive = False
 
@@ -344,8 +314,8 @@ class FakeUpstream:
             # half-close); anything it sends early (pipelining) is kept for the next cycle.
             nonlocal peer_gone
             try:
-                while data := await stream.receive_some(_RECEIVE_SIZE):
-                    conn.receive_data(data)
+                while data := await conn.stream.receive_some(RECEIVE_SIZE):
+                    conn.h11.receive_data(bytes(data))
             except trio.BrokenResourceError:
                 pass
             peer_gone = True
@@ -401,14 +371,9 @@ class FakeUpstream:
         else:
             extra = {"request-id": f"req_{request_id}", **extra}
         model = payload["model"]
-        prompt_tokens = max(1, len(request.body) // 4)
+        prompt_tokens = _prompt_tokens(request)
         if payload.get("stream") is True:
-            if api is _Api.OPENAI:
-                options = payload.get("stream_options")
-                usage = isinstance(options, dict) and options.get("include_usage") is True
-                events = _openai_events(request_id, model, scenario, prompt_tokens, usage)
-            else:
-                events = _anthropic_events(request_id, model, scenario, prompt_tokens)
+            events = _stream_events(api, request, writer.index, scenario)
             return await _send_stream(writer, extra, events, scenario, compress)
 
         if api is _Api.OPENAI:
@@ -418,6 +383,16 @@ class FakeUpstream:
         if scenario.delay:
             await trio.sleep(scenario.delay * scenario.chunks)
         return await self._send_json(writer, 200, extra, body, scenario, compress)
+
+    def stream_body(self, index: int, scenario: Scenario) -> bytes:
+        """The whole SSE body a stream answer to request ``index`` with ``scenario`` has.
+
+        Answers are deterministic, so this is exactly what the fake sent (or, for a cut or
+        stalled stream, what it would have sent) for a streamed chat/messages request.
+        """
+        request = self.requests[index]
+        api = _Api.ANTHROPIC if request.path == "/v1/messages" else _Api.OPENAI
+        return b"".join(event for _, event in _stream_events(api, request, index, scenario))
 
     def _models_body(self, api: _Api) -> dict[str, Any]:
         if api is _Api.OPENAI:
@@ -483,12 +458,9 @@ class FakeUpstream:
 class _ResponseWriter:
     """Frames one response with h11 and keeps the fake's counters ahead of the socket."""
 
-    def __init__(
-        self, fake: FakeUpstream, stream: trio.SocketStream, conn: h11.Connection, index: int
-    ) -> None:
+    def __init__(self, fake: FakeUpstream, conn: ServerConn, index: int) -> None:
         self.index = index
         self._fake = fake
-        self._stream = stream
         self._conn = conn
         self._finished = False
 
@@ -498,55 +470,29 @@ class _ResponseWriter:
         except ValueError:
             reason = b""
         response = h11.Response(status_code=status, headers=list(headers.items()), reason=reason)
-        await self._stream.send_all(self._frame(response))
+        await self._conn.send_raw(self._conn.frame(response))
 
     async def send(self, payload: bytes) -> None:
         if payload:
-            framed = self._frame(h11.Data(data=payload))
+            framed = self._conn.frame(h11.Data(data=payload))
             self._fake._count(self.index, len(payload))
-            await self._stream.send_all(framed)
+            await self._conn.send_raw(framed)
 
     async def end(self, payload: bytes = b"") -> None:
         """Send the last payload and the end of the message in one write."""
         framed = b""
         if payload:
-            framed = self._frame(h11.Data(data=payload))
+            framed = self._conn.frame(h11.Data(data=payload))
             self._fake._count(self.index, len(payload))
-        framed += self._frame(h11.EndOfMessage())
+        framed += self._conn.frame(h11.EndOfMessage())
         self.finish()
-        await self._stream.send_all(framed)
+        await self._conn.send_raw(framed)
 
     def finish(self) -> None:
         """Mark the response finished (idempotent): it no longer counts as in flight."""
         if not self._finished:
             self._finished = True
             self._fake._finish()
-
-    def _frame(self, event: h11.Event) -> bytes:
-        data = self._conn.send(event)
-        assert data is not None  # only ConnectionClosed yields None, and we never send it
-        return data
-
-
-async def _read_request(
-    stream: trio.SocketStream, conn: h11.Connection
-) -> tuple[h11.Request, bytes] | None:
-    """Read one whole request; None when the peer closed the connection between requests."""
-    request: h11.Request | None = None
-    body = bytearray()
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(_RECEIVE_SIZE))
-        elif isinstance(event, h11.Request):
-            request = event
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            assert request is not None
-            return request, bytes(body)
-        elif isinstance(event, h11.ConnectionClosed):
-            return None
 
 
 async def _send_stream(
@@ -577,6 +523,23 @@ async def _send_stream(
         return False  # every event went out, but never the terminating chunk
     await writer.end(compressor.flush() if compressor is not None else b"")
     return True
+
+
+def _prompt_tokens(request: RecordedRequest) -> int:
+    return max(1, len(request.body) // 4)
+
+
+def _stream_events(
+    api: _Api, request: RecordedRequest, index: int, scenario: Scenario
+) -> list[tuple[bool, bytes]]:
+    """The SSE events (``(is_content, bytes)``) of the stream answer to request ``index``."""
+    payload = request.json
+    request_id, model, prompt_tokens = f"fake-{index}", payload["model"], _prompt_tokens(request)
+    if api is _Api.OPENAI:
+        options = payload.get("stream_options")
+        usage = isinstance(options, dict) and options.get("include_usage") is True
+        return _openai_events(request_id, model, scenario, prompt_tokens, usage)
+    return _anthropic_events(request_id, model, scenario, prompt_tokens)
 
 
 def _openai_events(

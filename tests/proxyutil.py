@@ -1,12 +1,18 @@
-"""Starting the real proxy app in a test's nursery, and backend specs for the fakes.
+"""Serving the real proxy app in a test, stopped the way production stops it; backend specs.
 
-The app is served by hypercorn's Trio worker on 127.0.0.1 with an OS-assigned port;
-``await start_proxy(nursery, ...)`` returns once it is listening. The test's nursery
-ending (pytest-trio cancels it) stops it.
+``async with running_proxy(nursery, backends=...) as proxy:`` serves the app with
+hypercorn's Trio worker on 127.0.0.1, port 0, in the test's nursery, and the block starts
+once it is listening. When the block ends, however it ends, the proxy is stopped through
+hypercorn's ``shutdown_trigger`` and the block's exit waits for hypercorn to return: the
+listeners close, idle keep-alive connections close, and lifespan shutdown runs the app's
+``after_serving`` (every instance's pool closed, the process-wide tracker cleared). So no
+socket is left for the garbage collector and no state leaks into the next test.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,6 +24,10 @@ from trioproxy.app import TrioProxyApp, create_app
 from trioproxy.server import hypercorn_config
 from trioproxy.settings import BackendSpec, ConnectorType, Secret, Settings
 
+# Seconds (Trio's clock): past hypercorn's own bounds on a shutdown (the graceful timeout,
+# shutdown_grace + 5, then 60 for lifespan shutdown), so a proxy that never stops fails
+# the test instead of hanging the suite.
+STOP_WITHIN = 120
 BACKEND_KEY = "sk-backend-key-0123456789"
 CLIENT_KEY = "sk-client-key-should-never-be-forwarded"
 
@@ -46,16 +56,56 @@ def instance(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return next(i for i in doc["instances"] if i["name"] == name)
 
 
-async def start_proxy(nursery: trio.Nursery, **settings: Any) -> RunningProxy:
-    """Serve a proxy built from ``Settings(**settings)`` on 127.0.0.1, port 0."""
+@asynccontextmanager
+async def running_proxy(nursery: trio.Nursery, **settings: Any) -> AsyncIterator[RunningProxy]:
+    """Serve a proxy built from ``Settings(**settings)`` in ``nursery`` for the block.
+
+    Host and port default to 127.0.0.1 and 0 (OS-assigned). The block starts once the
+    proxy listens. When it ends, the proxy stops through hypercorn's ``shutdown_trigger``
+    and the exit returns once hypercorn has (see the module docstring). Requests still in
+    flight then get hypercorn's graceful timeout, as in production; when the block ends by
+    an exception or a cancellation they are ended at once (503, or an SSE error event).
+    The block's own exception propagates unchanged; one from the server itself reaches
+    ``nursery``, which cancels the block. The nursery is the caller's, passed in: one
+    hidden inside the context manager would wrap the block's exceptions in groups.
+    """
     config = replace(Settings(), **{"host": "127.0.0.1", "port": 0, **settings})
     app = create_app(config)
-    binds: list[str] = await nursery.start(
-        hypercorn.trio.serve,
-        app,  # type: ignore[arg-type]
-        hypercorn_config(config),
-    )
-    return RunningProxy(binds[0], app)
+    stop, stopped = trio.Event(), trio.Event()
+    binds: list[str] = await nursery.start(_serve, app, config, stop, stopped)
+    try:
+        yield RunningProxy(binds[0], app)
+    except BaseException:
+        # The test is over: nothing it left running may hold the shutdown up.
+        stop.set()
+        app.proxy.cancel_in_flight()
+        raise
+    finally:
+        stop.set()
+        with trio.CancelScope(shield=True), trio.fail_after(STOP_WITHIN):
+            await stopped.wait()
+
+
+async def _serve(
+    app: TrioProxyApp,
+    settings: Settings,
+    stop: trio.Event,
+    stopped: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
+    try:
+        # Shielded: only ``stop`` ends it, so lifespan shutdown runs even when the test's
+        # nursery is being cancelled (hypercorn bounds the shutdown by its own timeouts).
+        with trio.CancelScope(shield=True):
+            await hypercorn.trio.serve(
+                app,  # type: ignore[arg-type]
+                hypercorn_config(settings),
+                shutdown_trigger=stop.wait,
+                task_status=task_status,
+            )
+    finally:
+        stopped.set()
 
 
 def openai_spec(

@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from tests.fake_upstream import FakeUpstream
-from tests.proxyutil import BACKEND_KEY, anthropic_spec, openai_spec, start_proxy
+from tests.proxyutil import BACKEND_KEY, anthropic_spec, openai_spec, running_proxy
 from trioproxy.auth import is_authorized, presented_keys
 from trioproxy.cli import load_settings
 from trioproxy.config_file import ConfigError
@@ -53,40 +53,46 @@ def test_keys_come_from_the_named_variable() -> None:
 async def test_every_proxy_route_needs_a_key_when_keys_are_set(
     nursery: trio.Nursery, fake: FakeUpstream
 ) -> None:
-    proxy = await start_proxy(
+    async with running_proxy(
         nursery,
         backends=(openai_spec(fake.base_url), anthropic_spec(fake.base_url)),
         client_keys=KEYS,
-    )
-    body = {"model": "gpt-fake", "max_tokens": 5, "messages": []}
-    async with httpx.AsyncClient() as client:
-        no_key = await client.post(proxy.url + "/v1/chat/completions", json=body)
-        wrong = await client.post(
-            proxy.url + "/v1/messages", json=body, headers={"x-api-key": "nope"}
+    ) as proxy:
+        body = {"model": "gpt-fake", "max_tokens": 5, "messages": []}
+        async with httpx.AsyncClient() as client:
+            no_key = await client.post(proxy.url + "/v1/chat/completions", json=body)
+            wrong = await client.post(
+                proxy.url + "/v1/messages", json=body, headers={"x-api-key": "nope"}
+            )
+            models = await client.get(proxy.url + "/v1/models")
+            diagnostics = await client.get(proxy.url + "/v1/diagnostics")
+        assert (
+            no_key.status_code == 401 and no_key.json()["error"]["type"] == "authentication_error"
         )
-        models = await client.get(proxy.url + "/v1/models")
-        diagnostics = await client.get(proxy.url + "/v1/diagnostics")
-    assert no_key.status_code == 401 and no_key.json()["error"]["type"] == "authentication_error"
-    assert wrong.status_code == 401 and wrong.json()["type"] == "error"
-    assert wrong.json()["error"]["type"] == "authentication_error"
-    assert models.status_code == 401
-    # Diagnostics stay loopback-only and need no key.
-    assert diagnostics.status_code == 200
-    assert fake.requests == []
+        assert wrong.status_code == 401 and wrong.json()["type"] == "error"
+        assert wrong.json()["error"]["type"] == "authentication_error"
+        assert models.status_code == 401
+        # Diagnostics stay loopback-only and need no key.
+        assert diagnostics.status_code == 200
+        assert fake.requests == []
 
-    # The SDKs send their api_key the way the proxy expects, and it goes no further.
-    async with (
-        openai.AsyncOpenAI(base_url=proxy.openai_url, api_key="proxy-key-2", max_retries=0) as oai,
-        anthropic.AsyncAnthropic(base_url=proxy.url, api_key="proxy-key-1", max_retries=0) as ant,
-    ):
-        await oai.chat.completions.create(model="gpt-fake", messages=[])
-        await ant.messages.create(model="claude-fake", max_tokens=5, messages=[])
-        listed = await oai.models.list()
-    assert {m.id for m in listed.data} == {"gpt-fake", "claude-fake"}
-    for seen in fake.requests:
-        assert "proxy-key" not in str(seen.headers)
-    assert fake.requests[0].headers["authorization"] == f"Bearer {BACKEND_KEY}"
-    assert fake.requests[1].headers["x-api-key"] == BACKEND_KEY
+        # The SDKs send their api_key the way the proxy expects, and it goes no further.
+        async with (
+            openai.AsyncOpenAI(
+                base_url=proxy.openai_url, api_key="proxy-key-2", max_retries=0
+            ) as oai,
+            anthropic.AsyncAnthropic(
+                base_url=proxy.url, api_key="proxy-key-1", max_retries=0
+            ) as ant,
+        ):
+            await oai.chat.completions.create(model="gpt-fake", messages=[])
+            await ant.messages.create(model="claude-fake", max_tokens=5, messages=[])
+            listed = await oai.models.list()
+        assert {m.id for m in listed.data} == {"gpt-fake", "claude-fake"}
+        for seen in fake.requests:
+            assert "proxy-key" not in str(seen.headers)
+        assert fake.requests[0].headers["authorization"] == f"Bearer {BACKEND_KEY}"
+        assert fake.requests[1].headers["x-api-key"] == BACKEND_KEY
 
 
 async def test_non_loopback_bind_without_keys_warns(

@@ -24,14 +24,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
-import hypercorn.trio
 import pytest
 import trio
 
-from tests.proxyutil import mock_spec, start_proxy
+from tests.proxyutil import mock_spec, running_proxy
 from trioproxy.app import TrioProxyApp, create_app
 from trioproxy.diagnostics import is_loopback
-from trioproxy.server import hypercorn_config
 from trioproxy.settings import Settings
 
 # A distinctive instance name: it must show in a served diagnostics document and never
@@ -219,10 +217,12 @@ async def test_proxy_routes_are_not_restricted(app: TrioProxyApp) -> None:
 
 async def test_real_loopback_socket_is_served(nursery: trio.Nursery) -> None:
     """Through hypercorn the scope's ``client`` is the real peer, and 127.0.0.1 is served."""
-    proxy = await start_proxy(
-        nursery, enable_activity_tracking=True, backends=(mock_spec(name=INSTANCE),)
-    )
-    async with httpx.AsyncClient(base_url=proxy.url, trust_env=False) as client:
+    async with (
+        running_proxy(
+            nursery, enable_activity_tracking=True, backends=(mock_spec(name=INSTANCE),)
+        ) as proxy,
+        httpx.AsyncClient(base_url=proxy.url, trust_env=False) as client,
+    ):
         for path in DIAGNOSTICS_PATHS:
             assert_served(path, await client.get(path))
 
@@ -335,39 +335,24 @@ def netns() -> Iterator[Netns]:
             ip("link", "del", host_link, check=False)
 
 
-async def serve_on(nursery: trio.Nursery, host: str) -> str:
-    """Serve the proxy (tracking on, mock backend) on ``host``, port 0; return its URL.
-
-    Not ``start_proxy``: it pins host to 127.0.0.1 and cannot be given another.
-    """
-    settings = replace(
-        Settings(),
-        host=host,
-        port=0,
-        enable_activity_tracking=True,
-        backends=(mock_spec(name=INSTANCE),),
-    )
-    binds: list[str] = await nursery.start(
-        hypercorn.trio.serve,
-        create_app(settings),  # type: ignore[arg-type]
-        hypercorn_config(settings),
-    )
-    return binds[0]
-
-
 @pytest.mark.netns
 async def test_non_loopback_client_from_a_network_namespace_gets_403(
     nursery: trio.Nursery, netns: Netns
 ) -> None:
-    url = await serve_on(nursery, netns.host_address)
-    assert url.startswith(f"http://{netns.host_address}:")
-    with trio.fail_after(60):
-        client = await trio.run_process(
-            ["ip", "netns", "exec", netns.name, sys.executable, "-c", NETNS_CLIENT, url],
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
+    async with running_proxy(
+        nursery,
+        host=netns.host_address,
+        enable_activity_tracking=True,
+        backends=(mock_spec(name=INSTANCE),),
+    ) as proxy:
+        assert proxy.url.startswith(f"http://{netns.host_address}:")
+        with trio.fail_after(60):
+            client = await trio.run_process(
+                ["ip", "netns", "exec", netns.name, sys.executable, "-c", NETNS_CLIENT, proxy.url],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
     assert client.returncode == 0, client.stderr.decode()
     results = json.loads(client.stdout)
 

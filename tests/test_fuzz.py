@@ -32,7 +32,7 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.proxyutil import mock_spec, start_proxy
+from tests.proxyutil import mock_spec, running_proxy
 from trioproxy.app import TrioProxyApp, create_app
 from trioproxy.sessions import valid_session_id
 from trioproxy.settings import Settings
@@ -112,7 +112,10 @@ def send(fuzzing: Fuzzing, req: Req) -> httpx.Response:
 
     async def exchange() -> httpx.Response:
         return await fuzzing.client.request(
-            req.method, BASE + req.path, content=req.body, headers=list(req.headers)
+            req.method,
+            BASE + req.path,
+            content=req.body,
+            headers=[(name.encode(), value) for name, value in req.headers],
         )
 
     response: httpx.Response = trio.from_thread.run(exchange)
@@ -204,7 +207,12 @@ async def assert_still_serving(fuzzing: Fuzzing) -> None:
     }
     for path in (CHAT, MESSAGES):
         for stream in (False, True):
-            body = {"model": "mock-model", "stream": stream, "max_tokens": 5, "messages": []}
+            body: dict[str, Any] = {
+                "model": "mock-model",
+                "stream": stream,
+                "max_tokens": 5,
+                "messages": [],
+            }
             response = await client.post(
                 BASE + path, json=body, headers={"x-session-id": "after-the-fuzz"}
             )
@@ -258,7 +266,7 @@ model_strings = st.one_of(
 
 # Session ids a client may put in a body (control characters have their own test below).
 safe_text = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\n\r\x0b\x0c"),
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00\n\r\x0b\x0c"),
     max_size=60,
 )
 session_values = (
@@ -488,14 +496,16 @@ async def test_well_formed_requests_are_relayed_with_their_model_and_session() -
 
 
 async def post_raw(
-    nursery: trio.Nursery, path: str, content: bytes, headers: dict[str, bytes] | None = None
+    nursery: trio.Nursery, path: str, content: bytes, headers: dict[bytes, bytes] | None = None
 ) -> httpx.Response:
-    proxy = await start_proxy(nursery, backends=(mock_spec(),))
-    async with httpx.AsyncClient() as client:
+    async with (
+        running_proxy(nursery, backends=(mock_spec(),)) as proxy,
+        httpx.AsyncClient() as client,
+    ):
         return await client.post(
             proxy.url + path,
             content=content,
-            headers={"content-type": b"application/json", **(headers or {})},
+            headers={b"content-type": b"application/json", **(headers or {})},
         )
 
 
@@ -539,7 +549,7 @@ async def test_a_session_header_that_cannot_be_echoed_unchanged_is_replaced(
 ) -> None:
     # Non-ASCII bytes would not come back byte for byte, so the proxy picks a new id.
     response = await post_raw(
-        nursery, CHAT, b'{"model": "mock-model"}', {"x-session-id": b"caf\xe9-\xff"}
+        nursery, CHAT, b'{"model": "mock-model"}', {b"x-session-id": b"caf\xe9-\xff"}
     )
     assert response.status_code == 200
     echoed = response.headers["x-session-id"]
@@ -550,8 +560,8 @@ async def test_a_session_header_that_cannot_be_echoed_unchanged_is_replaced(
 async def test_paths_with_empty_segments_get_a_json_answer(
     nursery: trio.Nursery, path: str
 ) -> None:
-    proxy = await start_proxy(nursery, backends=(mock_spec(),))
-    async with httpx.AsyncClient() as client:
-        response = await client.get(proxy.url + path)
-    assert response.status_code in (200, 404), response.status_code
-    assert response.headers["content-type"] == "application/json"
+    async with running_proxy(nursery, backends=(mock_spec(),)) as proxy:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(proxy.url + path)
+        assert response.status_code in (200, 404), response.status_code
+        assert response.headers["content-type"] == "application/json"

@@ -1,12 +1,13 @@
 """Tests of the h11 connection pool against real sockets.
 
-The rules these tests follow: every upstream is a scripted HTTP/1.1 server written here
-with raw Trio streams and h11, listening on 127.0.0.1 with an OS-assigned port and started
-with ``await nursery.start(...)``. Nothing sleeps in real time to synchronise: tests wait
-on events the server sets (``trio.fail_after`` only guards against hanging). Timeouts are
-tested under ``MockClock(autojump_threshold=0)`` (pytest-trio's ``autojump_clock``), with
-no other deadline active but a far ``fail_after`` guard, so the clock jumps to the timeout
-under test, or to the guard if that timeout is missing.
+The rules these tests follow: every upstream is a scripted handler on the suite's small
+HTTP/1.1 server (``tests/h11server.py``: raw Trio streams and h11), listening on 127.0.0.1
+with an OS-assigned port and started with ``await nursery.start(...)``. Nothing sleeps in
+real time to synchronise: tests wait on events the server sets (``trio.fail_after`` only
+guards against hanging). Timeouts are tested under ``MockClock(autojump_threshold=0)``
+(pytest-trio's ``autojump_clock``), with no other deadline active but a far
+``fail_after`` guard, so the clock jumps to the timeout under test, or to the guard if
+that timeout is missing.
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ import contextlib
 import functools
 import gzip
 import math
-import socket
 import ssl
-import struct
 import sys
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import h11
@@ -28,138 +26,53 @@ import trio
 import trio.testing
 import trustme
 
+from tests.h11server import H11Server, Handler, ServerConn
 from trioproxy.backends.h11conn import H11Connection
 from trioproxy.backends.h11pool import H11Pool
 from trioproxy.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnreachable
 
-Headers = Sequence[tuple[bytes, bytes]]
-
-
-class ServerConn:
-    """The server side of one accepted connection, speaking h11."""
-
-    def __init__(self, stream: trio.abc.Stream, index: int) -> None:
-        self.stream = stream
-        self.index = index
-        self.h11 = h11.Connection(h11.SERVER)
-        self.closed = False
-
-    async def next_request(self) -> tuple[h11.Request, bytes] | None:
-        """The next request with its body; None when the client closes between requests."""
-        request: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = self.h11.next_event()
-            if event is h11.NEED_DATA:
-                self.h11.receive_data(bytes(await self.stream.receive_some(65536)))
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                assert request is not None
-                return request, bytes(body)
-            else:
-                return None
-
-    async def send(self, event: h11.Event) -> None:
-        data = self.h11.send(event)
-        if data:
-            await self.stream.send_all(data)
-
-    async def send_head(self, status: int = 200, headers: Headers = ()) -> None:
-        await self.send(h11.Response(status_code=status, headers=list(headers)))
-
-    async def respond(self, body: bytes = b"ok", status: int = 200, headers: Headers = ()) -> None:
-        """A complete Content-Length response."""
-        await self.send_head(status, [*headers, (b"content-length", b"%d" % len(body))])
-        if body:
-            await self.send(h11.Data(data=body))
-        await self.send(h11.EndOfMessage())
-
-    async def send_raw(self, data: bytes) -> None:
-        await self.stream.send_all(data)
-
-    async def close(self) -> None:
-        self.closed = True
-        await trio.aclose_forcefully(self.stream)
-
-    async def reset(self) -> None:
-        """Close with a TCP reset rather than a FIN."""
-        assert isinstance(self.stream, trio.SocketStream)
-        self.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        await self.close()
-
-    async def wait_eof(self) -> None:
-        """Return once the client has closed the connection."""
-        try:
-            while await self.stream.receive_some(65536):
-                pass
-        except trio.BrokenResourceError:
-            pass
-
-
-Handler = Callable[[ServerConn, h11.Request, bytes], Awaitable[None]]
-
 
 @dataclass
 class Upstream:
-    """A scripted server: ``handler`` answers each request; it counts what it sees."""
+    """A scripted server: ``handler`` answers each request; it records what it sees."""
 
     handler: Handler
     ssl_context: ssl.SSLContext | None = None
-    port: int = 0
-    connections: int = 0
     requests: list[tuple[int, h11.Request, bytes]] = field(default_factory=list)
-    open_now: int = 0
-    open_peak: int = 0
     alpn: list[str | None] = field(default_factory=list)
+    server: H11Server = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.server = H11Server(self._record, ssl_context=self.ssl_context)
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def connections(self) -> int:
+        return self.server.connections_opened
+
+    @property
+    def open_peak(self) -> int:
+        return self.server.open_peak
 
     def url(self, host: str = "127.0.0.1", path: str = "") -> str:
         scheme = "https" if self.ssl_context else "http"
         return f"{scheme}://{host}:{self.port}{path}"
 
-    async def serve(self, *, task_status: trio.TaskStatus[None]) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        serving: list[trio.abc.Listener[trio.abc.Stream]] = list(listeners)
-        if self.ssl_context is not None:
-            serving = [
-                trio.SSLListener(lst, self.ssl_context, https_compatible=True) for lst in listeners
-            ]
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, self._handle, serving)
-            task_status.started()
-
-    async def _handle(self, stream: trio.abc.Stream) -> None:
-        conn = ServerConn(stream, self.connections)
-        self.connections += 1
-        self.open_now += 1
-        self.open_peak = max(self.open_peak, self.open_now)
-        try:
-            while not conn.closed:
-                got = await conn.next_request()
-                if got is None:
-                    break
-                if isinstance(stream, trio.SSLStream):
-                    self.alpn.append(stream.selected_alpn_protocol())
-                self.requests.append((conn.index, *got))
-                await self.handler(conn, *got)
-                if conn.h11.our_state is not h11.DONE or conn.h11.their_state is not h11.DONE:
-                    break
-                conn.h11.start_next_cycle()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.RemoteProtocolError):
-            pass  # the client went away: some tests do exactly that
-        finally:
-            self.open_now -= 1
-            await trio.aclose_forcefully(stream)
+    async def _record(self, conn: ServerConn, request: h11.Request, body: bytes) -> None:
+        if isinstance(conn.stream, trio.SSLStream):
+            self.alpn.append(conn.stream.selected_alpn_protocol())
+        self.requests.append((conn.number, request, body))
+        await self.handler(conn, request, body)
 
 
 async def start(
     nursery: trio.Nursery, handler: Handler, ssl_context: ssl.SSLContext | None = None
 ) -> Upstream:
     upstream = Upstream(handler, ssl_context)
-    await nursery.start(upstream.serve)
+    await nursery.start(upstream.server.serve)
     return upstream
 
 
@@ -260,7 +173,7 @@ async def test_probe_only_connections_idle_over_a_second(
     # younger one is reused without the probe, fails before any response byte and the
     # request is retried on a fresh connection. Both end with the answer.
     async def answer_once(conn: ServerConn, request: h11.Request, body: bytes) -> None:
-        if [index for index, _, _ in upstream.requests].count(conn.index) == 1:
+        if [index for index, _, _ in upstream.requests].count(conn.number) == 1:
             await conn.respond(b"ok")
             await conn.stream.send_eof()  # type: ignore[attr-defined]
 
@@ -284,7 +197,7 @@ async def test_reused_connection_dropped_before_response_is_retried(
     # The server drops the connection on the second request, after the client's idle
     # probe passed: the race the retry exists for.
     async def drop_second_request(conn: ServerConn, request: h11.Request, body: bytes) -> None:
-        if conn.index == 0 and len(upstream.requests) == 2:
+        if conn.number == 0 and len(upstream.requests) == 2:
             await (conn.close() if how == "eof" else conn.reset())
         else:
             await conn.respond(b"ok")
@@ -490,7 +403,7 @@ async def test_cancellation_mid_body_closes_the_socket(nursery: trio.Nursery) ->
     client_gone = trio.Event()
 
     async def stall_after_first_chunk(conn: ServerConn, request: h11.Request, body: bytes) -> None:
-        if conn.index > 0:
+        if conn.number > 0:
             await conn.respond(b"ok")
             return
         await conn.send_head(headers=[(b"transfer-encoding", b"chunked")])
@@ -541,9 +454,11 @@ async def test_block_left_before_the_end_closes_the_connection(
 
     async with H11Pool(upstream.url()) as pool:
         with pytest.raises(Boom) if how == "raise" else contextlib.nullcontext():
+            # The body is a plain iterator: abandoning it leaves nothing to close.
             async with pool.stream("POST", "/") as resp:
+                body = resp.aiter_raw()
                 if how != "unread":
-                    async for _ in resp.aiter_raw():
+                    async for _ in body:
                         if how == "raise":
                             raise Boom
                         break

@@ -301,7 +301,7 @@ async def test_a_responses_stream_cut_ends_with_the_responses_error_event() -> N
 
 async def test_an_anthropic_stream_cut_ends_with_its_error_event() -> None:
     start = b'event: message_start\ndata: {"type":"message_start"}\n\n'
-    steps = [start, b"event: content_block_delta\nda", UpstreamProtocolError("cut")]
+    steps: list[Step] = [start, b"event: content_block_delta\nda", UpstreamProtocolError("cut")]
     inst, _ = instance("o", Script(steps=steps), kind=ConnectorType.ANTHROPIC)
     client = Client()
     await run(call(MESSAGES), [inst], client)

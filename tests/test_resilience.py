@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
@@ -10,7 +11,7 @@ import trio
 import trio.testing
 
 from tests.fake_upstream import FakeUpstream, Scenario
-from tests.proxyutil import RunningProxy, openai_spec, start_proxy
+from tests.proxyutil import RunningProxy, openai_spec, running_proxy
 from trioproxy.ratelimit import DEFAULT_RETRY_AFTER, retry_after_seconds
 
 CHAT = "/v1/chat/completions"
@@ -23,8 +24,10 @@ async def second(nursery: trio.Nursery) -> FakeUpstream:
     return upstream
 
 
-async def two_backends(nursery: trio.Nursery, a: str, b: str, **settings: Any) -> RunningProxy:
-    return await start_proxy(
+def two_backends(
+    nursery: trio.Nursery, a: str, b: str, **settings: Any
+) -> AbstractAsyncContextManager[RunningProxy]:
+    return running_proxy(
         nursery,
         enable_activity_tracking=True,
         backends=(openai_spec(a, name="a"), openai_spec(b, name="b")),
@@ -67,30 +70,30 @@ async def test_429_marks_the_instance_and_fails_over(
     second: FakeUpstream,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    proxy = await two_backends(nursery, fake.base_url, second.base_url)
-    fake.script(Scenario(status=429, headers={"retry-after": "7"}))
-    response = await chat(proxy)
-    assert response.status_code == 200
-    assert [len(fake.requests), len(second.requests)] == [1, 1]
-    doc = await diagnostics(proxy)
-    assert doc["a"]["is_rate_limited"] is True
-    assert 6.9 <= doc["a"]["retry_after_seconds"] <= 7
-    assert doc["b"]["is_rate_limited"] is False
-    assert doc["a"]["activity"]["lifetime"]["requests"] == 1
-    assert doc["a"]["activity"]["lifetime"]["errors"] == 1
-    assert doc["b"]["activity"]["lifetime"]["requests"] == 1
-    assert doc["b"]["activity"]["lifetime"]["errors"] == 0
-    # The window counts down; while open, bare models skip the instance.
-    await trio.sleep(3)
-    doc = await diagnostics(proxy)
-    assert 3.9 <= doc["a"]["retry_after_seconds"] <= 4
-    await chat(proxy)
-    assert [len(fake.requests), len(second.requests)] == [1, 2]
-    # Once it closes, the first instance serves again.
-    await trio.sleep(4.1)
-    assert (await diagnostics(proxy))["a"]["is_rate_limited"] is False
-    await chat(proxy)
-    assert [len(fake.requests), len(second.requests)] == [2, 2]
+    async with two_backends(nursery, fake.base_url, second.base_url) as proxy:
+        fake.script(Scenario(status=429, headers={"retry-after": "7"}))
+        response = await chat(proxy)
+        assert response.status_code == 200
+        assert [len(fake.requests), len(second.requests)] == [1, 1]
+        doc = await diagnostics(proxy)
+        assert doc["a"]["is_rate_limited"] is True
+        assert 6.9 <= doc["a"]["retry_after_seconds"] <= 7
+        assert doc["b"]["is_rate_limited"] is False
+        assert doc["a"]["activity"]["lifetime"]["requests"] == 1
+        assert doc["a"]["activity"]["lifetime"]["errors"] == 1
+        assert doc["b"]["activity"]["lifetime"]["requests"] == 1
+        assert doc["b"]["activity"]["lifetime"]["errors"] == 0
+        # The window counts down; while open, bare models skip the instance.
+        await trio.sleep(3)
+        doc = await diagnostics(proxy)
+        assert 3.9 <= doc["a"]["retry_after_seconds"] <= 4
+        await chat(proxy)
+        assert [len(fake.requests), len(second.requests)] == [1, 2]
+        # Once it closes, the first instance serves again.
+        await trio.sleep(4.1)
+        assert (await diagnostics(proxy))["a"]["is_rate_limited"] is False
+        await chat(proxy)
+        assert [len(fake.requests), len(second.requests)] == [2, 2]
 
 
 async def test_429_without_retry_after_waits_30_seconds(
@@ -99,34 +102,34 @@ async def test_429_without_retry_after_waits_30_seconds(
     second: FakeUpstream,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    proxy = await two_backends(nursery, fake.base_url, second.base_url)
-    fake.script(Scenario(status=429))
-    assert (await chat(proxy)).status_code == 200
-    assert (await diagnostics(proxy))["a"]["retry_after_seconds"] == pytest.approx(30, abs=0.1)
+    async with two_backends(nursery, fake.base_url, second.base_url) as proxy:
+        fake.script(Scenario(status=429))
+        assert (await chat(proxy)).status_code == 200
+        assert (await diagnostics(proxy))["a"]["retry_after_seconds"] == pytest.approx(30, abs=0.1)
 
 
 async def test_when_every_instance_is_rate_limited_the_client_gets_the_429(
     nursery: trio.Nursery, fake: FakeUpstream, second: FakeUpstream
 ) -> None:
-    proxy = await two_backends(nursery, fake.base_url, second.base_url)
-    fake.script(Scenario(status=429, headers={"retry-after": "5"}))
-    second.script(Scenario(status=429, headers={"retry-after": "9"}))
-    response = await chat(proxy)
-    assert response.status_code == 429
-    assert response.headers["retry-after"] == "9"
-    assert response.json()["error"]["type"]
-    doc = await diagnostics(proxy)
-    assert doc["a"]["is_rate_limited"] and doc["b"]["is_rate_limited"]
+    async with two_backends(nursery, fake.base_url, second.base_url) as proxy:
+        fake.script(Scenario(status=429, headers={"retry-after": "5"}))
+        second.script(Scenario(status=429, headers={"retry-after": "9"}))
+        response = await chat(proxy)
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "9"
+        assert response.json()["error"]["type"]
+        doc = await diagnostics(proxy)
+        assert doc["a"]["is_rate_limited"] and doc["b"]["is_rate_limited"]
 
 
 async def test_a_pinned_instance_is_not_failed_over(
     nursery: trio.Nursery, fake: FakeUpstream, second: FakeUpstream
 ) -> None:
-    proxy = await two_backends(nursery, fake.base_url, second.base_url)
-    fake.script(Scenario(status=429, headers={"retry-after": "5"}))
-    response = await chat(proxy, model="a:gpt-fake")
-    assert response.status_code == 429
-    assert len(second.requests) == 0
+    async with two_backends(nursery, fake.base_url, second.base_url) as proxy:
+        fake.script(Scenario(status=429, headers={"retry-after": "5"}))
+        response = await chat(proxy, model="a:gpt-fake")
+        assert response.status_code == 429
+        assert len(second.requests) == 0
 
 
 async def test_connection_failure_fails_over_and_marks_the_instance(
@@ -136,24 +139,24 @@ async def test_connection_failure_fails_over_and_marks_the_instance(
     await sock.bind(("127.0.0.1", 0))
     dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
     sock.close()
-    proxy = await two_backends(nursery, dead, second.base_url)
-    response = await chat(proxy, stream=True)
-    assert response.status_code == 200 and response.content.endswith(b"data: [DONE]\n\n")
-    doc = await diagnostics(proxy)
-    assert doc["a"]["is_functional"] is False
-    assert any("connect" in e for e in doc["a"]["validation_errors"])
-    assert doc["a"]["activity"]["lifetime"]["errors"] == 1
-    assert doc["b"]["activity"]["lifetime"]["requests"] == 1
+    async with two_backends(nursery, dead, second.base_url) as proxy:
+        response = await chat(proxy, stream=True)
+        assert response.status_code == 200 and response.content.endswith(b"data: [DONE]\n\n")
+        doc = await diagnostics(proxy)
+        assert doc["a"]["is_functional"] is False
+        assert any("connect" in e for e in doc["a"]["validation_errors"])
+        assert doc["a"]["activity"]["lifetime"]["errors"] == 1
+        assert doc["b"]["activity"]["lifetime"]["requests"] == 1
 
 
 async def test_no_retry_once_bytes_reached_the_client(
     nursery: trio.Nursery, fake: FakeUpstream, second: FakeUpstream
 ) -> None:
-    proxy = await two_backends(nursery, fake.base_url, second.base_url)
-    fake.script(Scenario(cut_after=2))
-    response = await chat(proxy, stream=True)
-    assert b'data: {"error"' in response.content
-    assert len(second.requests) == 0
+    async with two_backends(nursery, fake.base_url, second.base_url) as proxy:
+        fake.script(Scenario(cut_after=2))
+        response = await chat(proxy, stream=True)
+        assert b'data: {"error"' in response.content
+        assert len(second.requests) == 0
 
 
 async def test_a_silent_upstream_is_not_failed_over(
@@ -163,11 +166,13 @@ async def test_a_silent_upstream_is_not_failed_over(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     # The request reached the backend: sending it elsewhere could run it twice.
-    proxy = await two_backends(nursery, fake.base_url, second.base_url, upstream_read_timeout=5)
-    fake.script(Scenario(stall_before_headers=True))
-    response = await chat(proxy)
-    assert response.status_code == 504
-    assert len(second.requests) == 0
+    async with two_backends(
+        nursery, fake.base_url, second.base_url, upstream_read_timeout=5
+    ) as proxy:
+        fake.script(Scenario(stall_before_headers=True))
+        response = await chat(proxy)
+        assert response.status_code == 504
+        assert len(second.requests) == 0
 
 
 async def test_a_backend_that_comes_back_becomes_functional(
@@ -178,17 +183,17 @@ async def test_a_backend_that_comes_back_becomes_functional(
     await sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    proxy = await start_proxy(
+    async with running_proxy(
         nursery, backends=(openai_spec(f"http://127.0.0.1:{port}", models=None),)
-    )
-    doc = await diagnostics(proxy)
-    assert doc["openai.1"]["is_functional"] is False
-    assert "model discovery failed" in doc["openai.1"]["validation_errors"][0]
-    # The backend comes up on that port; the background re-check finds it.
-    upstream = FakeUpstream()
-    await nursery.start(upstream.serve, port)
-    await trio.sleep(61)
-    doc = await diagnostics(proxy)
-    assert doc["openai.1"]["is_functional"] is True
-    assert doc["openai.1"]["validation_errors"] == []
-    assert doc["openai.1"]["models"] == ["gpt-fake", "claude-fake"]
+    ) as proxy:
+        doc = await diagnostics(proxy)
+        assert doc["openai.1"]["is_functional"] is False
+        assert "model discovery failed" in doc["openai.1"]["validation_errors"][0]
+        # The backend comes up on that port; the background re-check finds it.
+        upstream = FakeUpstream()
+        await nursery.start(upstream.serve, port)
+        await trio.sleep(61)
+        doc = await diagnostics(proxy)
+        assert doc["openai.1"]["is_functional"] is True
+        assert doc["openai.1"]["validation_errors"] == []
+        assert doc["openai.1"]["models"] == ["gpt-fake", "claude-fake"]

@@ -31,7 +31,7 @@ import pytest
 import trio
 
 from tests.fake_upstream import FakeUpstream, RecordedRequest, Scenario
-from tests.proxyutil import RunningProxy, anthropic_spec, openai_spec, start_proxy
+from tests.proxyutil import RunningProxy, anthropic_spec, openai_spec, running_proxy
 from trioproxy.settings import BackendSpec, ConnectorType, Secret
 
 CHAT = "/v1/chat/completions"
@@ -217,30 +217,32 @@ async def test_no_key_in_logs_diagnostics_or_answers_and_no_client_credential_up
 ) -> None:
     refusing, port = closed_port()
     with refusing:
-        proxy = await start_proxy(
-            nursery,
-            enable_activity_tracking=True,
-            backends=(
-                openai_spec(fake.base_url, key=OPENAI_KEY),
-                anthropic_spec(fake.base_url, key=ANTHROPIC_KEY),
-                openai_spec(fake.base_url, name="discovered", models=None, key=DISCOVERY_KEY),
-                BackendSpec(
-                    name="nokey",
-                    type=ConnectorType.OPENAI,
-                    base_url=fake.base_url + "/v1",
-                    api_key_env=MISSING_VAR,
-                    api_key=None,
-                    models=("gpt-nokey",),
+        async with (
+            running_proxy(
+                nursery,
+                enable_activity_tracking=True,
+                backends=(
+                    openai_spec(fake.base_url, key=OPENAI_KEY),
+                    anthropic_spec(fake.base_url, key=ANTHROPIC_KEY),
+                    openai_spec(fake.base_url, name="discovered", models=None, key=DISCOVERY_KEY),
+                    BackendSpec(
+                        name="nokey",
+                        type=ConnectorType.OPENAI,
+                        base_url=fake.base_url + "/v1",
+                        api_key_env=MISSING_VAR,
+                        api_key=None,
+                        models=("gpt-nokey",),
+                    ),
+                    openai_spec(
+                        f"http://127.0.0.1:{port}",
+                        name="unreachable",
+                        models=None,
+                        key=UNREACHABLE_KEY,
+                    ),
                 ),
-                openai_spec(
-                    f"http://127.0.0.1:{port}",
-                    name="unreachable",
-                    models=None,
-                    key=UNREACHABLE_KEY,
-                ),
-            ),
-        )
-        async with httpx.AsyncClient(timeout=30) as http:
+            ) as proxy,
+            httpx.AsyncClient(timeout=30) as http,
+        ):
             c = Client(proxy, http)
             await drive_every_kind_of_exchange(fake, c)
             diagnostics = await c.send("GET", "/v1/diagnostics")
@@ -277,7 +279,7 @@ async def test_no_key_in_logs_diagnostics_or_answers_and_no_client_credential_up
 async def test_a_backend_with_an_invalid_url_is_reported_without_its_key(
     nursery: trio.Nursery, fake: FakeUpstream, debug_logs: pytest.LogCaptureFixture
 ) -> None:
-    proxy = await start_proxy(
+    async with running_proxy(
         nursery,
         enable_activity_tracking=True,
         backends=(
@@ -291,47 +293,49 @@ async def test_a_backend_with_an_invalid_url_is_reported_without_its_key(
                 models=("claude-badurl",),
             ),
         ),
-    )
-    async with httpx.AsyncClient(timeout=30) as http:
-        c = Client(proxy, http)
-        for stream in (False, True):
-            response = await c.chat(MESSAGES, "badurl:claude-badurl", stream)
-            assert response.status_code in (502, 503), response.text
-            assert response.json()["type"] == "error"
-        assert (await c.chat(MESSAGES, "claude-fake")).status_code == 200
-        diagnostics = await c.send("GET", "/v1/diagnostics")
-    secrets = BACKEND_KEYS + CLIENT_SECRETS
-    assert_no_secret(diagnostics.text, secrets, "the diagnostics")
-    badurl = next(i for i in diagnostics.json()["instances"] if i["name"] == "badurl")
-    assert badurl["is_functional"] is False
-    assert any("URL" in error or "url" in error for error in badurl["validation_errors"])
-    for what, raw in c.received:
-        assert_no_secret(raw, secrets, what)
-    for text in log_texts(debug_logs.records):
-        assert_no_secret(text, secrets, "a log record")
-    assert len(fake.requests) == 1  # only the working backend's request went out
-    assert fake.requests[0].headers["x-api-key"] == ANTHROPIC_KEY
+    ) as proxy:
+        async with httpx.AsyncClient(timeout=30) as http:
+            c = Client(proxy, http)
+            for stream in (False, True):
+                response = await c.chat(MESSAGES, "badurl:claude-badurl", stream)
+                assert response.status_code in (502, 503), response.text
+                assert response.json()["type"] == "error"
+            assert (await c.chat(MESSAGES, "claude-fake")).status_code == 200
+            diagnostics = await c.send("GET", "/v1/diagnostics")
+        secrets = BACKEND_KEYS + CLIENT_SECRETS
+        assert_no_secret(diagnostics.text, secrets, "the diagnostics")
+        badurl = next(i for i in diagnostics.json()["instances"] if i["name"] == "badurl")
+        assert badurl["is_functional"] is False
+        assert any("URL" in error or "url" in error for error in badurl["validation_errors"])
+        for what, raw in c.received:
+            assert_no_secret(raw, secrets, what)
+        for text in log_texts(debug_logs.records):
+            assert_no_secret(text, secrets, "a log record")
+        assert len(fake.requests) == 1  # only the working backend's request went out
+        assert fake.requests[0].headers["x-api-key"] == ANTHROPIC_KEY
 
 
 async def test_an_upstream_cut_of_a_json_body_raises_nothing_into_the_server(
     nursery: trio.Nursery, fake: FakeUpstream, debug_logs: pytest.LogCaptureFixture
 ) -> None:
-    proxy = await start_proxy(nursery, backends=(openai_spec(fake.base_url, key=OPENAI_KEY),))
-    fake.script(Scenario(cut_after=10))
-    async with httpx.AsyncClient() as http:
-        c = Client(proxy, http)
-        response = await c.chat(CHAT, "gpt-fake", cut=True)
-    assert response.status_code == 200
-    assert len(response.content) == 10  # what the upstream sent; then the connection ends
-    await fake.wait_closed(0)
-    server_errors = [r for r in debug_logs.records if r.name.startswith("hypercorn")]
-    assert [r.getMessage() for r in server_errors if r.levelno >= logging.ERROR] == []
+    async with running_proxy(
+        nursery, backends=(openai_spec(fake.base_url, key=OPENAI_KEY),)
+    ) as proxy:
+        fake.script(Scenario(cut_after=10))
+        async with httpx.AsyncClient() as http:
+            c = Client(proxy, http)
+            response = await c.chat(CHAT, "gpt-fake", cut=True)
+        assert response.status_code == 200
+        assert len(response.content) == 10  # what the upstream sent; then the connection ends
+        await fake.wait_closed(0)
+        server_errors = [r for r in debug_logs.records if r.name.startswith("hypercorn")]
+        assert [r.getMessage() for r in server_errors if r.levelno >= logging.ERROR] == []
 
 
 async def test_proxy_keys_are_checked_but_never_forwarded_logged_or_echoed(
     nursery: trio.Nursery, fake: FakeUpstream, debug_logs: pytest.LogCaptureFixture
 ) -> None:
-    proxy = await start_proxy(
+    async with running_proxy(
         nursery,
         enable_activity_tracking=True,
         client_keys=(Secret(PROXY_KEY),),
@@ -339,33 +343,33 @@ async def test_proxy_keys_are_checked_but_never_forwarded_logged_or_echoed(
             openai_spec(fake.base_url, key=OPENAI_KEY),
             anthropic_spec(fake.base_url, key=ANTHROPIC_KEY),
         ),
-    )
-    received: list[bytes] = []
-    async with httpx.AsyncClient() as http:
-        for path, model in ((CHAT, "gpt-fake"), (MESSAGES, "claude-fake")):
-            body = {"model": model, "stream": True, "max_tokens": 8, "messages": []}
-            for headers, status in (
-                ({"authorization": f"Bearer {PROXY_KEY}"}, 200),
-                ({"x-api-key": PROXY_KEY}, 200),
-                ({"authorization": f"Bearer {CLIENT_BEARER}"}, 401),
-                ({"x-api-key": CLIENT_API_KEY, "authorization": f"Basic {PROXY_KEY}"}, 401),
-            ):
-                response = await http.post(proxy.url + path, json=body, headers=headers)
-                assert response.status_code == status, response.text
-                received.append(repr(response.headers.raw).encode() + response.content)
-        diagnostics = await http.get(proxy.url + "/v1/diagnostics")
-    secrets = (PROXY_KEY, *BACKEND_KEYS, *CLIENT_SECRETS)
-    assert_no_secret(diagnostics.text, secrets, "the diagnostics")
-    for raw in received:
-        assert_no_secret(raw, secrets, "an answer")
-    assert len(fake.requests) == 4
-    for request in fake.requests:
-        assert_no_secret(upstream_headers(request), (PROXY_KEY, *CLIENT_SECRETS), "upstream")
-    records = debug_logs.records
-    assert any(r.levelno == logging.DEBUG for r in records)
-    for text in log_texts(records):
-        assert_no_secret(text, secrets, "a log record")
-    assert_no_secret(repr(proxy.app.settings), (PROXY_KEY,), "repr(settings)")
+    ) as proxy:
+        received: list[bytes] = []
+        async with httpx.AsyncClient() as http:
+            for path, model in ((CHAT, "gpt-fake"), (MESSAGES, "claude-fake")):
+                body = {"model": model, "stream": True, "max_tokens": 8, "messages": []}
+                for headers, status in (
+                    ({"authorization": f"Bearer {PROXY_KEY}"}, 200),
+                    ({"x-api-key": PROXY_KEY}, 200),
+                    ({"authorization": f"Bearer {CLIENT_BEARER}"}, 401),
+                    ({"x-api-key": CLIENT_API_KEY, "authorization": f"Basic {PROXY_KEY}"}, 401),
+                ):
+                    response = await http.post(proxy.url + path, json=body, headers=headers)
+                    assert response.status_code == status, response.text
+                    received.append(repr(response.headers.raw).encode() + response.content)
+            diagnostics = await http.get(proxy.url + "/v1/diagnostics")
+        secrets = (PROXY_KEY, *BACKEND_KEYS, *CLIENT_SECRETS)
+        assert_no_secret(diagnostics.text, secrets, "the diagnostics")
+        for raw in received:
+            assert_no_secret(raw, secrets, "an answer")
+        assert len(fake.requests) == 4
+        for request in fake.requests:
+            assert_no_secret(upstream_headers(request), (PROXY_KEY, *CLIENT_SECRETS), "upstream")
+        records = debug_logs.records
+        assert any(r.levelno == logging.DEBUG for r in records)
+        for text in log_texts(records):
+            assert_no_secret(text, secrets, "a log record")
+        assert_no_secret(repr(proxy.app.settings), (PROXY_KEY,), "repr(settings)")
 
 
 # -- a real process ---------------------------------------------------------------------------

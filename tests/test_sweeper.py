@@ -200,6 +200,9 @@ class RelayHandle:
         self.calls += 1
         self.scope.cancel()
 
+    def cancel_by_operator(self) -> None:
+        self.scope.cancel()
+
 
 async def test_the_sweeper_ends_a_request_through_its_handle_once(
     autojump_clock: trio.testing.MockClock,

@@ -128,7 +128,7 @@ def chat_cases(draw: st.DrawFn) -> Case:
         arguments = json.dumps(draw(ARGUMENTS), ensure_ascii=draw(st.booleans()))
         calls.append((f"call_{k}_{draw(IDS)}", draw(NAMES), draw(pieces_of(arguments))))
     finish = draw(st.sampled_from(["stop", "length", "tool_calls", "content_filter"]))
-    usage = None
+    usage: dict[str, Any] | None = None
     if draw(st.booleans()):
         prompt, completion = draw(st.integers(0, 10**6)), draw(st.integers(0, 10**5))
         usage = {
@@ -221,7 +221,8 @@ def test_a_chat_stream_accumulates_to_the_translated_answer(case: Case) -> None:
 
 def _chat_so_far(payloads: list[Any]) -> tuple[str, str, list[str]]:
     """The text, reasoning and tool arguments (in call order) of chat chunks."""
-    text, reasoning, arguments = "", "", {}
+    text, reasoning = "", ""
+    arguments: dict[Any, str] = {}
     for payload in payloads:
         for choice in payload["choices"] if isinstance(payload, dict) else []:
             delta = choice["delta"]
@@ -292,9 +293,11 @@ def message_cases(draw: st.DrawFn) -> Case:
             )
         else:
             tool_id, name, arguments = "toolu_" + draw(IDS), draw(NAMES), draw(ARGUMENTS)
+            ascii_only: bool = draw(st.booleans())
+            empty_as_object: bool = draw(st.booleans())
             text = (
-                json.dumps(arguments, ensure_ascii=draw(st.booleans()))
-                if arguments or draw(st.booleans())
+                json.dumps(arguments, ensure_ascii=ascii_only)
+                if arguments or empty_as_object
                 else ""
             )
             parts = draw(pieces_of(text)) if text else []
@@ -313,12 +316,12 @@ def message_cases(draw: st.DrawFn) -> Case:
         if draw(st.booleans()):
             usage[name] = draw(st.integers(0, 10**6))
     output = draw(st.integers(1, 10**5))
-    final_usage = {"output_tokens": output}
+    final_usage: dict[str, Any] = {"output_tokens": output}
     if draw(st.booleans()):
         final_usage["output_tokens_details"] = {"thinking_tokens": draw(st.integers(0, output))}
     include_usage = draw(st.booleans())
 
-    start_message = {
+    start_message: dict[str, Any] = {
         "id": message_id,
         "type": "message",
         "role": "assistant",
@@ -369,7 +372,8 @@ def test_a_messages_stream_accumulates_to_the_translated_answer(case: Case) -> N
 
 
 def _messages_so_far(events: list[dict[str, Any]]) -> tuple[str, str, list[str]]:
-    text, reasoning, arguments = "", "", {}
+    text, reasoning = "", ""
+    arguments: dict[Any, str] = {}
     for event in events:
         delta = event.get("delta", {})
         if event["type"] != "content_block_delta":

@@ -229,7 +229,7 @@ def test_each_stop_reason(stop: str | None, finish: str) -> None:
 
 
 def test_tool_use_and_thinking_blocks() -> None:
-    content = [
+    content: list[dict[str, Any]] = [
         {"type": "thinking", "thinking": "Two cities.", "signature": "sig"},
         {"type": "redacted_thinking", "data": "abc"},
         {"type": "text", "text": "Checking "},
@@ -244,6 +244,7 @@ def test_tool_use_and_thinking_blocks() -> None:
     assert [
         (c.id, c.function.name, json.loads(c.function.arguments))
         for c in got.message.tool_calls or []
+        if c.type == "function"
     ] == [
         ("toolu_1", "weather", {"city": "Paris"}),
         ("toolu_2", "weather", {"city": "Rome"}),
@@ -291,7 +292,7 @@ def test_a_body_that_is_not_a_message_is_a_protocol_error(body: bytes) -> None:
 
 # -- error bodies -------------------------------------------------------------------------
 
-OPENAI_ERRORS = {
+OPENAI_ERRORS: dict[int, dict[str, Any]] = {
     400: {
         "error": {
             "message": "bad temperature",
@@ -317,7 +318,7 @@ OPENAI_ERRORS = {
         }
     },
 }
-ANTHROPIC_ERRORS = {
+ANTHROPIC_ERRORS: dict[int, dict[str, Any]] = {
     400: {
         "type": "error",
         "error": {"type": "invalid_request_error", "message": "max_tokens: too big"},

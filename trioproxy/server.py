@@ -16,6 +16,7 @@ import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 
+from .activity import set_activity_tracker
 from .app import TrioProxyApp, create_app
 from .diagnostics import is_loopback_address
 from .settings import Settings
@@ -141,3 +142,9 @@ async def serve(
                     settings.host,
                 )
             task_status.started(binds)
+        # A second signal cancels hypercorn before its lifespan shutdown, whose
+        # after_serving closes the pools and forgets the tracker: do both here too (they
+        # are idempotent), or idle upstream connections outlive serve().
+        set_activity_tracker(None)
+        with trio.CancelScope(shield=True):
+            await app.backends.aclose()
