@@ -19,6 +19,7 @@ from trioproxy.config_file import ConfigError
 from trioproxy.options import (
     BOOLEAN,
     HEADER_NAMES,
+    NON_NEGATIVE_INT,
     PORT,
     POSITIVE_INT,
     POSITIVE_NUMBER,
@@ -105,6 +106,7 @@ SAMPLES: dict[Any, tuple[Any, Any]] = {
     POSITIVE_INT: (1000, 2000),
     POSITIVE_NUMBER: (1.5, 12.5),
     HEADER_NAMES: (("x-a",), ("x-b", "session_id")),
+    NON_NEGATIVE_INT: (0, 50),
 }
 # client_keys_env names a variable that must hold keys: let every text sample name one.
 SAMPLE_ENVIRONMENT = {"SAMPLE_A": "key-a", "SAMPLE_B": "key-b"}
@@ -270,6 +272,7 @@ BAD_TEXT: dict[Any, tuple[str, ...]] = {
     POSITIVE_NUMBER: ("0", "-2", "nan", "soon"),
     BOOLEAN: ("maybe", "2"),
     HEADER_NAMES: ("", " , ", "x a", "x:y"),
+    NON_NEGATIVE_INT: ("-1", "1.5", "many"),
 }
 BAD_YAML: dict[Any, tuple[Any, ...]] = {
     TEXT: (1, [1], True),
@@ -278,6 +281,7 @@ BAD_YAML: dict[Any, tuple[Any, ...]] = {
     POSITIVE_NUMBER: (0, -1.5, "1", True),
     BOOLEAN: ("yes", 1, None),
     HEADER_NAMES: ([], [""], ["x y"], 3, [1]),
+    NON_NEGATIVE_INT: (-1, 1.5, "10", True),
 }
 
 

@@ -23,6 +23,7 @@ from trioproxy.errors import UpstreamConnectFailed, UpstreamError, UpstreamProto
 from trioproxy.relay import (
     Attempt,
     Call,
+    ClientOut,
     Ending,
     Stop,
     ending,
@@ -232,7 +233,7 @@ async def run(
         the_call,
         instances,
         client.receive,
-        client.send,
+        ClientOut(client.send, the_call.session_id),
         tracker,
         set() if in_flight is None else in_flight,
     )

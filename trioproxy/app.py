@@ -13,10 +13,12 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from . import __version__
+from .accesslog import AccessLog
 from .activity import ActivityTracker, set_activity_tracker
+from .admin import add_admin_routes
 from .auth import is_authorized
 from .backends.instance import Backends
-from .diagnostics import activity_summary, diagnostics_json, is_loopback, model_entry, model_list
+from .diagnostics import model_entry, model_list
 from .errors import Api, NotFound, Unauthorized, error_body, error_payload
 from .proxy import UNAUTHORIZED, ProxyRoutes
 from .relay import JSON_HEADERS, Receive, Send
@@ -113,9 +115,16 @@ def create_app(settings: Settings) -> TrioProxyApp:
     backends = Backends(settings)
     tracker = (
         ActivityTracker(
-            stale_timeout=settings.activity_stale_timeout, instances=tuple(backends.names())
+            stale_timeout=settings.activity_stale_timeout,
+            instances=tuple(backends.names()),
+            history=settings.activity_history,
         )
         if settings.enable_activity_tracking
+        else None
+    )
+    access_log = (
+        AccessLog(settings.access_log, settings.access_log_file)  # type: ignore[arg-type]
+        if settings.access_log != "off"
         else None
     )
     client_keys = tuple(k.value.encode() for k in settings.client_keys)
@@ -135,7 +144,9 @@ def create_app(settings: Settings) -> TrioProxyApp:
         session_headers=settings.session_headers,
         aliases=settings.aliases,
         default_max_tokens=settings.anthropic_default_max_tokens,
+        access_log=access_log,
     )
+    add_admin_routes(quart, backends, tracker, tuple(k.value.encode() for k in settings.admin_keys))
 
     @quart.before_serving
     async def start() -> None:
@@ -149,29 +160,10 @@ def create_app(settings: Settings) -> TrioProxyApp:
     @quart.after_serving
     async def stop() -> None:
         set_activity_tracker(None)
+        if access_log is not None:
+            access_log.close()
         with trio.CancelScope(shield=True):
             await backends.aclose()
-
-    def _forbidden() -> Response | None:
-        if is_loopback(request.scope.get("client")):
-            return None
-        payload = error_payload(
-            Api.OPENAI,
-            "Diagnostics are only served to clients on the proxy's own host (loopback).",
-            error_type="permission_error",
-            code="forbidden",
-        )
-        return _json(payload, 403)
-
-    @quart.get("/v1/diagnostics")
-    async def get_diagnostics() -> Response:
-        return _forbidden() or Response(
-            diagnostics_json(backends, tracker), content_type="application/json"
-        )
-
-    @quart.get("/v1/diagnostics/activity")
-    async def get_activity() -> Response:
-        return _forbidden() or _json(activity_summary(tracker))
 
     def _models_api() -> Api:
         # The Anthropic SDK sends anthropic-version on every request; OpenAI's never does.

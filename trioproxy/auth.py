@@ -34,3 +34,20 @@ def is_authorized(headers: Iterable[tuple[bytes, bytes]], allowed: Sequence[byte
             # Compare against every key so timing says nothing about which one matched.
             found |= hmac.compare_digest(key, candidate)
     return found
+
+
+def bearer_key_is(headers: Iterable[tuple[bytes, bytes]], allowed: Sequence[bytes]) -> bool:
+    """Whether an ``Authorization: Bearer`` key is one of ``allowed`` (false when none are).
+
+    For the admin routes, which take no ``x-api-key``. Compared in constant time.
+    """
+    found = False
+    for name, value in headers:
+        if name != b"authorization":
+            continue
+        scheme, _, token = value.strip().partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            continue
+        for candidate in allowed:
+            found |= hmac.compare_digest(token.strip(), candidate)
+    return found

@@ -245,13 +245,10 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         backends = tuple(_spec_from_raw(raw, environ) for raw in config.backends)
     else:
         backends = _backends_from_environment(environ)
-    client_keys: tuple[Secret, ...] = ()
-    if values["client_keys_env"]:
-        name = values["client_keys_env"]
-        raw = environ.get(name, "")
-        client_keys = tuple(Secret(k.strip()) for k in raw.split(",") if k.strip())
-        if not client_keys:
-            raise ConfigError(f"client keys: environment variable {name} is unset or holds no key")
+    client_keys = _keys(environ, values["client_keys_env"], "client keys")
+    admin_keys = _keys(environ, values["admin_keys_env"], "admin keys")
+    if {k.value for k in client_keys} & {k.value for k in admin_keys}:
+        raise ConfigError("admin keys and client keys must differ: a key may not be both")
     embedded = not backends
     if embedded:
         backends = (BackendSpec(name="mock.1", type=ConnectorType.MOCK),)
@@ -262,8 +259,24 @@ def load_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
         aliases=dict(config.aliases) if config is not None else {},
         embedded_mock=embedded,
         client_keys=client_keys,
+        admin_keys=admin_keys,
         **values,
     )
+
+
+def _keys(environ: Mapping[str, str], name: str | None, what: str) -> tuple[Secret, ...]:
+    """The comma-separated keys in the variable ``name`` (none when ``name`` is None).
+
+    Raises:
+        ConfigError: the variable is unset or holds no key.
+    """
+    if not name:
+        return ()
+    raw = environ.get(name, "")
+    keys = tuple(Secret(k.strip()) for k in raw.split(",") if k.strip())
+    if not keys:
+        raise ConfigError(f"{what}: environment variable {name} is unset or holds no key")
+    return keys
 
 
 def startup_warnings(settings: Settings) -> list[str]:

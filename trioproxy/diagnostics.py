@@ -128,6 +128,18 @@ def model_entry(backends: Backends, api: Api, model_id: str) -> dict[str, Any] |
     return None
 
 
+def recent_document(
+    tracker: ActivityTracker | None, limit: int | None = None, instance: str | None = None
+) -> dict[str, Any]:
+    """The ``GET /v1/diagnostics/recent`` document: finished requests, newest first."""
+    recent = tracker.recent(limit, instance) if tracker is not None else []
+    return {
+        "timestamp": time.time(),
+        "activity_tracking_enabled": tracker is not None,
+        "recent": [finished.to_dict() for finished in recent],
+    }
+
+
 def model_list(backends: Backends, api: Api) -> dict[str, Any]:
     """``GET /v1/models`` in ``api``'s shape: every instance's models that speak it."""
     rows = _model_rows(backends, api)

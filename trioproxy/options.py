@@ -122,6 +122,11 @@ POSITIVE_INT: Kind[int] = Kind(
     _in_range(_text_integer, 1, None),
     _in_range(_yaml_integer, 1, None),
 )
+NON_NEGATIVE_INT: Kind[int] = Kind(
+    "an integer of 0 or more",
+    _in_range(_text_integer, 0, None),
+    _in_range(_yaml_integer, 0, None),
+)
 POSITIVE_NUMBER: Kind[float] = Kind(
     "a number greater than 0",
     _positive(float),

@@ -10,9 +10,13 @@ in the route's API's own error shape; nothing here raises to the server.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
+import trio
+
+from .accesslog import AccessEntry, AccessLog
 from .activity import ActivityTracker
 from .auth import is_authorized
 from .backends.instance import Backends
@@ -27,7 +31,7 @@ from .errors import (
 )
 from .headers import REQUEST_DROP, Headers, header_value
 from .jsonbody import encode, parse_object
-from .relay import JSON_HEADERS, Attempt, Call, Receive, Send, relay
+from .relay import JSON_HEADERS, Attempt, Call, ClientOut, Receive, Send, relay
 from .routes import ProxyRoute
 from .routing import route
 from .sessions import DEFAULT_SESSION_HEADERS, header_session_id, session_id_of
@@ -103,6 +107,7 @@ class ProxyRoutes:
             routing sees instead.
         default_max_tokens: ``max_tokens`` for a translated request to an Anthropic
             backend that set none.
+        access_log: where a line per finished request goes (None: nowhere).
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class ProxyRoutes:
         session_headers: Sequence[str] = DEFAULT_SESSION_HEADERS,
         aliases: Mapping[str, str] | None = None,
         default_max_tokens: int = 4096,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.backends = backends
         self.tracker = tracker
@@ -126,6 +132,7 @@ class ProxyRoutes:
         self.session_headers = tuple(name.lower().encode("latin-1") for name in session_headers)
         self.aliases: Mapping[str, str] = aliases or {}
         self.default_max_tokens = default_max_tokens
+        self.access_log = access_log
 
     def prepare(
         self, request_route: ProxyRoute, headers: Headers, body: bytes, query: bytes = b""
@@ -177,8 +184,41 @@ class ProxyRoutes:
         receive: Receive,
         send: Send,
     ) -> None:
-        """Serve one request on ``request_route``; every failure is answered, none raised."""
-        api = request_route.api
+        """Serve one request on ``request_route``; every failure is answered, none raised.
+
+        With an access log, one line is written when the request ends, however it ends.
+        """
+        arrived = trio.current_time()
+        call: Call | None = None
+        out: ClientOut | None = None
+        status: int | None = None
+        outcome = "refused"
+        try:
+            call, names, status = await self._prepare_or_answer(request_route, scope, receive, send)
+            if call is None:
+                outcome = "cancelled" if status is None else "refused"
+                return
+            out = ClientOut(send, call.session_id)
+            candidates = [self.backends[name] for name in names]
+            await relay(call, candidates, receive, out, self.tracker, self.in_flight)
+            status, outcome = out.status, out.outcome
+        except BaseException as exc:
+            outcome = "cancelled" if _only_cancelled(exc) else "error"
+            raise
+        finally:
+            if self.access_log is not None:
+                self.access_log.write(
+                    _entry(scope, request_route, arrived, call, out, status, outcome)
+                )
+
+    async def _prepare_or_answer(
+        self,
+        request_route: ProxyRoute,
+        scope: MutableMapping[str, Any],
+        receive: Receive,
+        send: Send,
+    ) -> tuple[Call | None, tuple[str, ...], int | None]:
+        """The routed call, or None once the request is answered (its status) or gone (None)."""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         try:
             if not is_authorized(headers, self.client_keys):
@@ -188,12 +228,11 @@ class ProxyRoutes:
             body = await read_body(headers, receive, self.max_request_body)
             call, names = self.prepare(request_route, headers, body, scope.get("query_string", b""))
         except _Disconnected:
-            return
+            return None, (), None
         except ProxyError as exc:
-            await send_error(send, api, exc)
-            return
-        candidates = [self.backends[name] for name in names]
-        await relay(call, candidates, receive, send, self.tracker, self.in_flight)
+            await send_error(send, request_route.api, exc)
+            return None, (), exc.status
+        return call, names, None
 
     def cancel_in_flight(self) -> int:
         """End every request still relaying (the shutdown deadline); returns how many.
@@ -203,6 +242,44 @@ class ProxyRoutes:
         for attempt in self.in_flight:
             attempt.shut_down()
         return len(self.in_flight)
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(trio.Cancelled)[1] is None
+    return False
+
+
+def _entry(
+    scope: MutableMapping[str, Any],
+    request_route: ProxyRoute,
+    arrived: float,
+    call: Call | None,
+    out: ClientOut | None,
+    status: int | None,
+    outcome: str,
+) -> AccessEntry:
+    now = trio.current_time()
+    client = scope.get("client")
+    first_byte = out.first_byte if out is not None else None
+    return AccessEntry(
+        time=time.time(),
+        client=f"{client[0]}:{client[1]}" if client else None,
+        method=scope["method"],
+        path=scope["path"],
+        status=status,
+        instance=out.instance if out is not None else None,
+        endpoint=request_route.endpoint.value,
+        model=call.model if call is not None else None,
+        session=call.session_id if call is not None else None,
+        duration=now - arrived,
+        ttfb=None if first_byte is None else first_byte - arrived,
+        bytes_rx=out.rx if out is not None else 0,
+        bytes_tx=out.tx if out is not None else 0,
+        outcome=outcome,
+    )
 
 
 async def send_error(send: Send, api: Api, exc: ProxyError) -> None:

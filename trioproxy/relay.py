@@ -138,9 +138,30 @@ class Phase(enum.Enum):
 
 
 class ClientOut:
-    """The client side of the response: its phase, and the bytes handed over."""
+    """The client side of one request's response, and what the access log says of it.
 
-    __slots__ = ("_send", "_session", "last", "meter", "phase")
+    It spans the request's attempts: its phase, the status the client got, the body bytes
+    received from backends (``rx``) and handed to the client (``tx``), the first byte's
+    time, the instance that answered, how the request ended (``outcome``, ``reason``,
+    ``error``). While an attempt is tracked, ``meter`` is its tracker meter, to which
+    bytes, failures and cancellations are passed on.
+    """
+
+    __slots__ = (
+        "_send",
+        "_session",
+        "error",
+        "first_byte",
+        "instance",
+        "last",
+        "meter",
+        "outcome",
+        "phase",
+        "reason",
+        "rx",
+        "status",
+        "tx",
+    )
 
     def __init__(self, send: Send, session_id: str) -> None:
         self._send = send
@@ -149,6 +170,15 @@ class ClientOut:
         self.phase = Phase.PENDING
         #: The last body chunk sent, for numbering a Responses error event after it.
         self.last = b""
+        self.status: int | None = None
+        self.rx = 0
+        self.tx = 0
+        #: ``trio.current_time()`` of the first body byte from a backend.
+        self.first_byte: float | None = None
+        self.instance: str | None = None
+        self.outcome = "completed"
+        self.reason: str | None = None
+        self.error: str | None = None
 
     @property
     def started(self) -> bool:
@@ -165,17 +195,42 @@ class ClientOut:
         out.append(self._session)
         sse = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in out)
         self.phase = Phase.SSE if sse else Phase.JSON
+        self.status = status
         await self._send({"type": "http.response.start", "status": status, "headers": out})
+
+    def received(self, nbytes: int) -> None:
+        """Count ``nbytes`` body bytes received from the backend."""
+        if self.first_byte is None:
+            self.first_byte = trio.current_time()
+        self.rx += nbytes
+        if self.meter is not None:
+            self.meter.add_rx(nbytes)
 
     async def body(self, chunk: bytes) -> None:
         await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
         self.last = chunk
+        self.tx += len(chunk)
         if self.meter is not None:
             self.meter.add_tx(len(chunk))
 
     async def end(self) -> None:
         self.phase = Phase.CLOSED
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def failed(self, message: str) -> None:
+        """The request ended (or will end) in error: the access log's and the meter's."""
+        self.outcome = "error"
+        if self.error is None:
+            self.error = message
+        if self.meter is not None:
+            self.meter.fail(message)
+
+    def cancelled(self, reason: str) -> None:
+        """The request was cancelled: by the ``client``, at ``shutdown``, an ``operator``."""
+        self.outcome = "cancelled"
+        self.reason = reason
+        if self.meter is not None:
+            self.meter.mark_cancelled(reason)
 
     async def fail(self, route: ProxyRoute, exc: ProxyError) -> None:
         """End the response with ``exc``: a JSON error, or an SSE error event once started.
@@ -229,7 +284,6 @@ def event_end(data: bytes) -> int:
 async def relay_body(
     chunks: AsyncIterator[bytes],
     out: ClientOut,
-    meter: RequestMeter | None,
     translator: StreamTranslator | None = None,
 ) -> None:
     """Hand every body chunk to the client as it arrives; event streams event by event.
@@ -244,8 +298,7 @@ async def relay_body(
     held = b""
     sse = translator is None and out.phase is Phase.SSE
     async for chunk in chunks:
-        if meter is not None:
-            meter.add_rx(len(chunk))
+        out.received(len(chunk))
         if translator is not None:
             chunk = translator.feed(chunk)
             if translator.done:
@@ -270,18 +323,17 @@ async def relay_body(
     if translator is not None:
         # What the last chunk ended (the loop broke on it), or the translation's end.
         held = chunk if translator.done else translator.finish()
-        if translator.failed and meter is not None:
-            meter.fail()
+        if translator.failed:
+            out.failed("the translated stream ended with an error")
     if held:
         await out.body(held)
 
 
-async def _read_all(chunks: AsyncIterator[bytes], meter: RequestMeter | None) -> bytes:
+async def _read_all(chunks: AsyncIterator[bytes], out: ClientOut) -> bytes:
     """A whole body (one to be translated), counted as received as it arrives."""
     parts = []
     async for chunk in chunks:
-        if meter is not None:
-            meter.add_rx(len(chunk))
+        out.received(len(chunk))
         parts.append(chunk)
     return b"".join(parts)
 
@@ -290,7 +342,6 @@ async def _relay_translated(
     crossing: Crossing,
     response: UpstreamResponse,
     out: ClientOut,
-    meter: RequestMeter | None,
 ) -> None:
     """Relay an answer of the other API: a stream translated as it arrives, else whole.
 
@@ -304,9 +355,9 @@ async def _relay_translated(
     )
     if status < 400 and is_sse:
         await out.start(status, [*headers, SSE_CONTENT_TYPE])
-        await relay_body(response.aiter_raw(), out, meter, crossing.stream())
+        await relay_body(response.aiter_raw(), out, crossing.stream())
         return
-    body = await _read_all(response.aiter_raw(), meter)
+    body = await _read_all(response.aiter_raw(), out)
     answer = crossing.answer(body) if status < 400 else crossing.error(status, body)
     await out.start(status, [*headers, *JSON_HEADERS])
     await out.body(answer)
@@ -427,13 +478,13 @@ async def _exchange(
                 log.warning("backend %s is rate limited (429)", instance.name)
                 if may_retry:
                     raise _Retry
-            if status >= 400 and meter is not None:
-                meter.fail(f"the backend answered HTTP {status}")
+            if status >= 400:
+                out.failed(f"the backend answered HTTP {status}")
             if crossing is None:
                 await out.start(status, response.headers)
-                await relay_body(response.aiter_raw(), out, meter)
+                await relay_body(response.aiter_raw(), out)
             else:
-                await _relay_translated(crossing, response, out, meter)
+                await _relay_translated(crossing, response, out)
             await out.end()
     except UpstreamError as exc:
         exc.of_backend(instance.name)
@@ -442,8 +493,7 @@ async def _exchange(
         log.warning("request failed: %s", exc.message)
         if may_retry and exc.failover_safe and not out.started:
             raise _Retry from exc
-        if meter is not None:
-            meter.fail(exc.message)
+        out.failed(exc.message)
         await out.fail(call.route, exc)
 
 
@@ -494,9 +544,12 @@ async def _attempt(
     Raises:
         _Retry: hand the call to the next instance.
     """
+    # What the access log says is of the last attempt.
+    out.instance, out.outcome, out.reason, out.error = instance.name, "completed", None, None
     try:
         request, crossing = call.upstream_request(instance)
     except ProxyError as exc:  # a request the other API cannot take faithfully
+        out.failed(exc.message)
         await out.fail(call.route, exc)
         return
     attempt = Attempt()
@@ -544,12 +597,10 @@ async def _attempt(
             if end is Ending.DONE:
                 return
             if end is Ending.RETRY:
-                if meter is not None:
-                    meter.fail("failed over to the next backend")
+                out.failed("failed over to the next backend")
                 raise _Retry
             if end is Ending.HUNG_UP:
-                if meter is not None:
-                    meter.mark_cancelled("client")
+                out.cancelled("client")
                 return
             error: ProxyError
             if end is Ending.STALE:
@@ -558,11 +609,13 @@ async def _attempt(
                     f"No data in either direction for {tracker.stale_timeout:g} s; "
                     "the request was cancelled as stale."
                 )
+                out.outcome = "stale"
             elif end is Ending.OPERATOR:
                 error = CancelledByOperator("An operator of the proxy cancelled this request.")
+                # The tracker has marked its meter; the access log learns it here.
+                out.outcome, out.reason = "cancelled", "operator"
             else:
-                if meter is not None:
-                    meter.mark_cancelled("shutdown")
+                out.cancelled("shutdown")
                 error = ShuttingDown("The proxy is shutting down.")
             await out.fail(call.route, error)
     finally:
@@ -574,16 +627,16 @@ async def relay(
     call: Call,
     candidates: Sequence[BackendInstance],
     receive: Receive,
-    send: Send,
+    out: ClientOut,
     tracker: ActivityTracker | None,
     in_flight: set[Attempt],
 ) -> None:
-    """Serve ``call`` through the first of ``candidates`` that answers.
+    """Serve ``call`` through the first of ``candidates`` that answers, answering on ``out``.
 
     Errors of the backend reach the client as a JSON error or an SSE error event;
-    a client that hangs up cancels everything the request opened, at once.
+    a client that hangs up cancels everything the request opened, at once. ``out`` says
+    afterwards what happened (status, bytes, instance, outcome).
     """
-    out = ClientOut(send, call.session_id)
     tried = candidates[:MAX_ATTEMPTS]
     for number, instance in enumerate(tried, start=1):
         try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .options import (
     BOOLEAN,
     HEADER_NAMES,
+    NON_NEGATIVE_INT,
     PORT,
     POSITIVE_INT,
     POSITIVE_NUMBER,
@@ -97,6 +98,13 @@ class Settings:
         kind=BOOLEAN,
         help="track every request in flight and serve it on /v1/diagnostics",
     )
+    activity_history: int = option(
+        200,
+        env="TRIOPROXY_ACTIVITY_HISTORY",
+        kind=NON_NEGATIVE_INT,
+        metavar="N",
+        help="finished requests /v1/diagnostics/recent remembers (0: none)",
+    )
     activity_stale_timeout: float = option(
         300.0,
         env="TRIOPROXY_ACTIVITY_STALE_TIMEOUT",
@@ -151,6 +159,30 @@ class Settings:
         "every proxy route requires one (Authorization: Bearer or x-api-key)",
     )
     client_keys: tuple[Secret, ...] = ()
+    admin_keys_env: str | None = option(
+        None,
+        env="TRIOPROXY_ADMIN_KEYS_ENV",
+        kind=TEXT,
+        metavar="NAME",
+        help="name of the environment variable holding comma-separated admin keys; with "
+        "one as 'Authorization: Bearer', a client off this host may read /metrics and the "
+        "diagnostics and cancel requests (without: loopback only)",
+    )
+    admin_keys: tuple[Secret, ...] = ()
+    access_log: str = option(
+        "text",
+        env="TRIOPROXY_ACCESS_LOG",
+        kind=choice("text", "json", "off"),
+        metavar="FORMAT",
+        help="a line per finished request: text, json or off",
+    )
+    access_log_file: str | None = option(
+        None,
+        env="TRIOPROXY_ACCESS_LOG_FILE",
+        kind=TEXT,
+        metavar="PATH",
+        help="append the access log to this file instead of stderr",
+    )
     session_headers: tuple[str, ...] = option(
         DEFAULT_SESSION_HEADERS,
         env="TRIOPROXY_SESSION_HEADERS",

@@ -1,0 +1,114 @@
+"""The access log: one line per finished proxied request, as text or JSON.
+
+Each line says when the request ended, who sent it (the socket peer), what it asked for
+(method and path; never the query string, which may carry a key), the status it got,
+the instance and endpoint that served it, the model and session, how long it took and
+its time to first byte, the body bytes from the backend and to the client, and how it
+ended: ``completed``, ``error``, ``cancelled``, ``stale``, or ``refused`` (answered by
+the proxy before any backend was asked: 401, 404, 405, 408, 413, a bad body). Keys and
+bodies never appear in it. Values a client chose (model, session) are quoted and
+escaped, so they cannot forge a line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+AccessLogFormat = Literal["text", "json", "off"]
+ACCESS_LOG_FORMATS: tuple[AccessLogFormat, ...] = ("text", "json", "off")
+LOGGER_NAME = "trioproxy.access"
+_PLAIN = re.compile(r"[A-Za-z0-9._:/@+\-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEntry:
+    """One finished request, as the access log writes it.
+
+    ``time`` is epoch seconds when it ended; ``duration`` and ``ttfb`` seconds from its
+    arrival (``ttfb``: to the first body byte from a backend; None if none came).
+    """
+
+    time: float
+    client: str | None
+    method: str
+    path: str
+    status: int | None
+    instance: str | None
+    endpoint: str
+    model: str | None
+    session: str | None
+    duration: float
+    ttfb: float | None
+    bytes_rx: int
+    bytes_tx: int
+    outcome: str
+
+
+def _value(value: object) -> str:
+    if value is None:
+        return "-"
+    text = str(value)
+    return text if _PLAIN.fullmatch(text) else json.dumps(text)
+
+
+def _stamp(epoch: float) -> str:
+    milliseconds = int(epoch * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{milliseconds:03d}Z"
+
+
+def format_text(entry: AccessEntry) -> str:
+    """``entry`` as one line of ``key=value`` fields after the time and the request."""
+    ttfb = "-" if entry.ttfb is None else f"{entry.ttfb:.3f}"
+    return (
+        f"{_stamp(entry.time)} client={_value(entry.client)} "
+        f"{_value(entry.method)} {_value(entry.path)} status={_value(entry.status)} "
+        f"instance={_value(entry.instance)} endpoint={entry.endpoint} "
+        f"model={_value(entry.model)} session={_value(entry.session)} "
+        f"duration={entry.duration:.3f} ttfb={ttfb} rx={entry.bytes_rx} tx={entry.bytes_tx} "
+        f"outcome={entry.outcome}"
+    )
+
+
+def format_json(entry: AccessEntry) -> str:
+    """``entry`` as one JSON object (its time also as an ISO 8601 ``timestamp``)."""
+    return json.dumps({"timestamp": _stamp(entry.time), **asdict(entry)}, separators=(",", ":"))
+
+
+class AccessLog:
+    """Writes access log lines (``text`` or ``json``) to stderr or to the file ``path``.
+
+    Lines go through the ``trioproxy.access`` logger, on a handler of its own, so the
+    proxy's log level does not hide them and they do not mix with its other lines.
+
+    Raises:
+        OSError: the file cannot be opened for appending.
+    """
+
+    def __init__(self, fmt: Literal["text", "json"], path: str | None = None) -> None:
+        self._format = format_json if fmt == "json" else format_text
+        self._logger = logging.getLogger(LOGGER_NAME)
+        self._logger.propagate = False
+        self._logger.setLevel(logging.INFO)
+        handler: logging.Handler = (
+            logging.FileHandler(path, encoding="utf-8")
+            if path is not None
+            else logging.StreamHandler(sys.stderr)
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        self._handler = handler
+        self._logger.addHandler(handler)
+
+    def write(self, entry: AccessEntry) -> None:
+        """Write one line for ``entry``."""
+        self._logger.info(self._format(entry))
+
+    def close(self) -> None:
+        """Detach and close the handler (the file, when there is one)."""
+        self._logger.removeHandler(self._handler)
+        self._handler.close()
