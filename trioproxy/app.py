@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Response, request
@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from . import __version__
 from .accesslog import AccessLog
 from .activity import ActivityTracker, set_activity_tracker
-from .admin import add_admin_routes
+from .admin import AdminView, LocalView, add_admin_routes
 from .auth import is_authorized
 from .backends.instance import Backends
 from .diagnostics import model_entry, model_list
@@ -24,6 +24,9 @@ from .proxy import UNAUTHORIZED, ProxyRoutes
 from .relay import JSON_HEADERS, Receive, Send
 from .routes import BY_PATH, api_of_path
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .workers.cluster import Cluster
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +113,12 @@ def _json(payload: Any, status: int = 200) -> Response:
     return Response(json.dumps(payload), status=status, content_type="application/json")
 
 
-def create_app(settings: Settings) -> TrioProxyApp:
-    """Build the proxy for ``settings``: backends, tracker (if enabled), routes, lifespan."""
+def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioProxyApp:
+    """Build the proxy for ``settings``: backends, tracker (if enabled), routes, lifespan.
+
+    ``cluster``: this process is one worker of several (``--workers N``); its admin
+    routes then answer for all of them, and it shares what it learns of the backends.
+    """
     backends = Backends(settings)
     tracker = (
         ActivityTracker(
@@ -146,7 +153,10 @@ def create_app(settings: Settings) -> TrioProxyApp:
         default_max_tokens=settings.anthropic_default_max_tokens,
         access_log=access_log,
     )
-    add_admin_routes(quart, backends, tracker, tuple(k.value.encode() for k in settings.admin_keys))
+    view: AdminView = (
+        LocalView(backends, tracker) if cluster is None else cluster.view(backends, tracker)
+    )
+    add_admin_routes(quart, view, tuple(k.value.encode() for k in settings.admin_keys))
 
     @quart.before_serving
     async def start() -> None:
@@ -156,6 +166,8 @@ def create_app(settings: Settings) -> TrioProxyApp:
         set_activity_tracker(tracker)
         if tracker is not None:
             quart.nursery.start_soon(tracker.run_sweeper)
+        if cluster is not None:
+            await quart.nursery.start(cluster.run, backends, tracker)
 
     @quart.after_serving
     async def stop() -> None:
