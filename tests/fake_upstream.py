@@ -92,6 +92,8 @@ class Scenario:
             many bytes before content encoding, when it is bigger than the plain answer.
         gzip: ``content-encoding: gzip`` when the request's ``accept-encoding`` allows it;
             streams are compressed event by event (sync flush), so they stay incremental.
+        hold: Stream: send the events up to the first content piece, then wait until this
+            event is set before the rest (a stream that stays open until the test says).
     """
 
     text: str = DEFAULT_TEXT
@@ -105,6 +107,7 @@ class Scenario:
     close_without_response: bool = False
     body_size: int | None = None
     gzip: bool = False
+    hold: trio.Event | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.chunks < 1:
@@ -511,9 +514,13 @@ async def _send_stream(
     if scenario.stall_after_headers:
         await trio.sleep_forever()
     compressor = zlib.compressobj(wbits=31) if compress else None
+    sent_content = False
     for number, (is_content, event) in enumerate(events):
         if scenario.cut_after is not None and number >= scenario.cut_after:
             return False
+        if scenario.hold is not None and sent_content:
+            await scenario.hold.wait()
+        sent_content = sent_content or is_content
         if is_content and scenario.delay:
             await trio.sleep(scenario.delay)
         if compressor is not None:

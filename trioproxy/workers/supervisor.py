@@ -265,6 +265,21 @@ def _start_failure(exc: BaseException) -> WorkerStartFailed | None:
     return None
 
 
+# A Unix socket's path has room for 107 bytes (Linux); the sockets are named worker-N.sock.
+_LONGEST_SOCKET_DIR = 80
+
+
+def make_runtime_dir() -> str:
+    """A new private directory (mode 0700) for the channel's sockets and the roster:
+    under the temporary directory (``TMPDIR``), or ``/tmp`` when that path is too long
+    to hold a Unix socket."""
+    path = tempfile.mkdtemp(prefix="trioproxy-")
+    if len(path) > _LONGEST_SOCKET_DIR:
+        os.rmdir(path)
+        path = tempfile.mkdtemp(prefix="trioproxy-", dir="/tmp")
+    return path
+
+
 def supervise(settings: Settings, sharing: Sharing = DEFAULT_SHARING) -> int:
     """Serve ``settings`` with ``settings.workers`` worker processes until a signal.
 
@@ -275,7 +290,7 @@ def supervise(settings: Settings, sharing: Sharing = DEFAULT_SHARING) -> int:
         OSError: the address cannot be listened on (before any worker starts).
     """
     sockets = open_listeners(settings.host, settings.port, settings.workers, sharing)
-    runtime_dir = tempfile.mkdtemp(prefix="trioproxy-")
+    runtime_dir = make_runtime_dir()
     try:
         trio.run(_Supervisor(settings, sockets, runtime_dir).run)
     except BaseException as exc:
