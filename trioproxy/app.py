@@ -20,6 +20,7 @@ from .auth import is_authorized
 from .backends.instance import Backends
 from .diagnostics import model_entry, model_list
 from .errors import Api, NotFound, Unauthorized, error_body, error_payload
+from .gcpolicy import run_full_collections
 from .proxy import UNAUTHORIZED, ProxyRoutes
 from .relay import JSON_HEADERS, Receive, Send
 from .routes import BY_PATH, api_of_path
@@ -162,6 +163,7 @@ def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioPro
     async def start() -> None:
         await backends.discover_models()
         quart.nursery.start_soon(backends.run_health_checks)
+        quart.nursery.start_soon(run_full_collections, proxy)
         # Always set: a proxy running without tracking answers None.
         set_activity_tracker(tracker)
         if tracker is not None:

@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import trio
 
-    from .server import tune_gc
+    from .gcpolicy import tune_gc
 
     try:
         settings = load_settings(sys.argv[1:] if argv is None else argv, os.environ)

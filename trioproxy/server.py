@@ -7,7 +7,6 @@ SSE error event, its upstream closed. A second signal during the drain cancels a
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("trioproxy")
 
 SHUTDOWN_MARGIN = 5.0
-GC_THRESHOLD_0 = 50_000
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -47,19 +45,6 @@ def hypercorn_config(settings: Settings) -> Config:
     # Bursts of thousands of clients must not overflow the kernel's accept queue.
     config.backlog = 4096
     return config
-
-
-def tune_gc() -> None:
-    """Make full garbage collections rare in a long-running proxy process.
-
-    Thousands of open streams keep over a million container objects alive, and each
-    full collection walks them all while every stream waits (the benchmark measured
-    1-2 s pauses every few seconds at 5,000 streams). Request garbage is short-lived
-    and reference counting frees it; a larger young generation makes collections
-    proportionally rarer, and freezing what start-up allocated keeps it out of them.
-    """
-    gc.set_threshold(GC_THRESHOLD_0, 20, 50)
-    gc.freeze()
 
 
 def log_start(settings: Settings, binds: list[str], extra: str = "") -> None:

@@ -23,7 +23,8 @@ import sys
 
 import trio
 
-from ..server import serve, tune_gc
+from ..gcpolicy import tune_gc
+from ..server import serve
 from .cluster import Cluster
 from .plan import WorkerPlan, read_plan
 
