@@ -193,7 +193,9 @@ def read_gc_log(held: Held, log: Path) -> None:
     full: list[float] = []
     young: list[float] = []
     for line in log.read_text().splitlines() if log.exists() else []:
-        when, generation, pause, _ = line.split()
+        when, generation, pause, *_ = line.split()
+        if generation == "loop":
+            continue
         if held.hold.held_from <= float(when) <= held.hold.held_until:
             (full if generation == "2" else young).append(float(pause) * 1000)
     held.gc_tracked = True
