@@ -442,7 +442,3 @@ async def test_the_shutdown_deadline_answers_503_or_an_error_event(
     assert connector.closed == 1 and not in_flight
     assert tracker.get_global_snapshot().lifetime.cancelled == 1
 
-
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)

@@ -5,7 +5,9 @@ Each line says when the request ended, who sent it (the socket peer), what it as
 the instance and endpoint that served it, the model and session, how long it took and
 its time to first byte, the body bytes from the backend and to the client, and how it
 ended: ``completed``, ``error``, ``cancelled``, ``stale``, or ``refused`` (answered by
-the proxy before any backend was asked: 401, 404, 405, 408, 413, a bad body). Keys and
+the proxy before any backend was asked: 401, 404, 405, 408, 413, a bad body). Requests of
+the proxy's other routes (models, diagnostics, ``/metrics``, unknown paths) get a line
+too, with endpoint ``-``. Keys and
 bodies never appear in it. Values a client chose (model, session) are quoted and
 escaped, so they cannot forge a line.
 """
@@ -17,8 +19,11 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
+
+import trio
 
 AccessLogFormat = Literal["text", "json", "off"]
 ACCESS_LOG_FORMATS: tuple[AccessLogFormat, ...] = ("text", "json", "off")
@@ -48,6 +53,40 @@ class AccessEntry:
     bytes_rx: int
     bytes_tx: int
     outcome: str
+
+
+def entry_for(
+    scope: Mapping[str, Any],
+    arrived: float,
+    *,
+    status: int | None,
+    outcome: str,
+    endpoint: str = "-",
+    instance: str | None = None,
+    model: str | None = None,
+    session: str | None = None,
+    first_byte: float | None = None,
+    bytes_rx: int = 0,
+    bytes_tx: int = 0,
+) -> AccessEntry:
+    """The entry of the request of ASGI ``scope``, ending now; times in Trio's clock."""
+    client = scope.get("client")
+    return AccessEntry(
+        time=time.time(),
+        client=f"{client[0]}:{client[1]}" if client else None,
+        method=scope["method"],
+        path=scope["path"],
+        status=status,
+        instance=instance,
+        endpoint=endpoint,
+        model=model,
+        session=session,
+        duration=trio.current_time() - arrived,
+        ttfb=None if first_byte is None else first_byte - arrived,
+        bytes_rx=bytes_rx,
+        bytes_tx=bytes_tx,
+        outcome=outcome,
+    )
 
 
 def _value(value: object) -> str:
