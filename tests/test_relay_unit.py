@@ -441,4 +441,3 @@ async def test_the_shutdown_deadline_answers_503_or_an_error_event(
     assert b"The proxy is shutting down." in client.body
     assert connector.closed == 1 and not in_flight
     assert tracker.get_global_snapshot().lifetime.cancelled == 1
-

@@ -292,8 +292,9 @@ async def relay_body(
     event (received, and counted as received, but not sent); if the body ends cleanly
     they are sent as they are, so the relay stays byte for byte. An upstream error
     propagates with them unsent. With a ``translator`` the client gets what it makes of
-    each chunk, and reading stops once the client's stream has ended (an upstream error
-    event, say); a request whose translated stream ended in error is marked failed.
+    each chunk; once the client's stream has ended (the backend's last event, or its
+    error event) the rest of the body is read and counted but not sent. A request whose
+    translated stream ended in error is marked failed.
     """
     held = b""
     sse = translator is None and out.phase is Phase.SSE
@@ -327,6 +328,11 @@ async def relay_body(
             out.failed("the translated stream ended with an error")
     if held:
         await out.body(held)
+    if translator is not None:
+        # The client's stream has ended; what the backend still sends (its `[DONE]`,
+        # say) is read and counted, so bytes_rx stays exact and the connection reusable.
+        async for chunk in chunks:
+            out.received(len(chunk))
 
 
 async def _read_all(chunks: AsyncIterator[bytes], out: ClientOut) -> bytes:
