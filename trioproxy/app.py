@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -24,8 +23,6 @@ from .proxy import UNAUTHORIZED, ProxyRoutes
 from .relay import JSON_HEADERS, Receive, Send
 from .routes import BY_PATH, api_of_path
 from .settings import Settings
-
-log = logging.getLogger(__name__)
 
 _NO_WEBSOCKETS = json.dumps(
     error_payload(

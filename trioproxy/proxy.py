@@ -9,7 +9,6 @@ in the route's API's own error shape; nothing here raises to the server.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -34,8 +33,6 @@ from .relay import JSON_HEADERS, Attempt, Call, ClientOut, Receive, Send, relay
 from .routes import ProxyRoute
 from .routing import route
 from .sessions import DEFAULT_SESSION_HEADERS, header_session_id, session_id_of
-
-log = logging.getLogger(__name__)
 
 UNAUTHORIZED = (
     "This proxy needs an API key: send one of its client keys as "
