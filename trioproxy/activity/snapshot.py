@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from .jsonfields import NOT_IN_JSON, JsonObject, read_dataclass, read_fields, to_json
+from .jsonfields import NOT_IN_JSON, JsonObject, JsonRecord, read_dataclass, read_fields, to_json
 
 ConnectionType = Literal["streaming", "non_streaming"]
 
@@ -93,7 +93,7 @@ OUTCOME_COUNTERS: dict[Outcome, int] = {
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectionActivity:
+class ConnectionActivity(JsonRecord):
     """One connection — (instance, session id) with at least one request in flight.
 
     Times are epoch seconds. ``started_at`` is when the connection's first request
@@ -124,19 +124,6 @@ class ConnectionActivity:
     upstream_status: int | None
     translated: bool
     backend_api: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the connection's JSON object."""
-        return to_json(self)
-
-    @classmethod
-    def from_dict(cls, data: object, path: str = "") -> ConnectionActivity:
-        """Read a connection's JSON object; ``path`` is where it is, for messages.
-
-        Raises:
-            MalformedDocument: a field is missing or does not have its type.
-        """
-        return read_dataclass(cls, JsonObject(data, path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +203,7 @@ class GlobalSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class FinishedRequest:
+class FinishedRequest(JsonRecord):
     """One request that has ended, as ``GET /v1/diagnostics/recent`` lists it.
 
     Times are epoch seconds. ``outcome`` is ``completed``, ``error``, ``cancelled`` or
@@ -239,19 +226,6 @@ class FinishedRequest:
     reason: str | None
     error: str | None
     translated: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the request's JSON object."""
-        return to_json(self)
-
-    @classmethod
-    def from_dict(cls, data: object, path: str = "") -> FinishedRequest:
-        """Read a finished request's JSON object (``path``: where it is, for messages).
-
-        Raises:
-            MalformedDocument: a field is missing or does not have its type.
-        """
-        return read_dataclass(cls, JsonObject(data, path))
 
 
 @dataclass(frozen=True, slots=True)
