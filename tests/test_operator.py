@@ -8,7 +8,7 @@ their own there (they would run out on the jumping clock).
 from __future__ import annotations
 
 import json
-import logging
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -235,37 +235,34 @@ async def test_an_access_log_line_per_request_for_every_outcome(
     nursery: trio.Nursery,
     fake: FakeUpstream,
     autojump_clock: trio.testing.MockClock,
-    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
     secret_body = "please-never-log-this-body"
+    log_file = tmp_path / "access.log"
     async with running_proxy(
         nursery,
         backends=(openai_spec(fake.base_url), anthropic_spec(fake.base_url)),
         enable_activity_tracking=True,
         activity_stale_timeout=5.0,
         access_log="json",
+        access_log_file=str(log_file),
     ) as proxy:
-        logger = logging.getLogger("trioproxy.access")
-        logger.addHandler(caplog.handler)
-        try:
-            await workload(proxy, fake)
-            async with httpx.AsyncClient(timeout=None, base_url=proxy.url) as client:
-                await client.post(
-                    CHAT + "?key=sk-in-the-query",
-                    json={
-                        "model": "gpt-fake",
-                        "messages": [{"role": "user", "content": secret_body}],
-                    },
-                    headers={"authorization": f"Bearer {CLIENT_KEY}", "x-session-id": "s-42"},
-                )
-                await client.post("/v1/nothing/here", json={})  # not a proxy route: logged too
-                await client.post(CHAT, content=b"{not json")
-                await client.get(CHAT)
-            # A line is written once the request's task ends, just after its last byte.
-            await trio.testing.wait_all_tasks_blocked()
-        finally:
-            logger.removeHandler(caplog.handler)
-    lines = [r.getMessage() for r in caplog.records if r.name == "trioproxy.access"]
+        await workload(proxy, fake)
+        async with httpx.AsyncClient(timeout=None, base_url=proxy.url) as client:
+            await client.post(
+                CHAT + "?key=sk-in-the-query",
+                json={
+                    "model": "gpt-fake",
+                    "messages": [{"role": "user", "content": secret_body}],
+                },
+                headers={"authorization": f"Bearer {CLIENT_KEY}", "x-session-id": "s-42"},
+            )
+            await client.post("/v1/nothing/here", json={})  # not a proxy route: logged too
+            await client.post(CHAT, content=b"{not json")
+            await client.get(CHAT)
+        # A line is written once the request's task ends, just after its last byte.
+        await trio.testing.wait_all_tasks_blocked()
+    lines = log_file.read_text().splitlines()
     every = [json.loads(line) for line in lines]
     # The workload's own diagnostics polls are logged too; the proxied requests, in order:
     entries = [e for e in every if e["path"] != "/v1/diagnostics"]
@@ -301,22 +298,20 @@ async def test_an_access_log_line_per_request_for_every_outcome(
 
 
 async def test_the_text_access_log_quotes_what_clients_chose(
-    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+    nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    async with running_proxy(nursery, backends=(mock_spec(),), access_log="text") as proxy:
-        logger = logging.getLogger("trioproxy.access")
-        logger.addHandler(caplog.handler)
-        try:
-            async with httpx.AsyncClient(base_url=proxy.url) as client:
-                await client.post(
-                    CHAT,
-                    json={"model": 'evil\nmodel status=999 "x"', "messages": []},
-                    headers={"x-session-id": "a b"},
-                )
-            await trio.testing.wait_all_tasks_blocked()
-        finally:
-            logger.removeHandler(caplog.handler)
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "trioproxy.access"]
+    log_file = tmp_path / "access.log"
+    async with running_proxy(
+        nursery, backends=(mock_spec(),), access_log="text", access_log_file=str(log_file)
+    ) as proxy:
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            await client.post(
+                CHAT,
+                json={"model": 'evil\nmodel status=999 "x"', "messages": []},
+                headers={"x-session-id": "a b"},
+            )
+        await trio.testing.wait_all_tasks_blocked()
+    (line,) = log_file.read_text().splitlines()
     assert "\n" not in line
     assert ' model="evil\\nmodel status=999 \\"x\\"" ' in line
     assert ' session="a b" ' in line
@@ -324,16 +319,22 @@ async def test_the_text_access_log_quotes_what_clients_chose(
 
 
 async def test_no_access_log_when_off(
-    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+    nursery: trio.Nursery, capfd: pytest.CaptureFixture[str]
 ) -> None:
     async with running_proxy(nursery, backends=(mock_spec(),), access_log="off") as proxy:
         assert proxy.app.proxy.access_log is None
-        logger = logging.getLogger("trioproxy.access")
-        logger.addHandler(caplog.handler)
-        try:
-            async with httpx.AsyncClient(base_url=proxy.url) as client:
-                await client.post(CHAT, json={"model": "mock-model", "messages": []})
-            await trio.testing.wait_all_tasks_blocked()
-        finally:
-            logger.removeHandler(caplog.handler)
-    assert [r for r in caplog.records if r.name == "trioproxy.access"] == []
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            await client.post(CHAT, json={"model": "mock-model", "messages": []})
+        await trio.testing.wait_all_tasks_blocked()
+    assert "outcome=" not in capfd.readouterr().err
+
+
+async def test_the_access_log_goes_to_stderr_by_default(
+    nursery: trio.Nursery, capfd: pytest.CaptureFixture[str]
+) -> None:
+    async with running_proxy(nursery, backends=(mock_spec(),)) as proxy:
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            await client.post(CHAT, json={"model": "mock-model", "messages": []})
+        await trio.testing.wait_all_tasks_blocked()
+    (line,) = [line for line in capfd.readouterr().err.splitlines() if "outcome=" in line]
+    assert f"POST {CHAT} status=200 instance=mock.1 endpoint=chat.completions" in line
