@@ -15,12 +15,13 @@ from . import __version__
 from .accesslog import AccessLog, entry_for
 from .activity import ActivityTracker, set_activity_tracker
 from .admin import add_admin_routes
+from .asgi import Receive, Send
 from .auth import is_authorized
 from .backends.instance import Backends
+from .client_out import JSON_HEADERS
 from .diagnostics import model_entry, model_list
 from .errors import Api, NotFound, Unauthorized, error_body, error_payload
 from .proxy import UNAUTHORIZED, ProxyRoutes
-from .relay import JSON_HEADERS, Receive, Send
 from .routes import BY_PATH, api_of_path
 from .settings import Settings
 

@@ -16,8 +16,11 @@ import trio
 
 from .accesslog import AccessEntry, AccessLog, entry_for
 from .activity import ActivityTracker
+from .asgi import Receive, Send
 from .auth import is_authorized
 from .backends.instance import Backends
+from .cancellation import Attempt
+from .client_out import JSON_HEADERS, ClientOut
 from .errors import (
     Api,
     BadRequest,
@@ -29,7 +32,7 @@ from .errors import (
 )
 from .headers import REQUEST_DROP, Headers, header_value
 from .jsonbody import encode, parse_object
-from .relay import JSON_HEADERS, Attempt, Call, ClientOut, Receive, Send, relay
+from .relay import Call, relay
 from .routes import ProxyRoute
 from .routing import route
 from .sessions import DEFAULT_SESSION_HEADERS, header_session_id, session_id_of
