@@ -383,16 +383,28 @@ def test_plain_recent_requests() -> None:
 
 def test_rich_recent_requests() -> None:
     text = record(view.render(one(no_connections(), some_finished()), tz=UTC), width=120)
+    # At 120 columns every column fits, the detail and the model shortened.
     assert text.splitlines()[5:] == [
         "No active connections",
         "",
         "Recently finished, newest first",
-        "Ended     Backend   Session      API   Model        Duration  TTFB  HTTP    RX    TX  Outcome    Detail                 ",  # noqa: E501
+        "Ended     Backend   Session      API   Model       Duration  TTFB  HTTP    RX    TX  Outcome    Detail                  ",  # noqa: E501
         "────────────────────────────────────────────────────────────────────────────────────────────────────────────────────────",
-        "15:59:59  mock.1    done-1       chat  gpt-4o       1.2s      50ms  200   2.0K  2.0K  completed                         ",  # noqa: E501
-        "15:59:55  mock.1    0f8fad5b-d…  chat  gpt-4o       5m 00s    50ms  200   512B  600B  stale      No data in either dire…",  # noqa: E501
-        "15:59:00  openai.1  stuck        chat  gpt-4o       42.0s     50ms  200   2.0K  2.0K  cancelled  by an operator         ",  # noqa: E501
-        "15:00:00  vllm.1⇄   claude-cod…  msgs  qwen3-coder  0.0s         -  -       0B  160B  error      Backend 'vllm.1': cann…",  # noqa: E501
+        "15:59:59  mock.1    done-1       chat  gpt-4o      1.2s      50ms  200   2.0K  2.0K  completed                          ",  # noqa: E501
+        "15:59:55  mock.1    0f8fad5b-d…  chat  gpt-4o      5m 00s    50ms  200   512B  600B  stale      No data in either direc…",  # noqa: E501
+        "15:59:00  openai.1  stuck        chat  gpt-4o      42.0s     50ms  200   2.0K  2.0K  cancelled  by an operator          ",  # noqa: E501
+        "15:00:00  vllm.1⇄   claude-cod…  msgs  qwen3-cod…  0.0s         -  -       0B  160B  error      Backend 'vllm.1': canno…",  # noqa: E501
+        view.TRANSLATED_NOTE,
+    ]
+    # At 80, the byte counts, timings and API make room for what happened.
+    lines = record(view.render(one(no_connections(), some_finished()), tz=UTC), width=80)
+    assert lines.splitlines()[8:] == [
+        "Ended     Backend   Session      Model       Duration  Outcome    Detail        ",
+        "────────────────────────────────────────────────────────────────────────────────",
+        "15:59:59  mock.1    done-1       gpt-4o      1.2s      completed                ",
+        "15:59:55  mock.1    0f8fad5b-d…  gpt-4o      5m 00s    stale      No data in ei…",
+        "15:59:00  openai.1  stuck        gpt-4o      42.0s     cancelled  by an operator",
+        "15:00:00  vllm.1⇄   claude-cod…  qwen3-cod…  0.0s      error      Backend 'vllm…",
         view.TRANSLATED_NOTE,
     ]
 

@@ -25,8 +25,8 @@ R = TypeVar("R")
 #: Terminal cells between two columns, in both renderings.
 GAP = 2
 
-#: A column that gives way is counted this wide (or its own width, if less) by
-#: :func:`fit`: rich may shorten it that far before another column is left out.
+#: How narrow a column that gives way may become before another column is left out,
+#: unless it says otherwise (:attr:`Column.min_width`).
 GIVE_WAY_MIN = 10
 
 
@@ -37,8 +37,8 @@ class Column(Generic[R]):
     ``cell`` formats the column's text for a row (text from a proxy goes through
     :func:`~trioproxy.inspect.formatting.printable`; a newline puts the rest on a line
     of its own). ``numeric`` columns align right. The columns that ``give_way`` are
-    shortened with an ellipsis when the terminal is too narrow; before that, columns with
-    a ``drop_rank`` are left out, rank 1 first (0: never left out).
+    shortened with an ellipsis when the terminal is too narrow, down to ``min_width``
+    before columns with a ``drop_rank`` are left out (rank 1 first; 0: never left out).
     """
 
     title: str
@@ -46,6 +46,7 @@ class Column(Generic[R]):
     numeric: bool = False
     gives_way: bool = False
     drop_rank: int = 0
+    min_width: int = GIVE_WAY_MIN
 
 
 def _width(text: str) -> int:
@@ -60,11 +61,11 @@ def fit(
 
     ``table`` holds the titles and the cells, a row per line; a column is as wide as its
     widest line. Columns with a ``drop_rank`` are left out, the lowest rank first, while
-    the table — its columns (those that give way counted at most :data:`GIVE_WAY_MIN`
-    wide) and the gaps between them — is wider than ``width``. Then the widest column
-    that gives way is narrowed, one cell at a time, down to :data:`GIVE_WAY_MIN`, and
-    past it to one cell if nothing else is left. A table that still does not fit is
-    returned as it is (rich then narrows every column).
+    the table — its columns (those that give way counted at most their ``min_width``)
+    and the gaps between them — is wider than ``width``. Then the widest column that
+    gives way is narrowed, one cell at a time, down to its ``min_width``, and past it
+    to one cell if nothing else is left. A table that still does not fit is returned as
+    it is (rich then narrows every column).
     """
     widths = [max(_width(row[i]) for row in table) for i in range(len(columns))]
     shown = list(range(len(columns)))
@@ -73,20 +74,25 @@ def fit(
         key=lambda i: columns[i].drop_rank,
     )
 
-    def excess(floor: int | None) -> int:
-        """Cells over ``width``, the columns that give way counted at most ``floor``."""
+    def floor(i: int, *, at_least: int | None) -> int:
+        return at_least if at_least is not None else columns[i].min_width
+
+    def excess(at_least: int | None) -> int:
+        """Cells over ``width``, those that give way narrowed to ``floor``."""
         needs = (
-            min(widths[i], floor) if floor is not None and columns[i].gives_way else widths[i]
+            min(widths[i], floor(i, at_least=at_least)) if columns[i].gives_way else widths[i]
             for i in shown
         )
         return sum(needs) + GAP * (len(shown) - 1) - width
 
-    while excess(GIVE_WAY_MIN) > 0 and droppable:
+    while excess(None) > 0 and droppable:
         shown.remove(droppable.pop(0))
-    over = excess(None)
-    for floor in (GIVE_WAY_MIN, 1):
+    over = sum(widths[i] for i in shown) + GAP * (len(shown) - 1) - width
+    for at_least in (None, 1):
         while over > 0:
-            narrowable = [i for i in shown if columns[i].gives_way and widths[i] > floor]
+            narrowable = [
+                i for i in shown if columns[i].gives_way and widths[i] > floor(i, at_least=at_least)
+            ]
             if not narrowable:
                 break
             widest = max(narrowable, key=lambda i: widths[i])

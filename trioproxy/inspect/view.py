@@ -55,6 +55,12 @@ TRACKING_DISABLED = tracking_disabled()
 # A cell the table has no value for yet: the first byte of a request still waiting.
 WAITING = "…"
 
+# A proxy's name, cut, may no longer tell it from the others (127.0.0.1:8001 and :8002):
+# columns are left out before it is shortened below an IPv4 address and a port.
+PROXY_MIN = len("255.255.255.255:65535")
+# What went wrong with a request is worth more than its byte counts and timings.
+DETAIL_MIN = 24
+
 _TYPES = {"streaming": "stream", "non_streaming": "json"}
 
 _REASONS = {
@@ -75,7 +81,7 @@ def _rate(entry: Entry) -> str:
 #: The live connections, left to right. A new column is one row here. ``Proxy`` is shown
 #: with several proxies only, ``RX/s`` in watch mode only.
 TABLE: tuple[Column[Entry], ...] = (
-    Column("Proxy", lambda e: e.proxy or "", gives_way=True),
+    Column("Proxy", lambda e: e.proxy or "", gives_way=True, min_width=PROXY_MIN),
     Column("Backend", lambda e: backend_name(e.backend, e.connection.translated)),
     Column("Session", lambda e: short_session(printable(e.connection.session_id))),
     Column("API", lambda e: short_endpoint(e.connection.endpoint), drop_rank=4),
@@ -111,7 +117,7 @@ def recent_table(tz: tzinfo | None = None) -> tuple[Column[Finished], ...]:
     """The finished requests, left to right; ``Ended`` in ``tz`` (default: local time)."""
     return (
         Column("Ended", lambda f: format_clock(f.ended_at, tz)),
-        Column("Proxy", lambda f: f.proxy or "", gives_way=True),
+        Column("Proxy", lambda f: f.proxy or "", gives_way=True, min_width=PROXY_MIN),
         Column("Backend", lambda f: backend_name(f.request.instance, f.request.translated)),
         Column("Session", lambda f: short_session(printable(f.request.session_id))),
         Column("API", lambda f: short_endpoint(f.request.endpoint), drop_rank=4),
@@ -127,7 +133,7 @@ def recent_table(tz: tzinfo | None = None) -> tuple[Column[Finished], ...]:
         Column("RX", lambda f: format_bytes_short(f.request.bytes_rx), numeric=True, drop_rank=2),
         Column("TX", lambda f: format_bytes_short(f.request.bytes_tx), numeric=True, drop_rank=1),
         Column("Outcome", lambda f: printable(f.request.outcome)),
-        Column("Detail", _detail, gives_way=True),
+        Column("Detail", _detail, gives_way=True, min_width=DETAIL_MIN),
     )
 
 
