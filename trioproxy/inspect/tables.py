@@ -74,24 +74,23 @@ def fit(
         key=lambda i: columns[i].drop_rank,
     )
 
-    def floor(i: int, *, at_least: int | None) -> int:
-        return at_least if at_least is not None else columns[i].min_width
-
-    def excess(at_least: int | None) -> int:
-        """Cells over ``width``, those that give way narrowed to ``floor``."""
+    def excess(*, narrowed: bool) -> int:
+        """Cells over ``width``; ``narrowed``: those that give way at their minimum."""
         needs = (
-            min(widths[i], floor(i, at_least=at_least)) if columns[i].gives_way else widths[i]
+            min(widths[i], columns[i].min_width) if narrowed and columns[i].gives_way else widths[i]
             for i in shown
         )
         return sum(needs) + GAP * (len(shown) - 1) - width
 
-    while excess(None) > 0 and droppable:
+    while excess(narrowed=True) > 0 and droppable:
         shown.remove(droppable.pop(0))
-    over = sum(widths[i] for i in shown) + GAP * (len(shown) - 1) - width
-    for at_least in (None, 1):
+    over = excess(narrowed=False)
+    for last_resort in (False, True):
         while over > 0:
             narrowable = [
-                i for i in shown if columns[i].gives_way and widths[i] > floor(i, at_least=at_least)
+                i
+                for i in shown
+                if columns[i].gives_way and widths[i] > (1 if last_resort else columns[i].min_width)
             ]
             if not narrowable:
                 break
