@@ -167,6 +167,7 @@ def finished(
     reason: str | None = None,
     error: str | None = None,
     translated: bool = False,
+    backend_api: str = "openai",
 ) -> dict[str, Any]:
     """One finished request as ``GET /v1/diagnostics/recent`` gives it."""
     return {
@@ -184,6 +185,7 @@ def finished(
         "reason": reason,
         "error": error,
         "translated": translated,
+        "backend_api": backend_api,
     }
 
 

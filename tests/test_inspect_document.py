@@ -164,6 +164,7 @@ def test_parse_recent_requests() -> None:
         reason="operator",
         error=None,
         translated=False,
+        backend_api="openai",
     )
     assert parsed.recent[3].upstream_status is None and parsed.recent[3].translated
 

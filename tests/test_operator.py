@@ -149,6 +149,7 @@ async def test_recent_requests_newest_first_bounded_with_their_outcomes(
     # Five requests ended; four are remembered, newest first.
     assert [r["outcome"] for r in recent] == ["stale", "cancelled", "error", "completed"]
     assert [r["reason"] for r in recent] == [None, "client", None, None]
+    assert recent[0]["error"].startswith("no byte in either direction for 5.0 s")
     assert recent[0]["upstream_status"] == 200 and recent[0]["time_to_first_byte_seconds"] is None
     assert recent[0]["duration_seconds"] == pytest.approx(5.0, abs=1.5)
     assert recent[2]["upstream_status"] == 500

@@ -209,7 +209,8 @@ class FinishedRequest(JsonRecord):
     Times are epoch seconds. ``outcome`` is ``completed``, ``error``, ``cancelled`` or
     ``stale``; ``reason`` says who cancelled a cancelled request (``client``: it hung up;
     ``operator``: ``POST /v1/diagnostics/cancel``; ``shutdown``: the grace period ran out)
-    and is None otherwise; ``error`` is the error's message, if the request failed.
+    and is None otherwise; ``error`` is the error's message, if the request failed (or why
+    it went stale); ``translated`` and ``backend_api`` as for a connection.
     """
 
     instance: str
@@ -226,6 +227,7 @@ class FinishedRequest(JsonRecord):
     reason: str | None
     error: str | None
     translated: bool
+    backend_api: str
 
 
 @dataclass(frozen=True, slots=True)

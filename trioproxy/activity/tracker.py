@@ -65,6 +65,7 @@ _Finished = tuple[
     str | None,
     str | None,
     bool,
+    str,
 ]
 
 
@@ -386,6 +387,7 @@ class ActivityTracker:
             reason(meter, outcome),
             error_message(meter),
             meter.translated,
+            meter.backend_api,
         )
         with self._lock:
             record = self._instances[meter.instance]
