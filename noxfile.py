@@ -13,8 +13,6 @@ purpose (bump with the versions in the development venv).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -72,11 +70,16 @@ def clients(session: nox.Session) -> None:
     ``.nox/clients-npm`` on first use, reused while their version is there. A tool that
     cannot be installed skips, saying why. ``nox -s clients -- -k codex`` runs one.
     """
-    session.install("-e", ".[test]", "-r", "tests/clients/requirements.txt")
-    prefix = Path(session.invoked_from) / ".nox" / "clients-npm"
+    session.install("-e", ".[test]")
+    # A tool pip cannot install (no registry, a yanked pin) skips its test, saying so; the
+    # rest still run.
     session.run(
-        "pytest",
-        "tests/clients",
-        *session.posargs,
-        env={"TRIOPROXY_CLIENTS_NPM_PREFIX": str(prefix)},
+        "python",
+        "-m",
+        "pip",
+        "install",
+        "-r",
+        "tests/clients/requirements.txt",
+        success_codes=[0, 1],
     )
+    session.run("pytest", "tests/clients", *session.posargs)

@@ -127,7 +127,10 @@ def _python_tool(distribution: str, report: list[str]) -> str:
     try:
         version = importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
-        pytest.skip(f"{distribution} is not installed here: `nox -s clients` installs it")
+        pytest.skip(
+            f"{distribution} is not installed in this environment (`nox -s clients` installs "
+            "tests/clients/requirements.txt: see what pip said there)"
+        )
     report.append(f"{distribution} {version} (Python {sys.version.split()[0]})")
     return version
 
