@@ -77,8 +77,9 @@ def _npm_installed_version(package: str) -> str | None:
     return version if isinstance(version, str) else None
 
 
-def _tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+def _head(text: str, lines: int = 4) -> str:
+    # npm says what went wrong first (its error code, the failed fetch), then a stack.
+    return "\n".join(text.strip().splitlines()[:lines])
 
 
 def _npm_tool(spec: tuple[str, str, str], report: list[str]) -> ClientTool:
@@ -105,7 +106,7 @@ def _npm_tool(spec: tuple[str, str, str], report: list[str]) -> ClientTool:
         if done.returncode != 0:
             pytest.skip(
                 f"npm could not install {package}@{version} (exit {done.returncode}):\n"
-                + _tail(done.stderr or done.stdout)
+                + _head(done.stderr or done.stdout)
             )
     binary = NPM_PREFIX / "node_modules" / ".bin" / command
     shown = subprocess.run(
