@@ -7,15 +7,16 @@ proxy.run_tool(argv, ...)`` runs the tool to its end within a timeout while a ta
 ``/v1/diagnostics`` (on the proxy itself) and keeps every connection it saw, so a test
 can assert what was in flight while the tool's request was: the session id, the
 ``endpoint``, whether it was translated. Every process is ended by its own PID when the
-block ends.
+block ends (a tool with the process group it leads, whose id is that PID).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,9 @@ async def _run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, limit:
         stderr=subprocess.PIPE,
         env=dict(env),
         cwd=cwd,
+        # Its own process group, whose id is its PID: what it starts itself (the Codex
+        # CLI's node launcher starts the native binary) ends with it.
+        start_new_session=True,
     )
     try:
         with trio.move_on_after(limit) as deadline:
@@ -183,10 +187,10 @@ async def _run(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, limit:
                 nursery.start_soon(_drain, process.stderr, stderr)
                 await process.wait()
     finally:
-        if process.returncode is None:
-            process.kill()
-            with trio.CancelScope(shield=True):
-                await process.wait()
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with trio.CancelScope(shield=True):
+            await process.wait()
     returncode = process.returncode
     assert returncode is not None  # waited for above, or killed and waited for
     run = ToolRun(
