@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 
 import trio
 
-from tests.clients.conftest import ClientTool
 from tests.clients.harness import (
     MOCK_CONFIG,
     ClientProxy,
@@ -28,6 +27,7 @@ from tests.clients.harness import (
     instance_of,
     tool_env,
 )
+from tests.clients.tools import ClientTool
 from tests.fake_upstream import DEFAULT_TEXT, FakeUpstream, Scenario
 from trioproxy.backends.mock import REPLY
 

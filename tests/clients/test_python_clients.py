@@ -14,7 +14,6 @@ from pathlib import Path
 
 import trio
 
-from tests.clients.conftest import ClientTool
 from tests.clients.harness import (
     MOCK_CONFIG,
     ClientProxy,
@@ -23,6 +22,7 @@ from tests.clients.harness import (
     instance_of,
     tool_env,
 )
+from tests.clients.tools import ClientTool
 from trioproxy.backends.mock import REPLY
 
 # litellm alone takes some seconds to import.
