@@ -586,3 +586,16 @@ async def test_an_alias_sends_an_agents_model_name_to_another_backend(
     assert fake.requests[-1].path == "/v1/chat/completions"
     assert fake.requests[-1].json["model"] == "gpt-fake"
     assert "claude-sonnet-4-5" in [m.id for m in listing.data]
+
+
+async def test_the_clients_query_string_stays_behind_on_a_crossing(
+    nursery: trio.Nursery, fake: FakeUpstream
+) -> None:
+    async with _proxy(nursery, fake) as proxy:
+        fake.script(Scenario(json=chat_answer({"role": "assistant", "content": TEXT}, "stop")))
+        body = {"model": "openai.1:gpt-fake", "max_tokens": 5, "messages": []}
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(proxy.url + "/v1/messages?beta=true", json=body)
+    assert answer.status_code == 200, answer.text
+    # ?beta=true is Claude Code's Messages API parameter, not the OpenAI backend's.
+    assert (fake.requests[-1].path, fake.requests[-1].query) == ("/v1/chat/completions", "")

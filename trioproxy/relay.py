@@ -108,7 +108,6 @@ class Call:
                     api,
                     self.payload,
                     self.headers,
-                    query=query,
                     streaming=self.streaming,
                     default_max_tokens=self.default_max_tokens,
                 )
