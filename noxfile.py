@@ -1,4 +1,5 @@
-"""Sessions: ``nox`` runs tests, lint and typecheck; ``nox -s bench`` runs the benchmark.
+"""Sessions: ``nox`` runs tests, lint and typecheck; ``nox -s bench`` runs the benchmark;
+``nox -s clients`` runs real third-party client tools through the proxy.
 
 Every session runs on Python 3.11, the version the project declares (``requires-python``,
 ruff's ``target-version``, mypy's ``python_version``): a machine that has it runs the
@@ -57,3 +58,28 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".")
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def clients(session: nox.Session) -> None:
+    """Real client tools through a real trioproxy (not a default session: needs Node.js and
+    downloads): the Codex CLI, Claude Code, ``llm``, langchain-openai and litellm.
+
+    The Python tools (pinned in tests/clients/requirements.txt) go into this session's
+    environment; the npm tools (pinned in tests/clients/conftest.py) into
+    ``.nox/clients-npm`` on first use, reused while their version is there. A tool that
+    cannot be installed skips, saying why. ``nox -s clients -- -k codex`` runs one.
+    """
+    session.install("-e", ".[test]")
+    # A tool pip cannot install (no registry, a yanked pin) skips its test, saying so; the
+    # rest still run.
+    session.run(
+        "python",
+        "-m",
+        "pip",
+        "install",
+        "-r",
+        "tests/clients/requirements.txt",
+        success_codes=[0, 1],
+    )
+    session.run("pytest", "tests/clients", *session.posargs)

@@ -149,3 +149,88 @@ def no_connections() -> dict[str, Any]:
 
 def tracking_off() -> dict[str, Any]:
     return snapshot([instance("openai.1", "openai", None), instance("mock.1", "mock", None)])
+
+
+def finished(
+    session_id: str = "abc",
+    *,
+    instance: str = "mock.1",
+    endpoint: str = "chat.completions",
+    model: str = "gpt-4o",
+    ended: float = T0 - 1,
+    duration: float = 1.25,
+    ttfb: float | None = 0.05,
+    status: int | None = 200,
+    rx: int = 2048,
+    tx: int = 2048,
+    outcome: str = "completed",
+    reason: str | None = None,
+    error: str | None = None,
+    translated: bool = False,
+    backend_api: str = "openai",
+) -> dict[str, Any]:
+    """One finished request as ``GET /v1/diagnostics/recent`` gives it."""
+    return {
+        "instance": instance,
+        "session_id": session_id,
+        "endpoint": endpoint,
+        "model": model,
+        "started_at": ended - duration,
+        "duration_seconds": duration,
+        "time_to_first_byte_seconds": ttfb,
+        "upstream_status": status,
+        "bytes_rx": rx,
+        "bytes_tx": tx,
+        "outcome": outcome,
+        "reason": reason,
+        "error": error,
+        "translated": translated,
+        "backend_api": backend_api,
+    }
+
+
+def recent(requests: list[dict[str, Any]], *, timestamp: float = T0) -> dict[str, Any]:
+    """A ``GET /v1/diagnostics/recent`` document (``requests`` newest first)."""
+    return {"timestamp": timestamp, "activity_tracking_enabled": True, "recent": requests}
+
+
+def some_finished() -> dict[str, Any]:
+    """Four ends, newest first: completed, a stale stream, an operator's cancel, and a
+    translated request whose backend could not be reached."""
+    return recent(
+        [
+            finished("done-1", ended=T0 - 1),
+            finished(
+                LONG_SESSION,
+                ended=T0 - 5,
+                duration=300.5,
+                rx=512,
+                tx=600,
+                outcome="stale",
+                error="No data in either direction for 300 s; the request was cancelled.",
+            ),
+            finished(
+                "stuck",
+                instance="openai.1",
+                ended=T0 - 60,
+                duration=42.0,
+                outcome="cancelled",
+                reason="operator",
+            ),
+            finished(
+                "claude-code",
+                instance="vllm.1",
+                endpoint="messages",
+                model="qwen3-coder",
+                ended=T0 - 3600,
+                duration=0.003,
+                ttfb=None,
+                status=None,
+                rx=0,
+                tx=160,
+                outcome="error",
+                error="Backend 'vllm.1': cannot connect to 10.0.0.7:8000",
+                translated=True,
+            ),
+        ]
+    )

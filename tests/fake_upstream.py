@@ -59,6 +59,7 @@ import h11
 import trio
 
 from tests.h11server import RECEIVE_SIZE, H11Server, ServerConn
+from trioproxy.backends import mock_replies as replies
 
 __all__ = ["DEFAULT_MODELS", "DEFAULT_TEXT", "FakeUpstream", "RecordedRequest", "Scenario"]
 
@@ -66,6 +67,12 @@ DEFAULT_MODELS: tuple[str, ...] = ("gpt-fake", "claude-fake")
 DEFAULT_TEXT = "Hello from the fake upstream! This reply is deterministic, chunk by chunk."
 
 _CREATED = 1_700_000_000
+_OTHER_OPENAI_ROUTES = ("/v1/responses", "/v1/embeddings", "/v1/completions")
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(body)
+    return loaded
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,10 @@ class Scenario:
             many bytes before content encoding, when it is bigger than the plain answer.
         gzip: ``content-encoding: gzip`` when the request's ``accept-encoding`` allows it;
             streams are compressed event by event (sync flush), so they stay incremental.
+        events: A stream answer made of exactly these SSE events (one chunk each) instead
+            of the generated one: for answers the generator does not make (tool calls,
+            other stop reasons). The ``delay`` comes before each event.
+        json: A JSON answer with exactly this body instead of the generated one.
         hold: Stream: send the events up to the first content piece, then wait until this
             event is set before the rest (a stream that stays open until the test says).
     """
@@ -107,6 +118,8 @@ class Scenario:
     close_without_response: bool = False
     body_size: int | None = None
     gzip: bool = False
+    events: tuple[bytes, ...] | None = None
+    json: Mapping[str, Any] | None = None
     hold: trio.Event | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -347,7 +360,12 @@ class FakeUpstream:
             if request.method != "GET":
                 return await self._send_error(writer, api, 405, "Method not allowed")
             return await self._send_json(writer, 200, {}, self._models_body(api), Scenario())
-        routes = {"/v1/chat/completions": _Api.OPENAI, "/v1/messages": _Api.ANTHROPIC}
+        routes = {
+            "/v1/chat/completions": _Api.OPENAI,
+            "/v1/messages": _Api.ANTHROPIC,
+            **{path: _Api.OPENAI for path in _OTHER_OPENAI_ROUTES},
+            "/v1/messages/count_tokens": _Api.ANTHROPIC,
+        }
         if request.path not in routes:
             return await self._send_error(writer, api, 404, f"No route for {request.path}")
         api = routes[request.path]
@@ -368,6 +386,13 @@ class FakeUpstream:
             return await self._send_error(writer, api, 400, "Body must be JSON with a model")
 
         compress = scenario.gzip and _accepts_gzip(request.headers.get("accept-encoding", ""))
+        if scenario.events is not None:
+            scripted = [(True, event) for event in scenario.events]
+            return await _send_stream(writer, extra, scripted, scenario, compress)
+        if scenario.json is not None:
+            return await self._send_json(writer, 200, extra, dict(scenario.json), scenario)
+        if request.path in _OTHER_OPENAI_ROUTES or request.path.endswith("/count_tokens"):
+            return await self._send_other(writer, request, extra, scenario, compress)
         request_id = f"fake-{writer.index}"
         if api is _Api.OPENAI:
             extra = {"x-request-id": f"req_{request_id}", **extra}
@@ -386,6 +411,47 @@ class FakeUpstream:
         if scenario.delay:
             await trio.sleep(scenario.delay * scenario.chunks)
         return await self._send_json(writer, 200, extra, body, scenario, compress)
+
+    async def _send_other(
+        self,
+        writer: _ResponseWriter,
+        request: RecordedRequest,
+        headers: Mapping[str, str],
+        scenario: Scenario,
+        compress: bool,
+    ) -> bool:
+        """Responses, embeddings, legacy completions, count_tokens: the real shapes.
+
+        The bodies are the embedded mock backend's (its shapes follow the SDKs' types),
+        with this scenario's text cut into its pieces.
+        """
+        payload = request.json
+        model, path, stream = payload["model"], request.path, payload.get("stream") is True
+        if path.endswith("/count_tokens"):
+            return await self._send_json(
+                writer, 200, headers, _load(replies.count_tokens(payload)), scenario
+            )
+        if path == "/v1/embeddings":
+            return await self._send_json(
+                writer, 200, headers, _load(replies.embeddings(payload)), scenario
+            )
+        if stream:
+            if path == "/v1/responses":
+                chunks = replies.responses_events(model, scenario.pieces())
+                # The content events are the deltas: the ones the delay comes before.
+                events = [(b"output_text.delta" in c, c) for c in chunks]
+            else:
+                chunks = replies.completion_events(model, scenario.pieces())
+                events = [(i < scenario.chunks, c) for i, c in enumerate(chunks)]
+            return await _send_stream(writer, headers, events, scenario, compress)
+        body = (
+            replies.responses_message(model, scenario.text)
+            if path == "/v1/responses"
+            else replies.completion_text(model, scenario.text)
+        )
+        if scenario.delay:
+            await trio.sleep(scenario.delay * scenario.chunks)
+        return await self._send_json(writer, 200, headers, _load(body), scenario, compress)
 
     def stream_body(self, index: int, scenario: Scenario) -> bytes:
         """The whole SSE body a stream answer to request ``index`` with ``scenario`` has.

@@ -30,7 +30,7 @@ import trio
 from tests.proxyutil import mock_spec, running_proxy
 from trioproxy.app import TrioProxyApp, create_app
 from trioproxy.diagnostics import is_loopback
-from trioproxy.settings import Settings
+from trioproxy.settings import Secret, Settings
 
 # A distinctive instance name: it must show in a served diagnostics document and never
 # leak into a 403.
@@ -366,3 +366,146 @@ async def test_non_loopback_client_from_a_network_namespace_gets_403(
         assert_forbidden(
             httpx.Response(status, headers={"content-type": content_type}, content=body.encode())
         )
+
+
+# --- admin keys: remote readers of the operator's routes ------------------------------------
+
+ADMIN_KEY = "adm-0123456789-admin"
+PROXY_KEY = "cli-0123456789-client"
+ADMIN_PATHS = ("/v1/diagnostics", "/v1/diagnostics/activity", "/v1/diagnostics/recent", "/metrics")
+
+
+@pytest.fixture
+async def keyed_app() -> AsyncIterator[TrioProxyApp]:
+    settings = replace(
+        Settings(),
+        enable_activity_tracking=True,
+        backends=(mock_spec(name=INSTANCE),),
+        admin_keys=(Secret(ADMIN_KEY),),
+        client_keys=(Secret(PROXY_KEY),),
+    )
+    application = create_app(settings)
+    try:
+        yield application
+    finally:
+        with trio.CancelScope(shield=True):
+            await application.backends.aclose()
+
+
+@pytest.mark.parametrize("path", ADMIN_PATHS)
+@pytest.mark.parametrize(
+    ("headers", "allowed"),
+    [
+        ({}, False),
+        ({"authorization": "Bearer wrong-key"}, False),
+        ({"authorization": f"Bearer {PROXY_KEY}"}, False),  # a client key opens no admin route
+        ({"x-api-key": ADMIN_KEY}, False),  # admin keys come as Bearer only
+        ({"authorization": f"Basic {ADMIN_KEY}"}, False),
+        ({"authorization": f"Bearer {ADMIN_KEY}"}, True),
+        ({"authorization": f"bearer {ADMIN_KEY}", "x-forwarded-for": "203.0.113.1"}, True),
+    ],
+)
+async def test_a_remote_peer_needs_an_admin_key(
+    keyed_app: TrioProxyApp, path: str, headers: dict[str, str], allowed: bool
+) -> None:
+    async with asgi_client(keyed_app, "203.0.113.9") as client:
+        response = await client.get(path, headers=headers)
+    if allowed:
+        assert response.status_code == 200, response.text
+    else:
+        assert_forbidden(response)
+
+
+async def test_admin_keys_never_open_the_proxy_routes(keyed_app: TrioProxyApp) -> None:
+    async with asgi_client(keyed_app, "203.0.113.9") as client:
+        as_admin = await client.post(
+            "/v1/chat/completions",
+            json=CHAT_BODY,
+            headers={"authorization": f"Bearer {ADMIN_KEY}"},
+        )
+        as_client = await client.post(
+            "/v1/chat/completions",
+            json=CHAT_BODY,
+            headers={"authorization": f"Bearer {PROXY_KEY}"},
+        )
+    assert as_admin.status_code == 401
+    assert as_client.status_code == 200
+
+
+NETNS_ADMIN_CLIENT = textwrap.dedent(
+    """
+    import json, sys, urllib.error, urllib.request
+
+    base, admin, proxy_key = sys.argv[1:4]
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def call(method, path, headers=None, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(base + path, data=data, method=method,
+                                         headers=dict(headers or {}))
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with opener.open(request, timeout=20) as response:
+                return [response.status, response.headers.get("content-type", ""),
+                        response.read().decode()]
+        except urllib.error.HTTPError as error:
+            return [error.code, error.headers.get("content-type", ""), error.read().decode()]
+
+    bearer = lambda key: {"Authorization": "Bearer " + key}
+    results = {}
+    for path in ("/metrics", "/v1/diagnostics", "/v1/diagnostics/recent"):
+        results[path + " none"] = call("GET", path)
+        results[path + " wrong"] = call("GET", path, bearer("wrong-key"))
+        results[path + " client"] = call("GET", path, bearer(proxy_key))
+        results[path + " forged"] = call("GET", path, {"X-Forwarded-For": "127.0.0.1"})
+        results[path + " admin"] = call("GET", path, bearer(admin))
+    results["cancel admin"] = call("POST", "/v1/diagnostics/cancel", bearer(admin),
+                                   {"instance": "x", "session_id": "y"})
+    results["cancel none"] = call("POST", "/v1/diagnostics/cancel", None,
+                                  {"instance": "x", "session_id": "y"})
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    results["chat admin"] = call("POST", "/v1/chat/completions", bearer(admin), chat)
+    results["chat client"] = call("POST", "/v1/chat/completions", bearer(proxy_key), chat)
+    print(json.dumps(results))
+    """
+)
+
+
+@pytest.mark.netns
+async def test_admin_keys_from_a_network_namespace(nursery: trio.Nursery, netns: Netns) -> None:
+    async with running_proxy(
+        nursery,
+        host=netns.host_address,
+        enable_activity_tracking=True,
+        backends=(mock_spec(name=INSTANCE),),
+        admin_keys=(Secret(ADMIN_KEY),),
+        client_keys=(Secret(PROXY_KEY),),
+    ) as proxy:
+        with trio.fail_after(60):
+            client = await trio.run_process(
+                [
+                    *("ip", "netns", "exec", netns.name, sys.executable, "-c"),
+                    *(NETNS_ADMIN_CLIENT, proxy.url, ADMIN_KEY, PROXY_KEY),
+                ],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
+    assert client.returncode == 0, client.stderr.decode()
+    results = json.loads(client.stdout)
+    for path in ("/metrics", "/v1/diagnostics", "/v1/diagnostics/recent"):
+        for who in ("none", "wrong", "client", "forged"):
+            status, content_type, body = results[f"{path} {who}"]
+            assert_forbidden(
+                httpx.Response(
+                    status, headers={"content-type": content_type}, content=body.encode()
+                )
+            )
+        status, _, body = results[f"{path} admin"]
+        assert status == 200, body
+    assert "trioproxy_backend_up" in results["/metrics admin"][2]
+    assert results["cancel admin"][0] == 404  # allowed in, and no such connection
+    assert results["cancel none"][0] == 403
+    assert results["chat admin"][0] == 401
+    assert results["chat client"][0] == 200

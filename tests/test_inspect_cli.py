@@ -29,21 +29,36 @@ import hypercorn.trio
 import pytest
 import trio
 
-from tests.documents import connection, instance, several_backends, snapshot, tracking_off
+from tests.documents import (
+    connection,
+    instance,
+    several_backends,
+    snapshot,
+    some_finished,
+    tracking_off,
+)
 from tests.tmuxpane import SCRIPT, Pane, header_values, pane_runner
 from trioproxy.inspect import cli, formatting, view
+from trioproxy.inspect.merge import tracking_disabled
 
 TIMEOUT = 20
+# The live table's columns without a rate (one-shot) and with a single proxy.
+ONE_SHOT_COLUMNS = [title for title in view.COLUMNS if title not in ("Proxy", "RX/s")]
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class FakeProxy:
-    """Answers ``GET /<case>/v1/diagnostics``; counts requests per case."""
+    """Answers ``/<case>/v1/diagnostics`` (and ``/recent``, ``/cancel``) as the case says.
+
+    ``requests`` counts the diagnostics polls per case; ``calls`` records every request
+    as (method, path with query, the authorization header or None).
+    """
 
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
+        self.calls: list[tuple[str, str, str | None]] = []
         self.never = trio.Event()
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -52,23 +67,42 @@ class FakeProxy:
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
+        body = b""
+        while True:
+            event = await receive()
+            body += event.get("body", b"")
+            if not event.get("more_body"):
+                break
         case, _, rest = scope["path"].strip("/").partition("/")
-        self.requests[case] += 1
-        status, body = await self.answer(case, self.requests[case])
-        if rest != "v1/diagnostics":
-            status, body = 404, b'{"error": "not found"}'
-        content_type = b"application/json" if body.startswith(b"{") else b"text/html"
-        headers = [(b"content-type", content_type)]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        headers = dict(scope["headers"])
+        auth = headers.get(b"authorization")
+        query = scope["query_string"].decode()
+        path = scope["path"] + (f"?{query}" if query else "")
+        self.calls.append((scope["method"], path, auth.decode() if auth else None))
+        if rest == "v1/diagnostics":
+            self.requests[case] += 1
+            status, answer = await self.answer(case, self.requests[case])
+        elif rest == "v1/diagnostics/recent" and case != "norecent":
+            status, answer = 200, json.dumps(some_finished()).encode()
+        elif rest == "v1/diagnostics/cancel" and scope["method"] == "POST":
+            status, answer = self.cancel(case, json.loads(body))
+        else:
+            status, answer = 404, b'{"error": {"message": "Not Found"}}'
+        content_type = b"application/json" if answer.startswith(b"{") else b"text/html"
+        reply = [(b"content-type", content_type)]
+        await send({"type": "http.response.start", "status": status, "headers": reply})
+        await send({"type": "http.response.body", "body": answer})
 
     async def answer(self, case: str, n: int) -> tuple[int, bytes]:
         match case:
-            case "ok":
+            case "ok" | "norecent":
                 return 200, json.dumps(several_backends()).encode()
             case "counter":  # one connection whose bytes grow with each poll
                 data = snapshot([_one_stream(rx=1000 * n)], timestamp=1701792000.0 + n)
                 return 200, json.dumps(data).encode()
+            case "cancel":
+                sessions = [connection(s) for s in ("abc-111", "abc-222", "xyz-333")]
+                return 200, json.dumps(snapshot([instance("mock.1", "mock", sessions)])).encode()
             case "disabled":
                 return 200, json.dumps(tracking_off()).encode()
             case "forbidden":
@@ -80,6 +114,22 @@ class FakeProxy:
             case "slow":
                 await self.never.wait()
         return 404, b'{"error": "no such case"}'
+
+    def cancel(self, case: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        """The real proxy's answers: 200 with a count, 404 for an unknown connection."""
+        match case, body.get("session_id"):
+            case "forbidden", _:
+                return 403, b'{"error": {"message": "local only"}}'
+            case "cancel", "xyz-333" | "abc-222":
+                found = {**body, "cancelled": 2}
+                return 200, json.dumps(found).encode()
+            case "cancel", "bad":
+                return 400, b'{"error": {"message": "The body must be an object."}}'
+        message = (
+            f"No active connection of session {body['session_id']!r} on instance "
+            f"{body['instance']!r}."
+        )
+        return 404, json.dumps({"error": {"message": message}}).encode()
 
 
 def _one_stream(rx: int) -> dict[str, Any]:
@@ -143,10 +193,45 @@ async def test_one_shot_prints_plain_table(fake_proxy: tuple[str, FakeProxy]) ->
     lines = out.splitlines()
     assert lines[0] == f"trioproxy activity · {url}/ok"
     assert lines[1].startswith("Active Connections: 3   Total RX: 3.5 MB   Total TX: 3.0 MB")
-    assert lines[4].split() == list(view.COLUMNS)
+    assert lines[4].split() == ONE_SHOT_COLUMNS
     assert lines[5].split()[:2] == ["openai.1", "0f8fad5b-d…"]
     assert "4m 05s (idle 42.0s)" in lines[7]
+    assert lines[9] == view.RECENT_HEADING
+    assert lines[11].split()[:3] == ["15:59:59", "mock.1", "done-1"]
+    assert len(lines) == 10 + 1 + 4 + 2  # heading, titles, four requests, legend
     assert app.requests == {"ok": 1}
+    assert [(method, path) for method, path, _ in app.calls] == [
+        ("GET", "/ok/v1/diagnostics"),
+        ("GET", "/ok/v1/diagnostics/recent?limit=10"),
+    ]
+
+
+async def test_recent_is_how_many_finished_requests_to_show(
+    fake_proxy: tuple[str, FakeProxy],
+) -> None:
+    url, app = fake_proxy
+    result = await run_tool(f"{url}/ok", "--recent", "2")
+    assert result.returncode == 0, result
+    lines = result.stdout.decode().splitlines()
+    assert [line.split()[2] for line in lines[11:13]] == ["done-1", "0f8fad5b-d…"]
+    assert len(lines) == 13  # no legend: the translated request is not among the two
+    assert app.calls[-1][1] == "/ok/v1/diagnostics/recent?limit=2"
+    result = await run_tool(f"{url}/ok", "--recent", "0")
+    assert result.returncode == 0, result
+    assert view.RECENT_HEADING not in result.stdout.decode()
+    assert app.calls[-1][1] == "/ok/v1/diagnostics"  # and nothing asked for
+
+
+async def test_recent_requests_missing_is_a_note(fake_proxy: tuple[str, FakeProxy]) -> None:
+    url, _ = fake_proxy
+    result = await run_tool(f"{url}/norecent")
+    assert result.returncode == 0, result
+    lines = result.stdout.decode().splitlines()
+    assert lines[-1] == (
+        f"No finished requests to show: {url}/norecent/v1/diagnostics/recent?limit=10 "
+        "answered HTTP 404 instead of the recent requests JSON; "
+        "is this the address of a trioproxy?"
+    )
 
 
 async def test_url_forms_are_normalised(fake_proxy: tuple[str, FakeProxy]) -> None:
@@ -252,7 +337,7 @@ async def test_tracking_disabled(fake_proxy: tuple[str, FakeProxy]) -> None:
     url, _ = fake_proxy
     result = await run_tool(f"{url}/disabled")
     message = assert_one_sentence(result, "Activity tracking is disabled")
-    assert message == view.TRACKING_DISABLED + "\n"
+    assert message == tracking_disabled(f"{url}/disabled") + "\n"
 
 
 @pytest.mark.parametrize(
@@ -282,6 +367,12 @@ async def test_not_the_expected_json(
         (["--interval", "soon"], "not a number of seconds"),
         (["--watch", "--raw"], "not allowed with argument"),
         (["ftp://example.com"], "not an http(s) URL"),
+        (["--recent", "-1"], "must be a whole number of 0 or more"),
+        (["--recent", "all"], "must be a whole number of 0 or more"),
+        (["--cancel", "mock.1"], "expected 2 arguments"),
+        (["--cancel", "mock.1", "s", "--watch"], "not allowed with argument"),
+        (["--cancel", "mock.1", "s", "h1:1", "h2:2"], "--cancel: give one URL"),
+        (["--admin-key-env", "TRIOPROXY_TEST_UNSET"], "TRIOPROXY_TEST_UNSET is not set or empty"),
     ],
 )
 async def test_bad_arguments(args: list[str], complaint: str) -> None:
@@ -291,15 +382,235 @@ async def test_bad_arguments(args: list[str], complaint: str) -> None:
     assert "Traceback" not in result.stderr.decode()
 
 
+# --- several proxies ----------------------------------------------------------------
+
+
+async def test_several_proxies_in_one_view(
+    fake_proxy: tuple[str, FakeProxy], refused_url: str
+) -> None:
+    url, app = fake_proxy
+    result = await run_tool(f"{url}/ok", f"{url}/counter", refused_url)
+    assert result.returncode == 0, result  # one proxy down is no failure
+    assert result.stderr == b""
+    lines = result.stdout.decode().splitlines()
+    host = url.removeprefix("http://")
+    refused_host = refused_url.removeprefix("http://")
+    assert lines[0] == "trioproxy activity · 3 proxies"
+    # The totals are the sums of both documents: 3 + 1 connections, and their bytes.
+    assert lines[1].startswith("Active Connections: 4   Total RX: 3.5 MB")
+    width = len(f"{host}/counter")
+    assert lines[3:6] == [
+        f"{f'{host}/ok':<{width}}  up, 3 connections",
+        f"{host}/counter  up, 1 connection",
+        f"{refused_host:<{width}}  unreachable",
+    ]
+    table = lines.index(next(line for line in lines if line.startswith("Proxy ")))
+    rows = [line.split()[:3] for line in lines[table + 1 : table + 5]]
+    assert rows == [
+        [f"{host}/ok", "openai.1", "0f8fad5b-d…"],
+        [f"{host}/ok", "openai.1", "short"],
+        [f"{host}/ok", "anthropic.1", "sess-idle"],
+        [f"{host}/counter", "mock.1", "counter-se…"],
+    ]
+    assert lines[-1].startswith(f"The proxy at {refused_url} is unreachable: ")
+    assert app.requests == {"ok": 1, "counter": 1}
+
+
+async def test_several_proxies_none_answering(
+    fake_proxy: tuple[str, FakeProxy], refused_url: str
+) -> None:
+    url, _ = fake_proxy
+    result = await run_tool(refused_url, f"{url}/forbidden", f"{url}/disabled")
+    assert result.returncode == 1
+    assert result.stdout == b""
+    assert result.stderr.decode().splitlines() == [
+        next(line for line in result.stderr.decode().splitlines() if "unreachable" in line),
+        f"{url}/forbidden/v1/diagnostics answered 403 Forbidden: diagnostics are restricted "
+        "to local access, so run this tool on the proxy's own host and query it through "
+        "localhost, or give it an admin key of the proxy with --admin-key-env VAR.",
+        tracking_disabled(f"{url}/disabled"),
+    ]
+
+
+async def test_raw_several_proxies_keyed_by_url(
+    fake_proxy: tuple[str, FakeProxy], refused_url: str
+) -> None:
+    url, _ = fake_proxy
+    result = await run_tool(f"{url}/ok", refused_url, "--raw")
+    assert result.returncode == 0, result
+    data = json.loads(result.stdout)
+    assert list(data) == [f"{url}/ok", refused_url]
+    assert data[f"{url}/ok"] == several_backends()
+    error = data[refused_url]["error"]
+    assert error["status"] == "unreachable"
+    assert error["message"].startswith(f"The proxy at {refused_url} is unreachable")
+    # None answering: the same object, and exit 1.
+    result = await run_tool(refused_url, f"{url}/html", "--raw")
+    assert result.returncode == 1
+    assert set(json.loads(result.stdout)) == {refused_url, f"{url}/html"}
+
+
+async def test_a_slow_proxy_does_not_hold_up_the_others(
+    fake_proxy: tuple[str, FakeProxy],
+) -> None:
+    url, app = fake_proxy
+    result = await run_tool(f"{url}/slow", f"{url}/ok")
+    assert result.returncode == 0, result
+    out = result.stdout.decode()
+    assert f"{url.removeprefix('http://')}/slow  unreachable" in out
+    assert out.splitlines()[-1] == f"The proxy at {url}/slow is unreachable: no answer within 2s."
+    assert "sess-idle" in out
+    assert app.requests["ok"] == 1
+
+
+# --- the admin key -------------------------------------------------------------------
+
+SECRET = "adm-0123456789-secret"
+
+
+async def run_with_key(*args: str, value: str = SECRET) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "INSPECT_ADMIN_KEY": value}
+    with trio.fail_after(TIMEOUT):
+        return await trio.run_process(
+            [sys.executable, str(SCRIPT), *args, "--admin-key-env", "INSPECT_ADMIN_KEY"],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+            env=env,
+        )
+
+
+async def test_admin_key_goes_to_every_proxy_and_is_never_shown(
+    fake_proxy: tuple[str, FakeProxy],
+) -> None:
+    url, app = fake_proxy
+    result = await run_with_key(f"{url}/ok", f"{url}/forbidden")
+    assert result.returncode == 0, result
+    assert {auth for _, _, auth in app.calls} == {f"Bearer {SECRET}"}
+    assert len(app.calls) == 3  # two diagnostics, one recent
+    out = result.stdout.decode()
+    assert f"{url}/forbidden/v1/diagnostics answered 403 Forbidden: it did not accept the " in out
+    assert "--admin-key-env" in out
+    # The proxy's own comma-separated list works too: its first key is sent.
+    result = await run_with_key(f"{url}/ok", "--raw", value=f" {SECRET}2 , other")
+    assert result.returncode == 0, result
+    assert app.calls[-1][2] == f"Bearer {SECRET}2"
+    for result in (
+        await run_with_key(f"{url}/forbidden"),
+        await run_with_key(f"{url}/forbidden", "--cancel", "mock.1", "abc"),
+    ):
+        assert result.returncode == 1
+        assert SECRET not in (result.stdout + result.stderr).decode()
+
+
+async def test_without_an_admin_key_nothing_is_sent(fake_proxy: tuple[str, FakeProxy]) -> None:
+    url, app = fake_proxy
+    assert (await run_tool(f"{url}/ok")).returncode == 0
+    assert [auth for _, _, auth in app.calls] == [None, None]
+
+
+@pytest.mark.parametrize("value", ["", " , ", "has space", "ключ", "tab\there"])
+async def test_admin_key_that_cannot_be_sent(value: str) -> None:
+    result = await run_with_key("http://127.0.0.1:9", value=value)
+    assert result.returncode == 2
+    message = result.stderr.decode()
+    assert "INSPECT_ADMIN_KEY" in message
+    assert "Traceback" not in message
+    if value.strip(" ,"):
+        assert value not in message
+
+
+# --- cancel --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("case", "session", "code", "sentence"),
+    [
+        (
+            "cancel",
+            "xyz-333",
+            0,
+            "Cancelled 2 requests of session 'xyz-333' on instance 'mock.1' at {url}.",
+        ),
+        (
+            "cancel",
+            "xyz…",  # as the view shortens it
+            0,
+            "Cancelled 2 requests of session 'xyz-333' on instance 'mock.1' at {url}.",
+        ),
+        (
+            "cancel",
+            "abc-2...",
+            0,
+            "Cancelled 2 requests of session 'abc-222' on instance 'mock.1' at {url}.",
+        ),
+        (
+            "cancel",
+            "gone",
+            1,
+            "No active connection of session 'gone' on instance 'mock.1' at {url}.",
+        ),
+        (
+            "cancel",
+            "nope…",
+            1,
+            "No active connection of a session starting 'nope…' on instance 'mock.1' at {url}.",
+        ),
+        (
+            "cancel",
+            "abc…",
+            1,
+            "'abc…' starts 2 active sessions on instance 'mock.1' at {url} "
+            "('abc-111', 'abc-222'); give more of it.",
+        ),
+        (
+            "cancel",
+            "bad",
+            1,
+            "The proxy at {url} rejected the cancel: The body must be an object.",
+        ),
+        (
+            "forbidden",
+            "s",
+            1,
+            "{url}/v1/diagnostics/cancel answered 403 Forbidden: diagnostics are restricted "
+            "to local access, so run this tool on the proxy's own host and query it through "
+            "localhost, or give it an admin key of the proxy with --admin-key-env VAR.",
+        ),
+    ],
+)
+async def test_cancel_says_what_happened(
+    fake_proxy: tuple[str, FakeProxy], case: str, session: str, code: int, sentence: str
+) -> None:
+    url, _ = fake_proxy
+    result = await run_tool("--cancel", "mock.1", session, f"{url}/{case}")
+    assert result.returncode == code, result
+    out = (result.stdout if code == 0 else result.stderr).decode()
+    assert out == sentence.format(url=f"{url}/{case}") + "\n"
+    assert (result.stderr if code == 0 else result.stdout) == b""
+
+
+async def test_cancel_unreachable(refused_url: str) -> None:
+    result = await run_tool("--cancel", "mock.1", "s", refused_url)
+    assert_one_sentence(result, f"The proxy at {refused_url} is unreachable")
+
+
+async def test_cancel_posts_the_connection(fake_proxy: tuple[str, FakeProxy]) -> None:
+    url, app = fake_proxy
+    assert (await run_tool(f"{url}/cancel", "--cancel", "mock.1", "xyz-333")).returncode == 0
+    assert app.calls == [("POST", "/cancel/v1/diagnostics/cancel", None)]
+
+
 # --- watch, without a terminal -------------------------------------------------------
 
 
-async def watch_blocks(url: str, count: int) -> tuple[list[str], int, str]:
-    """Run ``--watch`` piped until ``count`` blocks are out, then SIGINT it.
+async def watch_blocks(url: str, count: int, *more: str) -> tuple[list[str], int, str]:
+    """Run ``--watch`` of ``url`` (and ``more`` arguments) piped until ``count`` blocks
+    are out, then SIGINT it.
 
     Returns every block it printed (at least ``count``), its exit code and its stderr.
     """
-    command = [sys.executable, str(SCRIPT), url, "--watch", "--interval", "0.05"]
+    command = [sys.executable, str(SCRIPT), url, *more, "--watch", "--interval", "0.05"]
     end = b"Ctrl+C to quit\n\n"  # a block ends with the footer and a blank line
     with trio.fail_after(TIMEOUT):
         process = await trio.lowlevel.open_process(
@@ -330,6 +641,14 @@ async def test_watch_plain_one_block_per_refresh(fake_proxy: tuple[str, FakeProx
         assert "counter-se…" in block
         assert block.endswith("Refreshing every 0.05s · Ctrl+C to quit")
         assert "\x1b" not in block
+    # The RX rate: none at the first refresh; then 1000 B more a (document's) second.
+    rows = [next(line for line in b.splitlines() if "counter-se…" in line) for b in blocks]
+    titles = next(line for line in blocks[0].splitlines() if line.startswith("Backend"))
+    assert titles.split()[-3:] == ["RX", "RX/s", "TX"]
+    assert rows[0].split()[-2:] == ["1000B", "1000B"]  # RX, and TX: the rate is blank
+    for n, row in enumerate(rows[1:], start=2):
+        size = formatting.format_bytes_short(1000 * n)
+        assert row.split()[-3:] == [size, "1000B", size]
     # One poll per refresh (the last one may have been cut short by Ctrl+C).
     assert len(blocks) <= app.requests["counter"] <= len(blocks) + 1
 
@@ -378,9 +697,11 @@ async def test_one_shot_on_a_terminal_draws_panel_and_table(
     assert status == 0
     assert "╭─ trioproxy activity · " in screen
     lines = screen.splitlines()
-    assert lines[5].split() == list(view.COLUMNS)
+    assert lines[5].split() == ONE_SHOT_COLUMNS  # the pane is 100 wide: room for all
     assert lines[6].startswith("─────")
-    assert lines[9].split()[:4] == ["anthropic.1", "sess-idle", "streaming", "claude-sonnet-4"]
+    assert lines[9].split()[:5] == ["anthropic.1", "sess-idle", "chat", "stream", "claude-sonnet-4"]
+    assert lines[12] == view.RECENT_HEADING
+    assert lines[15].split()[:3] == ["15:59:59", "mock.1", "done-1"]
     assert "Traceback" not in screen
 
 
@@ -391,8 +712,9 @@ async def test_watch_on_a_terminal_redraws_in_place(
     with trio.fail_after(TIMEOUT):
         pane = await run_in_pane(f"{url}/counter", "--watch", "--interval", "0.1")
         first = await pane.wait_for(lambda s: "counter-se…" in s)
+        # A whole frame (its footer drawn) with other values in the header.
         changed = await pane.wait_for(
-            lambda s: header_values(s) not in (None, header_values(first))
+            lambda s: "Ctrl+C to quit" in s and header_values(s) not in (None, header_values(first))
         )
         assert changed.count("Active Connections") == 1  # redrawn, not appended
         assert "Refreshing every 0.1s · Ctrl+C to quit" in changed

@@ -1,4 +1,5 @@
-"""Reading a ``GET /v1/diagnostics`` document: into the snapshot types, or one clear error.
+"""Reading ``GET /v1/diagnostics`` and ``/recent`` documents: into the snapshot types, or
+one clear error.
 
 Rules: the documents are decoded JSON from ``tests/documents.py``, changed in one place
 per malformed case; each case names the offending field by its path.
@@ -12,15 +13,23 @@ from typing import Any
 
 import pytest
 
-from tests.documents import LONG_SESSION, T0, no_connections, several_backends, tracking_off
+from tests.documents import (
+    LONG_SESSION,
+    T0,
+    no_connections,
+    several_backends,
+    some_finished,
+    tracking_off,
+)
 from trioproxy.activity import (
     ConnectionActivity,
+    FinishedRequest,
     GlobalSnapshot,
     InstanceActivity,
     LifetimeCounters,
     MalformedDocument,
 )
-from trioproxy.inspect.document import Diagnostics, Instance
+from trioproxy.inspect.document import Diagnostics, Instance, RecentRequests
 
 parse = Diagnostics.from_dict
 
@@ -133,4 +142,45 @@ def _broken(change: Any) -> dict[str, Any]:
 def test_parse_rejects_other_shapes(data: object, message: str) -> None:
     with pytest.raises(MalformedDocument) as caught:
         parse(data)
+    assert str(caught.value).startswith(message)
+
+
+def test_parse_recent_requests() -> None:
+    parsed = RecentRequests.from_dict(some_finished())
+    assert parsed.timestamp == T0 and parsed.activity_tracking_enabled
+    assert [r.outcome for r in parsed.recent] == ["completed", "stale", "cancelled", "error"]
+    assert parsed.recent[2] == FinishedRequest(
+        instance="openai.1",
+        session_id="stuck",
+        endpoint="chat.completions",
+        model="gpt-4o",
+        started_at=T0 - 60 - 42.0,
+        duration_seconds=42.0,
+        time_to_first_byte_seconds=0.05,
+        upstream_status=200,
+        bytes_rx=2048,
+        bytes_tx=2048,
+        outcome="cancelled",
+        reason="operator",
+        error=None,
+        translated=False,
+        backend_api="openai",
+    )
+    assert parsed.recent[3].upstream_status is None and parsed.recent[3].translated
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.pop("recent"), "recent: missing"),
+        (lambda d: d["recent"][1].pop("outcome"), "recent[1].outcome: missing"),
+        (lambda d: d["recent"][0].update(bytes_rx=-2), "recent[0].bytes_rx: expected a non-neg"),
+        (lambda d: d["recent"][3].update(translated="yes"), "recent[3].translated: expected true"),
+    ],
+)
+def test_parse_recent_rejects_other_shapes(change: Any, message: str) -> None:
+    data = some_finished()
+    change(data)
+    with pytest.raises(MalformedDocument) as caught:
+        RecentRequests.from_dict(data)
     assert str(caught.value).startswith(message)

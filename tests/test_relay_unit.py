@@ -19,18 +19,10 @@ import trio.testing
 from trioproxy.activity import ActivityTracker
 from trioproxy.backends.base import UpstreamRequest
 from trioproxy.backends.instance import BackendInstance
+from trioproxy.cancellation import Attempt, Ending, Stop, ending
+from trioproxy.client_out import ClientOut, event_end, next_sequence_number
 from trioproxy.errors import UpstreamConnectFailed, UpstreamError, UpstreamProtocolError
-from trioproxy.relay import (
-    Attempt,
-    Call,
-    ClientOut,
-    Ending,
-    Stop,
-    ending,
-    event_end,
-    next_sequence_number,
-    relay,
-)
+from trioproxy.relay import Call, relay
 from trioproxy.routes import BY_PATH, ProxyRoute
 from trioproxy.settings import BackendSpec, ConnectorType
 
@@ -441,8 +433,3 @@ async def test_the_shutdown_deadline_answers_503_or_an_error_event(
     assert b"The proxy is shutting down." in client.body
     assert connector.closed == 1 and not in_flight
     assert tracker.get_global_snapshot().lifetime.cancelled == 1
-
-
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)

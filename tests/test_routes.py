@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from trioproxy.errors import Api
@@ -60,3 +62,28 @@ def test_chat_and_messages_are_each_others_counterpart() -> None:
 )
 def test_errors_take_the_shape_of_the_paths_api(path: str, api: Api) -> None:
     assert api_of_path(path) is api
+
+
+def test_the_documented_route_table_is_the_code() -> None:
+    """docs/configuration.md's Routes table lists exactly the route table's rows."""
+    doc = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    section = doc.split("## Routes", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| `POST ")
+    ]
+    assert [row[0] for row in rows] == [f"`POST {route.path}`" for route in ROUTES]
+    for row, route in zip(rows, ROUTES, strict=True):
+        assert row[1] == route.api.value.capitalize().replace("Openai", "OpenAI")
+        assert row[2] == f"`{route.endpoint.value}`"
+        for cell, api in ((row[3], Api.OPENAI), (row[4], Api.ANTHROPIC)):
+            native = route.upstream_path(api)
+            other = counterpart(route)
+            if native is not None:
+                assert cell == f"`{{base_url}}{native}`"
+            elif other is not None and other.upstream_path(api) is not None:
+                assert cell == f"translated to `{{base_url}}{other.upstream_path(api)}`"
+            else:
+                assert cell == "—"
+        assert row[5] == ("yes" if route.streams else "no")

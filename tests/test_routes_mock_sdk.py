@@ -14,6 +14,7 @@ import anthropic
 import httpx
 import openai
 import trio
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.proxyutil import RunningProxy, instance, mock_spec, running_proxy
 from trioproxy import __version__
@@ -107,6 +108,33 @@ async def test_legacy_completions_json_and_stream(nursery: trio.Nursery) -> None
         assert completion.choices[0].text == REPLY
         assert completion.choices[0].finish_reason == "stop"
         assert "".join(pieces) == REPLY
+
+
+async def test_a_chat_stream_asked_for_usage_ends_with_a_usage_chunk(
+    nursery: trio.Nursery,
+) -> None:
+    # The `llm` CLI asks for it, as OpenAI's own clients do.
+    async with _proxy(nursery) as proxy:
+        async with _openai(proxy) as client:
+            messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hi"}]
+            stream = await client.chat.completions.create(
+                model="mock-model",
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            chunks = [chunk async for chunk in stream]
+            plain = await client.chat.completions.create(
+                model="mock-model", messages=messages, stream=True
+            )
+            plain_chunks = [chunk async for chunk in plain]
+        *content, last = chunks
+        assert "".join(c.choices[0].delta.content or "" for c in content) == REPLY
+        assert all(c.usage is None for c in content)
+        assert last.choices == [] and last.usage is not None
+        assert last.usage.prompt_tokens > 0 and last.usage.completion_tokens > 0
+        assert last.usage.total_tokens == last.usage.prompt_tokens + last.usage.completion_tokens
+        assert all(c.choices and c.usage is None for c in plain_chunks)
 
 
 async def test_count_tokens_is_a_deterministic_estimate(nursery: trio.Nursery) -> None:

@@ -555,6 +555,124 @@ def test_claude_code_variants_translate(variant: dict[str, Any]) -> None:
     }
 
 
+def test_an_unknown_top_level_field_is_left_out_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="trioproxy.translate.fields"):
+        out = to_chat(messages_req(frequency_penalty=1, some_future_hint={"x": 1}))
+    assert "frequency_penalty" not in out and "some_future_hint" not in out
+    assert "unknown field 'some_future_hint'" in caplog.text
+
+
+# What Claude Code 2.1.332 sent for `claude -p "say hi"` (captured in `nox -s clients`),
+# shortened: its environment comes as a system message after the first user turn, the
+# system prompt's blocks carry `cache_control`, a tool is deferred, `thinking` says how
+# to display it, and `metadata.user_id` is a JSON string.
+CLAUDE_CODE_2_1_BODY: dict[str, Any] = {
+    "model": "claude-opus-5-5",
+    "messages": [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "<system-reminder>\nAttribution…</system-reminder>"},
+                {"type": "text", "text": "say hi"},
+            ],
+        },
+        {
+            "role": "system",
+            "content": [
+                {
+                    "type": "text",
+                    "text": "# Environment\nYou have been invoked in the following environment…",
+                    "cache_control": {"type": "ephemeral"},
+                }
+            ],
+        },
+    ],
+    "system": [
+        {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.332.0b8;"},
+        {
+            "type": "text",
+            "text": "You are a Claude agent, built on Anthropic's Claude Agent SDK.",
+            "cache_control": {"type": "ephemeral"},
+        },
+    ],
+    "tools": [
+        {
+            "name": "Bash",
+            "description": "Executes a given bash command",
+            "input_schema": {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "properties": {"command": {"type": "string"}},
+                "required": ["command"],
+                "additionalProperties": False,
+            },
+        },
+        {
+            "name": "DeferredToolPlaceholder",
+            "description": "Reserved placeholder that keeps deferred tool loading active.",
+            "input_schema": {"type": "object", "properties": {}},
+            "defer_loading": True,
+        },
+    ],
+    "metadata": {"user_id": '{"device_id":"3e27","account_uuid":"","session_id":"f320"}'},
+    "max_tokens": 128000,
+    "thinking": {"type": "adaptive", "display": "omitted"},
+    "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+    "output_config": {"effort": "medium"},
+    "stream": True,
+}
+
+
+def test_a_claude_code_2_1_body_keeps_its_mid_conversation_system_message_in_place() -> None:
+    got = to_chat(CLAUDE_CODE_2_1_BODY)
+    assert got["messages"] == [
+        {
+            "role": "system",
+            "content": "You are a Claude agent, built on Anthropic's Claude Agent SDK.",
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "<system-reminder>\nAttribution…</system-reminder>"},
+                {"type": "text", "text": "say hi"},
+            ],
+        },
+        {
+            "role": "system",
+            "content": "# Environment\nYou have been invoked in the following environment…",
+        },
+    ]
+    assert [tool["function"]["name"] for tool in got["tools"]] == [
+        "Bash",
+        "DeferredToolPlaceholder",
+    ]
+    assert "defer_loading" not in got["tools"][1]["function"]
+    assert got["reasoning_effort"] == "medium"
+    assert got["user"] == CLAUDE_CODE_2_1_BODY["metadata"]["user_id"]
+    assert (got["max_tokens"], got["stream"]) == (128000, True)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("be brief", [{"role": "system", "content": "be brief"}]),
+        (
+            [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}],
+            [{"role": "system", "content": "one\n\ntwo"}],
+        ),
+        ([], []),
+    ],
+)
+def test_a_system_message_stays_where_it_is(content: Any, expected: list[Any]) -> None:
+    first = {"role": "user", "content": "hi"}
+    later = {"role": "user", "content": "and now?"}
+    system = {"role": "system", "content": content}
+    got = to_chat(messages_req(messages=[first, system, later]))
+    assert got["messages"] == [first, *expected, later]
+
+
 @pytest.mark.parametrize(
     ("fields", "path"),
     [
@@ -562,7 +680,6 @@ def test_claude_code_variants_translate(variant: dict[str, Any]) -> None:
         ({"mcp_servers": [{"type": "url", "url": "https://mcp", "name": "m"}]}, "mcp_servers"),
         ({"compaction": {"type": "compact"}}, "compaction"),
         ({"thread": {"type": "create"}}, "thread"),
-        ({"frequency_penalty": 1}, "frequency_penalty"),
         ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type"),
         ({"tools": [{"type": "bash_20250124", "name": "bash"}]}, "tools[0].type"),
         (
@@ -627,7 +744,11 @@ def test_messages_fields_without_a_counterpart_are_refused(
     ("fields", "path"),
     [
         ({"messages": "hi"}, "messages"),
-        ({"messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "developer", "content": "x"}]}, "messages[0].role"),
+        (
+            {"messages": [{"role": "system", "content": [{"type": "image"}]}]},
+            "messages[0].content[0].type",
+        ),
         (
             {"messages": [{"role": "user", "content": [{"type": "text"}]}]},
             "messages[0].content[0].text",
@@ -898,7 +1019,6 @@ def test_chat_tools_and_tool_choice(fields: dict[str, Any], tool_choice: Any) ->
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"function_call": "auto"}, "function_call"),
         ({"response_format": {"type": "json_object"}}, "response_format"),
-        ({"min_p": 0.1}, "min_p"),
         ({"tools": [{"type": "custom", "custom": {"name": "grammar"}}]}, "tools[0].type"),
         ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "allowed_tools"}}, "tool_choice.type"),
         ({"messages": [{"role": "function", "name": "f", "content": "x"}]}, "messages[0].role"),

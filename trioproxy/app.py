@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -13,23 +12,22 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from . import __version__
-from .accesslog import AccessLog
+from .accesslog import AccessLog, entry_for
 from .activity import ActivityTracker, set_activity_tracker
 from .admin import AdminView, LocalView, add_admin_routes
+from .asgi import Receive, Send
 from .auth import is_authorized
 from .backends.instance import Backends
+from .client_out import JSON_HEADERS
 from .diagnostics import model_entry, model_list
 from .errors import Api, NotFound, Unauthorized, error_body, error_payload
 from .gcpolicy import run_full_collections
 from .proxy import UNAUTHORIZED, ProxyRoutes
-from .relay import JSON_HEADERS, Receive, Send
 from .routes import BY_PATH, api_of_path
 from .settings import Settings
 
 if TYPE_CHECKING:
     from .workers.cluster import Cluster
-
-log = logging.getLogger(__name__)
 
 _NO_WEBSOCKETS = json.dumps(
     error_payload(
@@ -107,7 +105,32 @@ class TrioProxyApp:
                 await receive()
                 await send({"type": "websocket.close", "code": 1003})
             return
-        await self.quart(scope, receive, send)  # type: ignore[arg-type]
+        if kind == "http" and self.proxy.access_log is not None:
+            await self._logged_quart(scope, receive, send, self.proxy.access_log)
+        else:
+            await self.quart(scope, receive, send)  # type: ignore[arg-type]
+
+    async def _logged_quart(
+        self, scope: MutableMapping[str, Any], receive: Receive, send: Send, log: AccessLog
+    ) -> None:
+        """Serve a non-proxy route through Quart, and write its access log line."""
+        arrived = trio.current_time()
+        status: int | None = None
+        sent = 0
+
+        async def counting_send(message: MutableMapping[str, Any]) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.quart(scope, receive, counting_send)  # type: ignore[arg-type]
+        finally:
+            outcome = "completed" if status is not None and status < 400 else "refused"
+            log.write(entry_for(scope, arrived, status=status, outcome=outcome, bytes_tx=sent))
 
 
 def _json(payload: Any, status: int = 200) -> Response:

@@ -65,7 +65,6 @@ def crossing_request(
     payload: Mapping[str, Any],
     headers: Headers,
     *,
-    query: str,
     streaming: bool,
     default_max_tokens: int,
 ) -> tuple[UpstreamRequest, Crossing]:
@@ -82,7 +81,8 @@ def crossing_request(
     assert path is not None, "routing only crosses to a route the backend serves"
     request = UpstreamRequest(
         endpoint=backend_route.endpoint,
-        path=path + query,
+        # The client's query string is its own API's (Claude Code's ?beta=true): not sent.
+        path=path,
         body=encode(translated),
         headers=kept,
         streaming=streaming,

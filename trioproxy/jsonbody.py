@@ -12,6 +12,10 @@ def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder for every request: json.loads() with a keyword builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
 def parse_object(body: bytes) -> dict[str, Any]:
     """The JSON object of a request body.
 
@@ -24,7 +28,7 @@ def parse_object(body: bytes) -> dict[str, Any]:
     """
     try:
         text = body.decode("utf-8")
-        payload = json.loads(text, parse_constant=_no_constant)
+        payload = _DECODER.decode(text)
     except UnicodeDecodeError:
         raise BadRequest("The request body is not UTF-8 (RFC 8259 JSON).") from None
     except (ValueError, RecursionError):

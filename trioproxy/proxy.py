@@ -9,17 +9,18 @@ in the route's API's own error shape; nothing here raises to the server.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import trio
 
-from .accesslog import AccessEntry, AccessLog
+from .accesslog import AccessEntry, AccessLog, entry_for
 from .activity import ActivityTracker
+from .asgi import Receive, Send
 from .auth import is_authorized
 from .backends.instance import Backends
+from .cancellation import Attempt
+from .client_out import JSON_HEADERS, ClientOut
 from .errors import (
     Api,
     BadRequest,
@@ -31,12 +32,10 @@ from .errors import (
 )
 from .headers import REQUEST_DROP, Headers, header_value
 from .jsonbody import encode, parse_object
-from .relay import JSON_HEADERS, Attempt, Call, ClientOut, Receive, Send, relay
+from .relay import Call, relay
 from .routes import ProxyRoute
 from .routing import route
 from .sessions import DEFAULT_SESSION_HEADERS, header_session_id, session_id_of
-
-log = logging.getLogger(__name__)
 
 UNAUTHORIZED = (
     "This proxy needs an API key: send one of its client keys as "
@@ -269,24 +268,18 @@ def _entry(
     status: int | None,
     outcome: str,
 ) -> AccessEntry:
-    now = trio.current_time()
-    client = scope.get("client")
-    first_byte = out.first_byte if out is not None else None
-    return AccessEntry(
-        time=time.time(),
-        client=f"{client[0]}:{client[1]}" if client else None,
-        method=scope["method"],
-        path=scope["path"],
+    return entry_for(
+        scope,
+        arrived,
         status=status,
-        instance=out.instance if out is not None else None,
+        outcome=outcome,
         endpoint=request_route.endpoint.value,
+        instance=out.instance if out is not None else None,
         model=call.model if call is not None else None,
         session=call.session_id if call is not None else None,
-        duration=now - arrived,
-        ttfb=None if first_byte is None else first_byte - arrived,
+        first_byte=out.first_byte if out is not None else None,
         bytes_rx=out.rx if out is not None else 0,
         bytes_tx=out.tx if out is not None else 0,
-        outcome=outcome,
     )
 
 

@@ -10,11 +10,12 @@ rest of such a relay. The tracker registration (when tracking is on) encloses th
 so the bytes of an error answer sent after a cancellation are still counted. Nothing
 outlives the attempt.
 
-Three things cancel an attempt's scope, through its :class:`Attempt` handle, which
-records why (:class:`Stop`): the client hanging up (nothing more is sent), the stale
-sweeper (504, or an SSE error event once the stream started) and the shutdown deadline
-(503, or an error event). What the relay does once the scope has unwound is the pure
-decision :func:`ending`.
+Four things cancel an attempt's scope, through its :class:`~.cancellation.Attempt`
+handle, which records why: the client hanging up (nothing more is sent), the stale
+sweeper (504, or an SSE error event once the stream started), an operator (503, or an
+error event) and the shutdown deadline (503, or an error event). What the relay does
+once the scope has unwound is the pure decision :func:`~.cancellation.ending`. The
+client's side of the response is :class:`~.client_out.ClientOut`.
 
 Server-Sent Events are relayed event by event: bytes after the last complete event
 boundary wait until their event completes, so a backend that cuts its stream mid-event
@@ -26,11 +27,9 @@ the request to the next candidate instance; a pinned request has one candidate.
 
 from __future__ import annotations
 
-import enum
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,21 +37,21 @@ from typing import Any
 import trio
 
 from .activity import ActivityTracker, RequestMeter
+from .asgi import Receive
 from .backends.base import UpstreamRequest, UpstreamResponse
 from .backends.instance import BackendInstance
+from .cancellation import Attempt, Ending, ending
+from .client_out import JSON_HEADERS, SSE_CONTENT_TYPE, ClientOut, Phase, event_end
 from .crossing import Crossing, crossing_request
 from .errors import (
     Api,
     CancelledByOperator,
     ProxyError,
     ShuttingDown,
-    StreamShape,
     UpstreamError,
     UpstreamTimeout,
-    error_body,
-    sse_error_event,
 )
-from .headers import RESPONSE_DROP, SESSION_HEADER, Headers, header_value
+from .headers import Headers, header_value
 from .ratelimit import retry_after_seconds
 from .routes import ProxyRoute, upstream_route
 from .routing import backend_api
@@ -60,12 +59,8 @@ from .translate import StreamTranslator
 
 log = logging.getLogger(__name__)
 
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 MAX_ATTEMPTS = 3
-JSON_HEADERS = [(b"content-type", b"application/json")]
-SSE_CONTENT_TYPE = (b"content-type", b"text/event-stream; charset=utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +108,6 @@ class Call:
                     api,
                     self.payload,
                     self.headers,
-                    query=query,
                     streaming=self.streaming,
                     default_max_tokens=self.default_max_tokens,
                 )
@@ -128,159 +122,6 @@ class Call:
         return request, None
 
 
-class Phase(enum.Enum):
-    """How far the client's response has got; one value instead of flags that must agree."""
-
-    PENDING = "nothing sent yet"
-    JSON = "head sent, a body that is not an event stream"
-    SSE = "head sent, a Server-Sent Events body"
-    CLOSED = "nothing more will be sent"
-
-
-class ClientOut:
-    """The client side of one request's response, and what the access log says of it.
-
-    It spans the request's attempts: its phase, the status the client got, the body bytes
-    received from backends (``rx``) and handed to the client (``tx``), the first byte's
-    time, the instance that answered, how the request ended (``outcome``, ``reason``,
-    ``error``). While an attempt is tracked, ``meter`` is its tracker meter, to which
-    bytes, failures and cancellations are passed on.
-    """
-
-    __slots__ = (
-        "_send",
-        "_session",
-        "error",
-        "first_byte",
-        "instance",
-        "last",
-        "meter",
-        "outcome",
-        "phase",
-        "reason",
-        "rx",
-        "status",
-        "tx",
-    )
-
-    def __init__(self, send: Send, session_id: str) -> None:
-        self._send = send
-        self._session = (SESSION_HEADER, session_id.encode())
-        self.meter: RequestMeter | None = None
-        self.phase = Phase.PENDING
-        #: The last body chunk sent, for numbering a Responses error event after it.
-        self.last = b""
-        self.status: int | None = None
-        self.rx = 0
-        self.tx = 0
-        #: ``trio.current_time()`` of the first body byte from a backend.
-        self.first_byte: float | None = None
-        self.instance: str | None = None
-        self.outcome = "completed"
-        self.reason: str | None = None
-        self.error: str | None = None
-
-    @property
-    def started(self) -> bool:
-        """Whether the response head has been sent (so the status can no longer change)."""
-        return self.phase is not Phase.PENDING
-
-    @property
-    def complete(self) -> bool:
-        """Whether the response has ended: nothing an interruption could still spoil."""
-        return self.phase is Phase.CLOSED
-
-    async def start(self, status: int, headers: Headers) -> None:
-        out = [(k, v) for k, v in headers if k not in RESPONSE_DROP]
-        out.append(self._session)
-        sse = any(k == b"content-type" and v.startswith(b"text/event-stream") for k, v in out)
-        self.phase = Phase.SSE if sse else Phase.JSON
-        self.status = status
-        await self._send({"type": "http.response.start", "status": status, "headers": out})
-
-    def received(self, nbytes: int) -> None:
-        """Count ``nbytes`` body bytes received from the backend."""
-        if self.first_byte is None:
-            self.first_byte = trio.current_time()
-        self.rx += nbytes
-        if self.meter is not None:
-            self.meter.add_rx(nbytes)
-
-    async def body(self, chunk: bytes) -> None:
-        await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-        self.last = chunk
-        self.tx += len(chunk)
-        if self.meter is not None:
-            self.meter.add_tx(len(chunk))
-
-    async def end(self) -> None:
-        self.phase = Phase.CLOSED
-        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    def failed(self, message: str) -> None:
-        """The request ended (or will end) in error: the access log's and the meter's."""
-        self.outcome = "error"
-        if self.error is None:
-            self.error = message
-        if self.meter is not None:
-            self.meter.fail(message)
-
-    def cancelled(self, reason: str) -> None:
-        """The request was cancelled: by the ``client``, at ``shutdown``, an ``operator``."""
-        self.outcome = "cancelled"
-        self.reason = reason
-        if self.meter is not None:
-            self.meter.mark_cancelled(reason)
-
-    async def fail(self, route: ProxyRoute, exc: ProxyError) -> None:
-        """End the response with ``exc``: a JSON error, or an SSE error event once started.
-
-        Both in the shape of ``route``'s API (a Responses stream ends with the Responses
-        API's own error event, numbered after the last event sent).
-        """
-        phase = self.phase
-        if phase is Phase.CLOSED:
-            return
-        if phase is Phase.PENDING:
-            await self.start(exc.status, JSON_HEADERS)
-            await self.body(error_body(route.api, exc))
-        elif phase is Phase.JSON:
-            # A JSON body cut short cannot be mended. Ending it without its last message
-            # makes the server close the connection, so the client sees it was cut.
-            self.phase = Phase.CLOSED
-            return
-        else:
-            number = next_sequence_number(self.last) if route.stream_errors is _RESPONSES else 0
-            await self.body(sse_error_event(route.stream_errors, exc, sequence_number=number))
-        await self.end()
-
-
-_RESPONSES = StreamShape.RESPONSES
-_SEQUENCE = re.compile(rb'"sequence_number"\s*:\s*(\d+)')
-
-
-def next_sequence_number(sent: bytes) -> int:
-    """The Responses event number after the last one in ``sent`` (0 if none is there)."""
-    numbers = _SEQUENCE.findall(sent)
-    return int(numbers[-1]) + 1 if numbers else 0
-
-
-_BOUNDARIES = (b"\n\n", b"\r\n\r\n", b"\r\r")
-
-
-def event_end(data: bytes) -> int:
-    """The offset just past the last complete Server-Sent Event in ``data`` (0: none).
-
-    An event ends with a blank line: ``\\n\\n``, ``\\r\\r`` or ``\\r\\n\\r\\n``.
-    """
-    end = 0
-    for boundary in _BOUNDARIES:
-        at = data.rfind(boundary)
-        if at >= 0 and at + len(boundary) > end:
-            end = at + len(boundary)
-    return end
-
-
 async def relay_body(
     chunks: AsyncIterator[bytes],
     out: ClientOut,
@@ -292,8 +133,9 @@ async def relay_body(
     event (received, and counted as received, but not sent); if the body ends cleanly
     they are sent as they are, so the relay stays byte for byte. An upstream error
     propagates with them unsent. With a ``translator`` the client gets what it makes of
-    each chunk, and reading stops once the client's stream has ended (an upstream error
-    event, say); a request whose translated stream ended in error is marked failed.
+    each chunk; once the client's stream has ended (the backend's last event, or its
+    error event) the rest of the body is read and counted but not sent. A request whose
+    translated stream ended in error is marked failed.
     """
     held = b""
     sse = translator is None and out.phase is Phase.SSE
@@ -327,6 +169,11 @@ async def relay_body(
             out.failed("the translated stream ended with an error")
     if held:
         await out.body(held)
+    if translator is not None:
+        # The client's stream has ended; what the backend still sends (its `[DONE]`,
+        # say) is read and counted, so bytes_rx stays exact and the connection reusable.
+        async for chunk in chunks:
+            out.received(len(chunk))
 
 
 async def _read_all(chunks: AsyncIterator[bytes], out: ClientOut) -> bytes:
@@ -365,87 +212,6 @@ async def _relay_translated(
 
 class _Retry(Exception):
     """This attempt failed before any byte reached the client; try the next instance."""
-
-
-class Stop(enum.Enum):
-    """Why an attempt's scope was cancelled from outside."""
-
-    DISCONNECT = "the client hung up"
-    STALE = "the stale sweeper"
-    SHUTDOWN = "the shutdown deadline"
-    OPERATOR = "an operator (POST /v1/diagnostics/cancel)"
-
-
-class Attempt:
-    """The cancel handle of one attempt: whoever cancels it says why.
-
-    The tracker calls :meth:`cancel_as_stale` (its sweeper) and :meth:`cancel_by_operator`
-    (an operator's cancel), the shutdown deadline :meth:`shut_down`, the disconnect
-    watcher :meth:`disconnect`. The first reason wins;
-    the relay reads it after the attempt's scope has unwound.
-    """
-
-    __slots__ = ("reason", "scope")
-
-    def __init__(self) -> None:
-        self.reason: Stop | None = None
-        self.scope = trio.CancelScope()
-
-    def _stop(self, reason: Stop) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.scope.cancel()
-
-    def cancel_as_stale(self) -> None:
-        """Cancel as stale (the tracker's sweeper)."""
-        self._stop(Stop.STALE)
-
-    def cancel_by_operator(self) -> None:
-        """Cancel because an operator asked to (the tracker's cancel)."""
-        self._stop(Stop.OPERATOR)
-
-    def shut_down(self) -> None:
-        """Cancel at the shutdown deadline."""
-        self._stop(Stop.SHUTDOWN)
-
-    def disconnect(self) -> None:
-        """Cancel because the client hung up."""
-        self._stop(Stop.DISCONNECT)
-
-
-class Ending(enum.Enum):
-    """What the relay does once an attempt's scope has unwound."""
-
-    DONE = "nothing more to do"
-    RETRY = "hand the request to the next instance"
-    HUNG_UP = "count the request cancelled; the client is gone, send nothing"
-    STALE = "end the response with 504 or an error event; counted stale"
-    SHUTDOWN = "end the response with 503 or an error event; counted cancelled (shutdown)"
-    OPERATOR = "end the response with 503 or an error event; counted cancelled (operator)"
-
-
-_ENDING_OF_STOP = {
-    Stop.DISCONNECT: Ending.HUNG_UP,
-    Stop.STALE: Ending.STALE,
-    Stop.SHUTDOWN: Ending.SHUTDOWN,
-    Stop.OPERATOR: Ending.OPERATOR,
-}
-
-
-def ending(reason: Stop | None, *, complete: bool, retry: bool) -> Ending:
-    """Decide what follows an attempt (pure).
-
-    Args:
-        reason: why the attempt's scope was cancelled, or None if it was not.
-        complete: whether the client's response had already ended.
-        retry: whether the attempt asked to hand the request to the next instance.
-    """
-    if reason is None:
-        return Ending.RETRY if retry else Ending.DONE
-    if complete:
-        # Cancelled once the answer was complete: nothing to add or count.
-        return Ending.DONE
-    return _ENDING_OF_STOP[reason]
 
 
 async def _exchange(

@@ -25,7 +25,7 @@ import dataclasses
 import math
 import types
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Self, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
 
@@ -271,3 +271,25 @@ def _plain(value: object) -> object:
     if isinstance(value, tuple):
         return [_plain(item) for item in value]
     return value
+
+
+class JsonRecord:
+    """``to_dict``/``from_dict`` for a frozen dataclass whose JSON object is its fields.
+
+    A base of slotted dataclasses (it adds no slot of its own).
+    """
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON object: the fields in declaration order."""
+        return to_json(self)
+
+    @classmethod
+    def from_dict(cls, data: object, path: str = "") -> Self:
+        """Read the JSON object ``data``; ``path`` is where it is, for messages.
+
+        Raises:
+            MalformedDocument: a field is missing or does not have its type.
+        """
+        return read_dataclass(cls, JsonObject(data, path))

@@ -345,11 +345,16 @@ class RequestMeter:
         )
 
 
-def cancel_as_stale(meter: RequestMeter) -> bool:
-    """Mark ``meter``'s request stale and cancel it; False if it already was cancelled."""
+def cancel_as_stale(meter: RequestMeter, why: str | None = None) -> bool:
+    """Mark ``meter``'s request stale and cancel it; False if it already was cancelled.
+
+    ``why`` is what the history says of it.
+    """
     if meter._stale or meter._operator:
         return False
     meter._stale = True
+    if meter._error is None:
+        meter._error = why
     meter._handle.cancel_as_stale()
     return True
 

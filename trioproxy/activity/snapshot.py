@@ -20,7 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from .jsonfields import MAY_BE_ABSENT, NOT_IN_JSON, JsonObject, read_dataclass, read_fields, to_json
+from .jsonfields import (
+    MAY_BE_ABSENT,
+    NOT_IN_JSON,
+    JsonObject,
+    JsonRecord,
+    read_dataclass,
+    read_fields,
+    to_json,
+)
 
 ConnectionType = Literal["streaming", "non_streaming"]
 
@@ -93,7 +101,7 @@ OUTCOME_COUNTERS: dict[Outcome, int] = {
 
 
 @dataclass(frozen=True, slots=True)
-class ConnectionActivity:
+class ConnectionActivity(JsonRecord):
     """One connection — (instance, session id) with at least one request in flight.
 
     Times are epoch seconds. ``started_at`` is when the connection's first request
@@ -130,19 +138,6 @@ class ConnectionActivity:
     translated: bool
     backend_api: str
     workers: tuple[int, ...] | None = field(default=None, metadata=MAY_BE_ABSENT)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the connection's JSON object."""
-        return to_json(self)
-
-    @classmethod
-    def from_dict(cls, data: object, path: str = "") -> ConnectionActivity:
-        """Read a connection's JSON object; ``path`` is where it is, for messages.
-
-        Raises:
-            MalformedDocument: a field is missing or does not have its type.
-        """
-        return read_dataclass(cls, JsonObject(data, path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,13 +217,14 @@ class GlobalSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class FinishedRequest:
+class FinishedRequest(JsonRecord):
     """One request that has ended, as ``GET /v1/diagnostics/recent`` lists it.
 
     Times are epoch seconds. ``outcome`` is ``completed``, ``error``, ``cancelled`` or
     ``stale``; ``reason`` says who cancelled a cancelled request (``client``: it hung up;
     ``operator``: ``POST /v1/diagnostics/cancel``; ``shutdown``: the grace period ran out)
-    and is None otherwise; ``error`` is the error's message, if the request failed.
+    and is None otherwise; ``error`` is the error's message, if the request failed (or why
+    it went stale); ``translated`` and ``backend_api`` as for a connection.
     """
 
     instance: str
@@ -245,19 +241,7 @@ class FinishedRequest:
     reason: str | None
     error: str | None
     translated: bool
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the request's JSON object."""
-        return to_json(self)
-
-    @classmethod
-    def from_dict(cls, data: object, path: str = "") -> FinishedRequest:
-        """Read a finished request's JSON object (``path``: where it is, for messages).
-
-        Raises:
-            MalformedDocument: a field is missing or does not have its type.
-        """
-        return read_dataclass(cls, JsonObject(data, path))
+    backend_api: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,10 @@ def cancel_stale(instances: Iterable[InstanceRecord], now: float, stale_timeout:
         for connection in instance.connections.values():
             for meter in list(connection.meters):
                 idle = now - meter.last_activity
-                if idle >= stale_timeout and cancel_as_stale(meter):
+                if idle < stale_timeout:
+                    continue
+                why = f"no byte in either direction for {idle:.1f} s"
+                if cancel_as_stale(meter, why):
                     cancelled += 1
                     logger.warning(
                         "cancelling stale request: instance=%s session=%s model=%s idle=%.1fs",

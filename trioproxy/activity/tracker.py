@@ -65,6 +65,7 @@ _Finished = tuple[
     str | None,
     str | None,
     bool,
+    str,
 ]
 
 
@@ -398,6 +399,7 @@ class ActivityTracker:
             reason(meter, outcome),
             error_message(meter),
             meter.translated,
+            meter.backend_api,
         )
         with self._lock:
             record = self._instances[meter.instance]

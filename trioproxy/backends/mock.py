@@ -84,11 +84,13 @@ def _answer(
     model = str(payload.get("model", MOCK_MODELS[0]))
     endpoint = route.endpoint
     if endpoint is Endpoint.CHAT_COMPLETIONS:
-        return (
-            replies.chat_events(model, pieces)
-            if streaming
-            else [replies.chat_message(model, REPLY)]
-        )
+        if not streaming:
+            return [replies.chat_message(model, REPLY)]
+        options = payload.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage") is True:
+            tokens = replies.estimate_tokens(payload.get("messages", []))
+            return replies.chat_events(model, pieces, tokens)
+        return replies.chat_events(model, pieces)
     if endpoint is Endpoint.RESPONSES:
         tokens = replies.estimate_tokens(payload.get("input", ""))
         if streaming:

@@ -43,9 +43,21 @@ def output_tokens(text: str) -> int:
 # -- OpenAI Chat Completions --------------------------------------------------------------
 
 
-def chat_events(model: str, pieces: list[str]) -> list[bytes]:
-    """The SSE events of an OpenAI chat completion stream of ``pieces``."""
-    base = {"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 0, "model": model}
+def chat_events(model: str, pieces: list[str], input_tokens: int | None = None) -> list[bytes]:
+    """The SSE events of an OpenAI chat completion stream of ``pieces``.
+
+    With ``input_tokens`` (the request asked for ``stream_options.include_usage``), every
+    chunk carries ``"usage": null`` and a last chunk with no choices carries the usage,
+    as OpenAI sends them.
+    """
+    base: dict[str, Any] = {
+        "id": "chatcmpl-mock",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": model,
+    }
+    if input_tokens is not None:
+        base["usage"] = None
     first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
     events = [sse({**base, "choices": [first]})]
     events += [
@@ -53,6 +65,14 @@ def chat_events(model: str, pieces: list[str]) -> list[bytes]:
         for p in pieces
     ]
     events.append(sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+    if input_tokens is not None:
+        out = output_tokens("".join(pieces))
+        usage = {
+            "prompt_tokens": input_tokens,
+            "completion_tokens": out,
+            "total_tokens": input_tokens + out,
+        }
+        events.append(sse({**base, "choices": [], "usage": usage}))
     events.append(b"data: [DONE]\n\n")
     return events
 

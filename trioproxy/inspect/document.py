@@ -1,11 +1,13 @@
-"""A proxy's ``GET /v1/diagnostics`` document, read into typed values.
+"""A proxy's ``GET /v1/diagnostics`` and ``/v1/diagnostics/recent`` documents, read
+into typed values.
 
-The activity in it is read into the tracker's own snapshot types
-(:mod:`trioproxy.activity.snapshot`), which check their part of the document; the two
-types here add only what the document says beside the activity: each backend's status
-and the document's own fields. :meth:`Diagnostics.from_dict` is the one entry point
-and raises :class:`~trioproxy.activity.MalformedDocument`, naming the first offending
-field by its path, for anything else.
+The activity in them is read into the tracker's own snapshot types
+(:mod:`trioproxy.activity.snapshot`), which check their part of the document; the
+types here add only what the documents say beside the activity: each backend's status
+and the documents' own fields. :meth:`Diagnostics.from_dict` and
+:meth:`RecentRequests.from_dict` are the entry points and raise
+:class:`~trioproxy.activity.MalformedDocument`, naming the first offending field by its
+path, for anything else.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from trioproxy.activity.jsonfields import JsonObject, MalformedDocument, read_fields
-from trioproxy.activity.snapshot import GlobalSnapshot, InstanceActivity
+from trioproxy.activity.jsonfields import JsonObject, MalformedDocument, read_dataclass, read_fields
+from trioproxy.activity.snapshot import FinishedRequest, GlobalSnapshot, InstanceActivity
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +95,22 @@ class Diagnostics:
             ),
             **values,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RecentRequests:
+    """A ``GET /v1/diagnostics/recent`` answer: the latest finished requests, newest first."""
+
+    timestamp: float
+    activity_tracking_enabled: bool
+    recent: tuple[FinishedRequest, ...]
+
+    @classmethod
+    def from_dict(cls, data: object) -> RecentRequests:
+        """Check that ``data`` (decoded JSON) is a recent-requests document and read it.
+
+        Raises:
+            MalformedDocument: a field is missing or has the wrong type, named by its
+                path, e.g. ``recent[2].outcome: missing``.
+        """
+        return read_dataclass(cls, JsonObject(data))

@@ -1,267 +1,366 @@
-"""Rendering of a proxy's diagnostics for the terminal view (``trioproxy-inspect``).
+"""Rendering of one refresh for the terminal view (``trioproxy-inspect``).
 
 Everything here is pure: no I/O, no clock. The input is a
-:class:`~trioproxy.inspect.document.Diagnostics`, already read and checked; the
-connections table is declared once, as :data:`TABLE` (a column: its title, how its
-cell is formatted from a connection, how it aligns), and both renderers follow it:
+:class:`~trioproxy.inspect.merge.Screen` — one or several proxies' answers, already
+read and checked. The two tables are declared once each, as columns
+(:mod:`.tables`): :data:`TABLE`, the live connections, and :func:`recent_table`, the
+latest finished requests. Both renderers follow them:
 
-- :func:`render` gives a rich renderable (header panel, connections table, notes), for
-  a terminal;
-- :func:`render_lines` gives the same content as plain text lines, without escape codes,
-  for pipes and files.
+- :func:`render` gives a rich renderable (header panel, tables, notes) for a terminal,
+  fitted to its width (columns are left out, then shortened; see :mod:`.tables`);
+- :func:`render_lines` gives the same content as plain text lines, every column, without
+  escape codes, for pipes and files.
+
+With several proxies a ``Proxy`` column leads both tables, the header sums what the
+proxies that answered report and has a line per proxy, and each proxy that gave
+nothing is named with the reason in a note. The ``RX/s`` column needs two refreshes,
+so it is there in watch mode only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import tzinfo
+from typing import TypeVar
 
-from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from trioproxy.activity.snapshot import ConnectionActivity
-
-from .document import Diagnostics
-from .formatting import format_bytes, format_clock, format_duration, printable, short_session
+from .formatting import (
+    TRANSLATED,
+    backend_name,
+    format_bytes,
+    format_bytes_short,
+    format_clock,
+    format_duration,
+    format_ttfb,
+    printable,
+    short_endpoint,
+    short_session,
+)
+from .merge import Entry, Finished, Screen, entries, finished, totals, tracking_disabled
+from .tables import Column, FittedTable, plain_table
 
 #: A connection with no byte in either direction for longer than this is flagged idle.
 IDLE_AFTER_SECONDS = 5.0
 
 NO_CONNECTIONS = "No active connections"
+NO_FINISHED = "No finished requests yet"
+RECENT_HEADING = "Recently finished, newest first"
+TRANSLATED_NOTE = f"{TRANSLATED} translated: the backend speaks the other API"
+TRACKING_DISABLED = tracking_disabled()
 
-TRACKING_DISABLED = (
-    "Activity tracking is disabled on this proxy; restart it with "
-    "--enable-activity-tracking, ENABLE_ACTIVITY_TRACKING=1 in its environment, "
-    "or enable_activity_tracking: true in its config file."
-)
+# A cell the table has no value for yet: the first byte of a request still waiting.
+WAITING = "…"
 
+# A proxy's name, cut, may no longer tell it from the others (127.0.0.1:8001 and :8002):
+# columns are left out before it is shortened below an IPv4 address and a port.
+PROXY_MIN = len("255.255.255.255:65535")
+# What went wrong with a request is worth more than its byte counts and timings.
+DETAIL_MIN = 24
 
-# --- the table -----------------------------------------------------------------------
+_TYPES = {"streaming": "stream", "non_streaming": "json"}
 
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """One connection as the table lists it: with the backend instance it is on."""
-
-    backend: str
-    connection: ConnectionActivity
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    """One column of the connections table.
-
-    ``cell`` formats the column's text for an entry; text from the proxy goes through
-    :func:`~trioproxy.inspect.formatting.printable`. ``numeric`` columns align right;
-    the one that ``gives_way`` is shortened (with an ellipsis) when a terminal is too
-    narrow for the table.
-    """
-
-    title: str
-    cell: Callable[[Entry], str]
-    numeric: bool = False
-    gives_way: bool = False
+_REASONS = {
+    "client": "client hung up",
+    "operator": "by an operator",
+    "shutdown": "at shutdown",
+    "proxy": "by the proxy",
+}
 
 
-#: The connections table, left to right. A new column is one row here.
-TABLE: tuple[Column, ...] = (
-    Column("Backend", lambda e: printable(e.backend)),
+# --- the tables ----------------------------------------------------------------------
+
+
+def _rate(entry: Entry) -> str:
+    return "" if entry.rx_rate is None else format_bytes_short(entry.rx_rate)
+
+
+#: The live connections, left to right. A new column is one row here. ``Proxy`` is shown
+#: with several proxies only, ``RX/s`` in watch mode only.
+TABLE: tuple[Column[Entry], ...] = (
+    Column("Proxy", lambda e: e.proxy or "", gives_way=True, min_width=PROXY_MIN),
+    Column("Backend", lambda e: backend_name(e.backend, e.connection.translated)),
     Column("Session", lambda e: short_session(printable(e.connection.session_id))),
-    Column("Type", lambda e: printable(e.connection.connection_type)),
+    Column("API", lambda e: short_endpoint(e.connection.endpoint), drop_rank=4),
+    Column(
+        "Type",
+        lambda e: _TYPES.get(e.connection.connection_type, e.connection.connection_type),
+        drop_rank=2,
+    ),
     Column("Model", lambda e: printable(e.connection.model), gives_way=True),
     Column("Duration", lambda e: format_duration(e.connection.duration_seconds)),
-    Column("RX", lambda e: format_bytes(e.connection.bytes_rx), numeric=True),
-    Column("TX", lambda e: format_bytes(e.connection.bytes_tx), numeric=True),
+    Column(
+        "TTFB",
+        lambda e: format_ttfb(e.connection.time_to_first_byte_seconds, WAITING),
+        numeric=True,
+        drop_rank=5,
+    ),
+    Column("HTTP", lambda e: str(e.connection.upstream_status or ""), drop_rank=1),
+    Column("RX", lambda e: format_bytes_short(e.connection.bytes_rx), numeric=True),
+    Column("RX/s", _rate, numeric=True),
+    Column("TX", lambda e: format_bytes_short(e.connection.bytes_tx), numeric=True, drop_rank=3),
 )
 
 COLUMNS = tuple(column.title for column in TABLE)
 
-# The idle marker follows the duration.
-_DURATION = COLUMNS.index("Duration")
+
+def _detail(request: Finished) -> str:
+    reason = request.request.reason
+    parts = [_REASONS.get(reason, reason) if reason else None, request.request.error]
+    return "; ".join(printable(part) for part in parts if part)
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One table row, formatted; ``idle`` is the idle time, set only past the threshold."""
-
-    values: tuple[str, ...]
-    idle: str | None
-
-    def cells(self, *, idle_below: bool = False) -> tuple[str, ...]:
-        """The cells in :data:`COLUMNS` order.
-
-        An idle marker follows the duration: ``4m 05s (idle 42.0s)``, or with
-        ``idle_below`` on a line of its own, which keeps the column narrow.
-        """
-        if self.idle is None:
-            return self.values
-        marker = f"\nidle {self.idle}" if idle_below else f" (idle {self.idle})"
-        cells = list(self.values)
-        cells[_DURATION] += marker
-        return tuple(cells)
-
-
-def entries(diagnostics: Diagnostics) -> list[Entry]:
-    """The connections: instances in config order, each one's connections oldest first."""
-    return [
-        Entry(instance.name, connection)
-        for instance in diagnostics.instances
-        for connection in (instance.activity.connections if instance.activity else ())
-    ]
+def recent_table(tz: tzinfo | None = None) -> tuple[Column[Finished], ...]:
+    """The finished requests, left to right; ``Ended`` in ``tz`` (default: local time)."""
+    return (
+        Column("Ended", lambda f: format_clock(f.ended_at, tz)),
+        Column("Proxy", lambda f: f.proxy or "", gives_way=True, min_width=PROXY_MIN),
+        Column("Backend", lambda f: backend_name(f.request.instance, f.request.translated)),
+        Column("Session", lambda f: short_session(printable(f.request.session_id))),
+        Column("API", lambda f: short_endpoint(f.request.endpoint), drop_rank=4),
+        Column("Model", lambda f: printable(f.request.model), gives_way=True),
+        Column("Duration", lambda f: format_duration(f.request.duration_seconds)),
+        Column(
+            "TTFB",
+            lambda f: format_ttfb(f.request.time_to_first_byte_seconds, "-"),
+            numeric=True,
+            drop_rank=3,
+        ),
+        Column("HTTP", lambda f: str(f.request.upstream_status or "-"), drop_rank=5),
+        Column("RX", lambda f: format_bytes_short(f.request.bytes_rx), numeric=True, drop_rank=2),
+        Column("TX", lambda f: format_bytes_short(f.request.bytes_tx), numeric=True, drop_rank=1),
+        Column("Outcome", lambda f: printable(f.request.outcome)),
+        Column("Detail", _detail, gives_way=True, min_width=DETAIL_MIN),
+    )
 
 
-def rows(diagnostics: Diagnostics, idle_after: float = IDLE_AFTER_SECONDS) -> list[Row]:
-    """The table rows, in the order of :func:`entries`."""
-    return [_row(entry, idle_after) for entry in entries(diagnostics)]
+R = TypeVar("R")
 
 
-def _row(entry: Entry, idle_after: float) -> Row:
-    idle = entry.connection.idle_seconds
-    return Row(
-        values=tuple(column.cell(entry) for column in TABLE),
-        idle=format_duration(idle) if idle > idle_after else None,
+def _columns(columns: Sequence[Column[R]], screen: Screen) -> list[Column[R]]:
+    def shown(column: Column[R]) -> bool:
+        if column.title == "Proxy":
+            return screen.several
+        if column.title == "RX/s":
+            return screen.rates is not None
+        return True
+
+    return [column for column in columns if shown(column)]
+
+
+# Outcomes of finished requests drawn in a colour; the others in the terminal's own.
+_OUTCOME_STYLES = {"error": "red", "stale": "bold red", "cancelled": "yellow"}
+
+
+def live_rows(
+    screen: Screen, idle_after: float = IDLE_AFTER_SECONDS, *, idle_below: bool = False
+) -> tuple[list[Column[Entry]], list[list[str]], list[bool]]:
+    """The live table: its columns, its cells, and per row whether it is idle.
+
+    An idle connection's duration is followed by ``(idle 42.0s)``, or with ``idle_below``
+    by ``idle 42.0s`` on a line of its own, which keeps the column narrow.
+    """
+    columns = _columns(TABLE, screen)
+    cells, idle = [], []
+    for entry in entries(screen):
+        row = [column.cell(entry) for column in columns]
+        seconds = entry.connection.idle_seconds
+        idle.append(seconds > idle_after)
+        if seconds > idle_after:
+            marker = format_duration(seconds)
+            at = [c.title for c in columns].index("Duration")
+            row[at] += f"\nidle {marker}" if idle_below else f" (idle {marker})"
+        cells.append(row)
+    return columns, cells, idle
+
+
+def recent_rows(
+    screen: Screen, tz: tzinfo | None = None
+) -> tuple[list[Column[Finished]], list[list[str]], list[str]]:
+    """The recent table: its columns, its cells, and each row's outcome."""
+    columns = _columns(recent_table(tz), screen)
+    rows = finished(screen)
+    return (
+        columns,
+        [[column.cell(f) for column in columns] for f in rows],
+        [f.request.outcome for f in rows],
     )
 
 
 # --- what is shown, independent of how -----------------------------------------------
 
 
-def summary(diagnostics: Diagnostics, tz: tzinfo | None = None) -> list[tuple[str, str]]:
+def title(screen: Screen) -> str:
+    """The view's title: the proxy's URL, or how many proxies it merges."""
+    if screen.several:
+        return f"trioproxy activity · {len(screen.answers)} proxies"
+    return f"trioproxy activity · {screen.answers[0].url}"
+
+
+def summary(screen: Screen, tz: tzinfo | None = None) -> list[tuple[str, str]]:
     """The header's (label, value) pairs: active connections, totals, update time."""
-    g = diagnostics.global_activity
-    if g is not None:
-        active, rx, tx = g.total_active_connections, g.total_bytes_rx, g.total_bytes_tx
-    else:
-        acts = [i.activity for i in diagnostics.instances if i.activity is not None]
-        active = sum(a.active_connections for a in acts)
-        rx = sum(a.total_bytes_rx for a in acts)
-        tx = sum(a.total_bytes_tx for a in acts)
+    t = totals(screen)
     return [
-        ("Active Connections", str(active)),
-        ("Total RX", format_bytes(rx)),
-        ("Total TX", format_bytes(tx)),
-        ("Updated", format_clock(diagnostics.timestamp, tz)),
+        ("Active Connections", str(t.active)),
+        ("Total RX", format_bytes(t.bytes_rx)),
+        ("Total TX", format_bytes(t.bytes_tx)),
+        ("Updated", format_clock(t.timestamp, tz) if t.timestamp is not None else "-"),
     ]
 
 
-def lifetime_line(diagnostics: Diagnostics) -> str | None:
-    """``Since start: …`` from the global lifetime counters, or None without them."""
-    if diagnostics.global_activity is None:
+def lifetime_line(screen: Screen) -> str | None:
+    """``Since start: …`` from the lifetime counters (summed), or None without them."""
+    life = totals(screen).lifetime
+    if life is None:
         return None
-    life = diagnostics.global_activity.lifetime
     return (
-        f"Since start: {life.requests} requests, {life.errors} errors, "
-        f"{life.cancelled} cancelled, {life.stale} stale"
+        f"Since start: {life.requests} requests, {life.completed} completed, "
+        f"{life.errors} errors, {life.cancelled} cancelled, {life.stale} stale"
     )
 
 
-def notes(diagnostics: Diagnostics) -> list[str]:
-    """One line per backend that cannot take traffic now: rate limited or not functional."""
+def proxy_lines(screen: Screen) -> list[tuple[str, bool]]:
+    """With several proxies, a line per proxy — its name and state — and whether it is
+    up (answering with tracking on); nothing with one proxy."""
+    if not screen.several:
+        return []
+    width = max(len(label) for label in screen.labels.values())
+    lines = []
+    for answer in screen.answers:
+        label = screen.labels[answer.url].ljust(width)
+        failure = answer.failure
+        if failure is not None:
+            lines.append((f"{label}  {failure.status}", False))
+            continue
+        assert answer.diagnostics is not None
+        count = sum(
+            i.activity.active_connections for i in answer.diagnostics.instances if i.activity
+        )
+        lines.append((f"{label}  up, {count} connection{'' if count == 1 else 's'}", True))
+    return lines
+
+
+def notes(screen: Screen) -> list[str]:
+    """Lines about what the view lacks: each proxy that gave nothing (with several) and
+    why, each backend that cannot take traffic now (rate limited, not functional), and
+    finished requests that could not be read."""
     result = []
-    for i in diagnostics.instances:
-        name = printable(i.name)
-        if i.is_rate_limited:
-            retry = i.retry_after_seconds
-            when = f", retry in {format_duration(retry)}" if retry is not None else ""
-            result.append(f"{name}: rate limited{when}")
-        if not i.is_functional:
-            why = "; ".join(map(printable, i.validation_errors)) or "no reason given"
-            result.append(f"{name}: not functional: {why}")
+    for answer in screen.answers:
+        failure = answer.failure
+        if failure is not None:
+            if screen.several:
+                result.append(str(failure))
+            continue
+        where = f"{screen.labels[answer.url]} " if screen.several else ""
+        assert answer.diagnostics is not None
+        for i in answer.diagnostics.instances:
+            name = where + printable(i.name)
+            if i.is_rate_limited:
+                retry = i.retry_after_seconds
+                when = f", retry in {format_duration(retry)}" if retry is not None else ""
+                result.append(f"{name}: rate limited{when}")
+            if not i.is_functional:
+                why = "; ".join(map(printable, i.validation_errors)) or "no reason given"
+                result.append(f"{name}: not functional: {why}")
+        if answer.recent_problem is not None and screen.recent:
+            result.append(f"No finished requests to show: {answer.recent_problem}")
     return result
+
+
+def any_translated(screen: Screen) -> bool:
+    """Whether a row of either table is a translated request (and so marked)."""
+    return any(e.connection.translated for e in entries(screen)) or any(
+        f.request.translated for f in finished(screen)
+    )
+
+
+def _single_tracking_off(screen: Screen) -> bool:
+    (answer,) = screen.answers
+    diagnostics = answer.diagnostics
+    return diagnostics is not None and not diagnostics.activity_tracking_enabled
 
 
 # --- plain text ----------------------------------------------------------------------
 
 
 def render_lines(
-    diagnostics: Diagnostics,
-    *,
-    source: str | None = None,
-    tz: tzinfo | None = None,
-    idle_after: float = IDLE_AFTER_SECONDS,
+    screen: Screen, *, tz: tzinfo | None = None, idle_after: float = IDLE_AFTER_SECONDS
 ) -> list[str]:
     """The view as plain text lines (no escape codes); columns padded to align."""
-    lines = [f"trioproxy activity · {source}" if source else "trioproxy activity"]
-    if not diagnostics.activity_tracking_enabled:
+    lines = [title(screen)]
+    if not screen.several and _single_tracking_off(screen):
         return [*lines, TRACKING_DISABLED]
-    lines.append("   ".join(f"{label}: {value}" for label, value in summary(diagnostics, tz)))
-    life = lifetime_line(diagnostics)
+    lines.append("   ".join(f"{label}: {value}" for label, value in summary(screen, tz)))
+    life = lifetime_line(screen)
     if life:
         lines.append(life)
+    lines.extend(line for line, _ in proxy_lines(screen))
     lines.append("")
-    table = rows(diagnostics, idle_after)
-    if table:
-        lines.extend(_plain_table([COLUMNS, *(r.cells() for r in table)]))
+    columns, cells, _ = live_rows(screen, idle_after)
+    if cells:
+        lines.extend(plain_table(columns, [[c.title for c in columns], *cells]))
     else:
         lines.append(NO_CONNECTIONS)
-    problems = notes(diagnostics)
-    if problems:
-        lines.extend(["", *problems])
+    if screen.recent:
+        done, cells, _ = recent_rows(screen, tz)
+        lines.extend(["", RECENT_HEADING])
+        if cells:
+            lines.extend(plain_table(done, [[c.title for c in done], *cells]))
+        else:
+            lines.append(NO_FINISHED)
+    extra = ([TRANSLATED_NOTE] if any_translated(screen) else []) + notes(screen)
+    if extra:
+        lines.extend(["", *extra])
     return lines
-
-
-def _plain_table(table: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(row[i]) for row in table) for i in range(len(TABLE))]
-    return [
-        "  ".join(
-            cell.rjust(widths[i]) if column.numeric else cell.ljust(widths[i])
-            for i, (column, cell) in enumerate(zip(TABLE, row, strict=True))
-        ).rstrip()
-        for row in table
-    ]
 
 
 # --- rich ----------------------------------------------------------------------------
 
 
 def render(
-    diagnostics: Diagnostics,
-    *,
-    source: str | None = None,
-    tz: tzinfo | None = None,
-    idle_after: float = IDLE_AFTER_SECONDS,
+    screen: Screen, *, tz: tzinfo | None = None, idle_after: float = IDLE_AFTER_SECONDS
 ) -> RenderableType:
-    """The view as a rich renderable: a header panel, then the table and any notes.
+    """The view as a rich renderable: a header panel, then the tables and any notes.
 
-    Idle connections are drawn in bold yellow, with ``idle …`` under their duration.
+    Idle connections are drawn in bold yellow, with ``idle …`` under their duration;
+    finished requests that failed in red, cancelled ones in yellow.
     """
-    if not diagnostics.activity_tracking_enabled:
-        return _panel(Text(TRACKING_DISABLED, style="bold red"), source)
+    if not screen.several and _single_tracking_off(screen):
+        return _panel(Text(TRACKING_DISABLED, style="bold red"), title(screen))
     header = Table.grid(padding=(0, 3))
-    pairs = summary(diagnostics, tz)
+    pairs = summary(screen, tz)
     for _ in pairs:
         header.add_column(no_wrap=True)
     header.add_row(*(Text(label, style="bold") for label, _ in pairs))
     header.add_row(*(Text(value, style="cyan") for _, value in pairs))
     heading: list[RenderableType] = [header]
-    life = lifetime_line(diagnostics)
+    life = lifetime_line(screen)
     if life:
         heading.append(Text(life, style="dim"))
-    parts: list[RenderableType] = [_panel(Group(*heading), source)]
-    table_rows = rows(diagnostics, idle_after)
-    if table_rows:
-        # No vertical rules and a 2-space gap, so the table fits 80 columns; only the
-        # column that gives way (Model) is shortened when the terminal is narrower still.
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-        for column in TABLE:
-            table.add_column(
-                column.title,
-                justify="right" if column.numeric else "left",
-                no_wrap=not column.gives_way,
-                overflow="ellipsis",
-            )
-        for row in table_rows:
-            # Text, not str: a "[" in a session id or model is not rich markup.
-            cells = (Text(cell) for cell in row.cells(idle_below=True))
-            table.add_row(*cells, style="bold yellow" if row.idle else None)
-        parts.append(table)
+    heading.extend(
+        Text(line, style="green" if up else "bold red") for line, up in proxy_lines(screen)
+    )
+    parts: list[RenderableType] = [_panel(Group(*heading), title(screen))]
+    columns, cells, idle = live_rows(screen, idle_after, idle_below=True)
+    if cells:
+        styles = ["bold yellow" if flag else None for flag in idle]
+        parts.append(FittedTable(columns, cells, styles))
     else:
         parts.append(Text(NO_CONNECTIONS, style="dim"))
-    parts.extend(Text(note, style="red") for note in notes(diagnostics))
+    if screen.recent:
+        done, cells, outcomes = recent_rows(screen, tz)
+        parts.append(Text("\n" + RECENT_HEADING, style="bold"))
+        if cells:
+            styles = [_OUTCOME_STYLES.get(outcome) for outcome in outcomes]
+            parts.append(FittedTable(done, cells, styles))
+        else:
+            parts.append(Text(NO_FINISHED, style="dim"))
+    if any_translated(screen):
+        parts.append(Text(TRANSLATED_NOTE, style="dim"))
+    parts.extend(Text(note, style="red") for note in notes(screen))
     return Group(*parts)
 
 
@@ -269,7 +368,7 @@ def render_problem(status: str, detail: str, *, source: str | None = None) -> Re
     """A panel for a failed refresh in watch mode: a short status line and the reason."""
     body = Text(status, style="bold red")
     body.append("\n" + detail, style="red")
-    return _panel(body, source)
+    return _panel(body, f"trioproxy activity · {source}" if source else "trioproxy activity")
 
 
 def with_footer(body: RenderableType, footer: str) -> RenderableType:
@@ -277,6 +376,5 @@ def with_footer(body: RenderableType, footer: str) -> RenderableType:
     return Group(body, Text(footer, style="dim"))
 
 
-def _panel(body: RenderableType, source: str | None) -> RenderableType:
-    title = f"trioproxy activity · {source}" if source else "trioproxy activity"
-    return Panel(body, title=Text(title), title_align="left", expand=False)
+def _panel(body: RenderableType, heading: str) -> RenderableType:
+    return Panel(body, title=Text(heading), title_align="left", expand=False)

@@ -97,12 +97,13 @@ def chat_request(
     return out
 
 
-def _system_text(system: object) -> str:
+def _system_text(system: object, where: str = "system") -> str:
+    """The text of a system prompt (a string or text blocks) found at ``where``."""
     if isinstance(system, str):
         return system
     texts = []
-    for i, block in enumerate(as_list(system, "system")):
-        path = f"system[{i}]"
+    for i, block in enumerate(as_list(system, where)):
+        path = f"{where}[{i}]"
         block = as_dict(block, path)
         if block.get("type") != "text":
             raise untranslatable(f"{path}.type", f"a {block.get('type')!r} system block", TARGET)
@@ -119,8 +120,15 @@ def _message(message: dict[str, Any], path: str, out: list[dict[str, Any]]) -> N
         _user(content, path, out)
     elif role == "assistant":
         _assistant(content, path, out)
+    elif role == "system":
+        # A mid-conversation system message (Claude Code 2.1 sends its environment so,
+        # after the first user turn, to keep the system prompt's cache prefix): Chat
+        # Completions takes a system message anywhere, so it stays where it is.
+        text = _system_text(content, f"{path}.content")
+        if text:
+            out.append({"role": "system", "content": text})
     else:
-        raise BadRequest(f"{path}.role: must be 'user' or 'assistant'")
+        raise BadRequest(f"{path}.role: must be 'user', 'assistant' or 'system'")
 
 
 def _user(content: object, path: str, out: list[dict[str, Any]]) -> None:

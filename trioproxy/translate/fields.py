@@ -9,11 +9,14 @@ document to :func:`markdown_table`). A field whose value is ``null`` counts as a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .common import UntranslatableField
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,16 +172,35 @@ CHAT_FIELDS: Mapping[str, FieldRule] = {
 
 
 def check_fields(payload: Mapping[str, Any], table: Mapping[str, FieldRule], target: str) -> None:
-    """Raise :class:`UntranslatableField` for the first field ``table`` does not know or
-    refuses in ``payload``; ``target`` names the backend's API in the message."""
+    """Raise :class:`UntranslatableField` for the first field ``table`` refuses in
+    ``payload``; ``target`` names the backend's API in the message.
+
+    A field the table does not know is left out, with a warning naming it (once per
+    name): clients such as Claude Code add fields with new releases, and refusing every
+    request until the table learns them would break them for what is most often a hint.
+    """
     for name, value in payload.items():
         rule = table.get(name)
         if rule is None:
-            raise UntranslatableField(
-                f"{name}: the translation to the {target} API does not know this field"
-            )
+            if name not in _WARNED:
+                _WARNED.add(name)
+                log.warning(
+                    "translation to the %s API leaves out the unknown field %r", target, name
+                )
+            continue
         if value is not None and rule.refuse_when is not None and rule.refuse_when(value):
-            raise UntranslatableField(f"{name}: {rule.how}")
+            reason = rule.how.split(": ", 1)[-1]
+            raise UntranslatableField(
+                f"{name}: {_shown(value)} cannot be translated to the {target} API: {reason}"
+            )
+
+
+_WARNED: set[str] = set()
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def markdown_table(table: Mapping[str, FieldRule]) -> str:
