@@ -28,23 +28,29 @@ from trioproxy.gcpolicy import (
 
 
 @pytest.mark.parametrize(
-    ("ended", "in_flight", "due"),
+    ("ended", "in_flight", "before", "due"),
     [
-        (0, 0, False),
-        (MIN_ENDED - 1, 0, False),
-        (MIN_ENDED, 0, True),
+        (0, 0, 0, False),
+        (MIN_ENDED - 1, 0, 0, False),
+        (MIN_ENDED, 0, 0, True),
         # 5,000 streams held: the thousand that ended are no reason to scan them all.
-        (MIN_ENDED, 5_000, False),
-        (19_999, 5_000, False),
-        (20_000, 5_000, True),
-        (MIN_ENDED, 250, True),
-        (MIN_ENDED, 251, False),
+        (MIN_ENDED, 5_000, 5_000, False),
+        (19_999, 5_000, 5_000, False),
+        (20_000, 5_000, 5_000, True),
+        (MIN_ENDED, 250, 250, True),
+        (MIN_ENDED, 251, 251, False),
+        # Thousands hanging up: not while the number in flight is still falling.
+        (4_000, 900, 3_000, False),
+        (5_000, 0, 900, False),
+        (5_000, 0, 10, True),
+        (20_000, 5_000, 4_600, True),
+        (20_000, 5_000, 4_400, False),
     ],
 )
-def test_a_full_collection_is_due_once_ended_requests_outnumber_four_per_one_in_flight(
-    ended: int, in_flight: int, due: bool
+def test_a_full_collection_is_due_once_ended_outnumber_four_per_one_in_flight_settled(
+    ended: int, in_flight: int, before: int, due: bool
 ) -> None:
-    assert full_collection_due(ended, in_flight) is due
+    assert full_collection_due(ended, in_flight, before) is due
 
 
 @dataclass
@@ -75,9 +81,12 @@ async def test_the_task_runs_a_full_collection_when_one_is_due_and_only_then(
         await nursery.start(run_full_collections, counts)
         before = full_collections()
         counts.ended = 10_000  # streams held: not yet
-        await trio.sleep(CHECK_EVERY * 3)
+        # Half a period off the task's checks, so that each step below sees one check.
+        await trio.sleep(CHECK_EVERY * 3.5)
         assert full_collections() == before
         counts.in_flight_count = 0  # they hung up
+        await trio.sleep(CHECK_EVERY)
+        assert full_collections() == before  # the number in flight is still changing
         await trio.sleep(CHECK_EVERY)
         assert full_collections() == before + 1
         await trio.sleep(CHECK_EVERY * 3)  # nothing ended since

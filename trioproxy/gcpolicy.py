@@ -1,30 +1,32 @@
 """Garbage collection for a process that holds thousands of streams: no pause scans them all.
 
-CPython's collector stops the whole process while it scans a generation. Each stream in
-flight keeps about 200 GC-tracked objects alive (coroutines and frames of its three
-tasks, cancel scopes, h11 and hypercorn state), a million with 5,000 streams: a scan of
-all of them — a full collection — takes about a second, and with CPython's thresholds
-the middle generation collects the survivors of twenty young collections at once, which
-while thousands of streams ramp up is hundreds of thousands of objects (0.65 s pauses
-measured, docs/performance.md).
+CPython's collector stops the whole process while it scans a generation, at about a
+microsecond per object on the benchmark's machine. Each stream in flight keeps about 200
+GC-tracked objects alive (coroutines and frames of its three tasks, cancel scopes, h11
+and hypercorn state), a million with 5,000 streams: a scan of all of them — a full
+collection — takes a second, and with CPython's thresholds the middle generation
+collects the survivors of ten young collections at once, which while thousands of
+streams ramp up (when nearly everything survives) is hundreds of thousands of objects:
+0.65 s pauses (docs/performance.md).
 
 :func:`tune_gc`, called once at start-up by the proxy's process (and by each worker):
 
-* a young collection every 50,000 net allocations (request garbage is freed by reference
-  counting as it goes; these find cycles);
-* the middle generation collected every other young collection, so it never holds more
-  than two young collections' survivors (tens of milliseconds);
+* a young collection every 10,000 net allocations (request garbage is freed by reference
+  counting as it goes; these find cycles): about 10 ms;
+* the middle generation collected at every other collection, so it never holds more
+  than one young collection's survivors (about 30 ms);
 * no automatic full collection at all;
 * what start-up allocated frozen out of every collection.
 
 The full collections CPython no longer starts are run by :func:`run_full_collections`,
-a task of the app: only once the requests that ended since the last one outnumber four
-times those in flight (and are at least :data:`MIN_ENDED`) — garbage the young and
-middle collections missed can only come from requests that ended, while the cost of a
-full collection grows with the requests in flight. So streams that ramp up, are held,
-and hang up together never meet a full collection; it runs once they are gone, over a
-small heap. Under steady churn at high concurrency it runs about every four
-generations of requests, a pause of about 0.2 s per thousand streams in flight.
+a task of the app, checking every second: once the requests that ended since the last
+one outnumber four times those in flight (and are at least :data:`MIN_ENDED`), and the
+number in flight has settled (within a tenth, or ten, of the last check). Garbage the
+young and middle collections miss can only come from requests that ended, while a full
+collection's cost grows with the requests in flight; so streams that ramp up, are held
+and hang up together never meet one — it runs once they are gone, over a small heap.
+Under steady churn at high concurrency it runs about every four generations of
+requests in flight: a pause of about 0.2 s per thousand streams then in flight.
 """
 
 from __future__ import annotations
@@ -38,9 +40,9 @@ import trio
 
 log = logging.getLogger(__name__)
 
-YOUNG_THRESHOLD = 50_000
+YOUNG_THRESHOLD = 10_000
 #: The middle generation is collected after more than this many young collections.
-MIDDLE_THRESHOLD = 1
+MIDDLE_THRESHOLD = 0
 #: A full-collection threshold no count reaches: CPython never starts one itself.
 NO_AUTOMATIC_FULL = 2**31 - 1
 MIN_ENDED = 1_000
@@ -54,10 +56,11 @@ def tune_gc() -> None:
     gc.freeze()
 
 
-def full_collection_due(ended: int, in_flight: int) -> bool:
+def full_collection_due(ended: int, in_flight: int, in_flight_before: int) -> bool:
     """Whether a full collection is due, ``ended`` requests after the last one, with
-    ``in_flight`` requests running (pure)."""
-    return ended >= max(MIN_ENDED, ENDED_PER_IN_FLIGHT * in_flight)
+    ``in_flight`` requests running now and ``in_flight_before`` at the last check (pure)."""
+    settled = abs(in_flight - in_flight_before) <= max(10, in_flight_before // 10)
+    return settled and ended >= max(MIN_ENDED, ENDED_PER_IN_FLIGHT * in_flight)
 
 
 class RequestCounts(Protocol):
@@ -82,12 +85,14 @@ async def run_full_collections(
     """
     task_status.started()
     last = counts.ended
+    in_flight = counts.in_flight_count
     while True:
         await trio.sleep(CHECK_EVERY)
+        before, in_flight = in_flight, counts.in_flight_count
         if gc.get_threshold()[2] != NO_AUTOMATIC_FULL:
             continue
         ended = counts.ended
-        if full_collection_due(ended - last, counts.in_flight_count):
+        if full_collection_due(ended - last, in_flight, before):
             last = ended
             started = time.perf_counter()
             found = gc.collect()
