@@ -5,9 +5,13 @@ it then waits for as long as the client likes. Whatever cancels the request — 
 sweeper, an operator, the shutdown deadline — must end it anyway: upstream closed, client
 connection closed, counted once.
 
-These tests take real time (a short stale timeout, a short grace): the kernel's buffers
-fill at their own pace, and no mock clock can wait for that. Each bound below is a guard
-against a hang, far above what the test needs, not a measurement.
+A client that sends its body too slowly — nothing after the headers, or a byte a second —
+gets 408 once ``request_body_timeout`` (60 s by default) has passed since the headers.
+
+The non-reading tests take real time (a short stale timeout, a short grace): the kernel's
+buffers fill at their own pace, and no mock clock can wait for that. Each bound there is
+a guard against a hang, far above what the test needs, not a measurement. The slow-body
+tests run on the mock clock.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import h11
+import pytest
 import trio
+import trio.testing
 
 from tests.h11server import H11Server, ServerConn
 from tests.proxyprocess import trioproxy_process
-from tests.proxyutil import openai_spec, running_proxy
+from tests.proxyutil import mock_spec, openai_spec, running_proxy
 from trioproxy.server import serve
 from trioproxy.settings import Settings
 
@@ -210,3 +216,78 @@ async def test_sigterm_with_a_non_reading_client_exits_within_the_grace(
             log = await proxy.read_rest()
         assert b"Traceback" not in log
         assert b"shutdown grace over: ending 1 request(s) with an error" in log
+
+
+# --- a request body that never arrives, or arrives a byte a second ---------------------
+# These run on the mock clock: the proxy's 60 s pass at once, and exactly.
+
+
+@pytest.mark.parametrize(
+    ("path", "shape"), [("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")]
+)
+@pytest.mark.parametrize("pace", ["stalled", "one-byte-a-second"])
+async def test_a_slow_request_body_is_answered_408_in_the_api_shape(
+    nursery: trio.Nursery,
+    autojump_clock: trio.testing.MockClock,
+    path: str,
+    shape: str,
+    pace: str,
+) -> None:
+    body = b'{"model": "mock-model", "max_tokens": 5, "messages": []}' + b" " * 200
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode()
+    async with running_proxy(nursery, backends=(mock_spec(),)) as proxy:
+        host, port = proxy.url.removeprefix("http://").rsplit(":", 1)
+        async with await trio.open_tcp_stream(host, int(port)) as stream:
+            await stream.send_all(head + body[:10])
+            started = trio.current_time()
+            answer = b""
+
+            async def trickle() -> None:
+                for byte in body[10:]:
+                    await trio.sleep(1)
+                    await stream.send_all(bytes([byte]))
+
+            # Virtual seconds: a proxy that never answers fails here.
+            with trio.fail_after(1000):
+                async with trio.open_nursery() as client:
+                    if pace == "one-byte-a-second":
+                        client.start_soon(trickle)
+                    while chunk := await stream.receive_some():
+                        answer += chunk
+                    client.cancel_scope.cancel()
+            elapsed = trio.current_time() - started
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 408 "
+    error = json.loads(rest.partition(b"\r\n\r\n")[2])
+    if shape == "anthropic":
+        assert error["type"] == "error"
+        message = error["error"]["message"]
+    else:
+        assert error["error"]["code"] == "request_timeout"
+        message = error["error"]["message"]
+    assert message == "The request body did not arrive within 60 s."
+    # The default timeout, on Trio's clock; the connection closed after the answer.
+    assert 60 <= elapsed < 61
+
+
+async def test_a_body_that_arrives_in_time_is_served(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    body = b'{"model": "mock-model", "messages": []}'
+    async with running_proxy(nursery, backends=(mock_spec(),), request_body_timeout=5) as proxy:
+        host, port = proxy.url.removeprefix("http://").rsplit(":", 1)
+        async with await trio.open_tcp_stream(host, int(port)) as stream:
+            head = (
+                f"POST /v1/chat/completions HTTP/1.1\r\nhost: proxy\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+            ).encode()
+            await stream.send_all(head + body[:5])
+            await trio.sleep(4)
+            await stream.send_all(body[5:])
+            answer = b""
+            while chunk := await stream.receive_some():
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ")

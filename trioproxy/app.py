@@ -135,6 +135,7 @@ def create_app(settings: Settings) -> TrioProxyApp:
         session_headers=settings.session_headers,
         aliases=settings.aliases,
         default_max_tokens=settings.anthropic_default_max_tokens,
+        request_body_timeout=settings.request_body_timeout,
     )
 
     @quart.before_serving
