@@ -59,17 +59,23 @@ async def read_to_eof(stream: trio.SocketStream) -> bytes:
     return data
 
 
-def request(method: str, path: str, body: bytes = b"") -> h11.Request:
-    headers = [("host", "proxy")]
+def request(method: str, path: str, body: bytes = b"", *, close: bool = False) -> h11.Request:
+    headers = [("host", "proxy"), *([("connection", "close")] if close else [])]
     if method == "POST":
         headers += [("content-type", "application/json"), ("content-length", str(len(body)))]
     return h11.Request(method=method, target=path, headers=headers)
 
 
 async def send_request(
-    stream: trio.SocketStream, conn: h11.Connection, method: str, path: str, body: bytes = b""
+    stream: trio.SocketStream,
+    conn: h11.Connection,
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    close: bool = False,
 ) -> None:
-    data = conn.send(request(method, path, body)) or b""
+    data = conn.send(request(method, path, body, close=close)) or b""
     if body:
         data += conn.send(h11.Data(data=body)) or b""
     data += conn.send(h11.EndOfMessage()) or b""
@@ -104,6 +110,28 @@ async def test_a_connection_the_client_closes_is_released_at_once(
         await stream.send_eof()
         with trio.fail_after(GUARD):
             assert await read_to_eof(stream) == b""
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/chat/completions", CHAT),
+        ("GET", "/health", b""),
+        ("GET", "/v1/models", b""),
+        ("GET", "/v1/diagnostics", b""),
+    ],
+)
+async def test_a_request_that_says_connection_close_is_answered_and_the_connection_closed(
+    nursery: trio.Nursery, method: str, path: str, body: bytes
+) -> None:
+    async with (
+        running_proxy(nursery, backends=(mock_spec(chunks=2),)) as proxy,
+        await connect(proxy.url) as stream,
+    ):
+        await send_request(stream, h11.Connection(h11.CLIENT), method, path, body, close=True)
+        with trio.fail_after(GUARD):
+            answer = await read_to_eof(stream)
+    assert answer.startswith(b"HTTP/1.1 200 ")
 
 
 # --- a request framed twice is refused and its connection closed ------------------------

@@ -63,12 +63,15 @@ class ProxyTCPServer(TCPServer):
       connection at once, so no half-written response is ever continued. The app's later
       sends on it find it closed and the app gets ``http.disconnect``, as for a client
       that hung up.
-    * **The keep-alive timer always runs between requests.** hypercorn restarts it from
-      whatever task sends the response's last message, inside that task's cancel scope.
-      Quart-Trio cancels its request task right after that message (its disconnect
-      watcher returns), which kills the timer as it starts: the connection then had no
-      timer at all, and a graceful shutdown waited the whole graceful timeout for it.
-      The restart is shielded here: the timer belongs to the connection.
+    * **What follows a response's last message is not cancelled with the app's task.**
+      hypercorn restarts the keep-alive timer, or closes the socket of a connection that
+      must close (``connection: close``), from whatever task sends the response's last
+      message, inside that task's cancel scope. Quart-Trio cancels its request task right
+      after that message (its disconnect watcher returns), which killed the timer as it
+      started — the connection then had no timer at all, and a graceful shutdown waited
+      the whole graceful timeout for it — or left the socket open after ``connection:
+      close`` until the client closed it. Both are shielded here: they belong to the
+      connection, and neither can block (a socket close; starting a timer task).
     * **A connection the client closed is released at once.** When the read side sees the
       end of the stream, hypercorn left the keep-alive timer running, and the
       connection's task group (and so its socket, in CLOSE-WAIT) lived until it expired:
@@ -87,6 +90,10 @@ class ProxyTCPServer(TCPServer):
                 # Cancelled mid-send (or before it): part of the frame may be on the wire.
                 await trio.aclose_forcefully(self.stream)
                 raise
+        elif isinstance(event, Closed):
+            with trio.CancelScope(shield=True):
+                await self._close()
+            await self.protocol.handle(Closed())
         elif isinstance(event, Updated):
             with trio.CancelScope(shield=True):
                 await super().protocol_send(event)
