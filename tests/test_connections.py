@@ -13,7 +13,10 @@ import json
 import logging
 import re
 import signal
+import socket
+import struct
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import h11
@@ -21,9 +24,19 @@ import httpx
 import pytest
 import trio
 
+from tests.fdcount import open_fds, wait_for_fds
 from tests.proxyprocess import trioproxy_process
 from tests.proxyutil import mock_spec, running_proxy
-from trioproxy.serving import AcceptErrorFilter, ambiguous_framing
+from trioproxy.server import hypercorn_config
+from trioproxy.serving import (
+    AcceptErrorFilter,
+    Receive,
+    Scope,
+    Send,
+    ambiguous_framing,
+    serve_app,
+)
+from trioproxy.settings import Settings
 
 GUARD = 20  # seconds; hypercorn's keep-alive timer is 75
 CHAT = b'{"model": "mock-model", "messages": []}'
@@ -132,6 +145,52 @@ async def test_a_request_that_says_connection_close_is_answered_and_the_connecti
         with trio.fail_after(GUARD):
             answer = await read_to_eof(stream)
     assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+async def finish_after_disconnect(scope: Scope, receive: Receive, send: Send) -> None:
+    """An ASGI app that answers only once the client is gone (it ignores the hang-up)."""
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"late", "more_body": False})
+
+
+async def test_a_response_that_ends_after_the_client_reset_does_not_keep_the_connection(
+    nursery: trio.Nursery,
+) -> None:
+    # h11 never sees a reset (the read fails instead), so a response that completes after
+    # one looks like a finished exchange, and hypercorn recycled the connection and
+    # started its 75 s keep-alive timer for a client that was gone.
+    stop, stopped = trio.Event(), trio.Event()
+    config = hypercorn_config(replace(Settings(), host="127.0.0.1", port=0))
+
+    async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        try:
+            await serve_app(
+                finish_after_disconnect, config, shutdown_trigger=stop.wait, task_status=task_status
+            )
+        finally:
+            stopped.set()
+
+    binds: list[str] = await nursery.start(run)
+    try:
+        base = open_fds()
+        stream = await connect(binds[0])
+        await send_request(stream, h11.Connection(h11.CLIENT), "GET", "/")
+        # Nothing to wait on: the app only answers once the reset has been seen.
+        linger = struct.pack("ii", 1, 0)
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+        await stream.aclose()
+        await wait_for_fds(base, within=GUARD)
+    finally:
+        stop.set()
+        await stopped.wait()
 
 
 # --- a request framed twice is refused and its connection closed ------------------------

@@ -75,7 +75,9 @@ class ProxyTCPServer(TCPServer):
     * **A connection the client closed is released at once.** When the read side sees the
       end of the stream, hypercorn left the keep-alive timer running, and the
       connection's task group (and so its socket, in CLOSE-WAIT) lived until it expired:
-      75 s. Here the timer stops as soon as reading ends.
+      75 s. Worse, a response that ended just after a reset (which h11 never sees: the
+      read fails instead) recycled the connection and started the timer afresh. Here
+      the timer stops as soon as reading ends and is never started again after that.
     """
 
     async def protocol_send(self, event: Event) -> None:
@@ -95,14 +97,20 @@ class ProxyTCPServer(TCPServer):
                 await self._close()
             await self.protocol.handle(Closed())
         elif isinstance(event, Updated):
+            if event.idle and self._reading_ended:
+                return  # nobody is left to keep the connection alive for
             with trio.CancelScope(shield=True):
                 await super().protocol_send(event)
         else:
             await super().protocol_send(event)
 
+    _reading_ended = False
+
     async def _read_data(self) -> None:
         await super()._read_data()
-        # Nothing more will be read: the keep-alive timer has nothing left to wait for.
+        # Nothing more will be read: the keep-alive timer has nothing left to wait for,
+        # and a response that ends after this must not start it again.
+        self._reading_ended = True
         await self.idle_task.stop()
 
 
