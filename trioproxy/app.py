@@ -168,6 +168,7 @@ def create_app(settings: Settings) -> TrioProxyApp:
         aliases=settings.aliases,
         default_max_tokens=settings.anthropic_default_max_tokens,
         access_log=access_log,
+        request_body_timeout=settings.request_body_timeout,
     )
     add_admin_routes(quart, backends, tracker, tuple(k.value.encode() for k in settings.admin_keys))
 
