@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -33,19 +34,29 @@ class ProxyProcess:
 
 @asynccontextmanager
 async def trioproxy_process(
-    tmp_path: Path, config: str, *args: str, env: Mapping[str, str] | None = None
+    tmp_path: Path,
+    config: str,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    max_open_files: int | None = None,
 ) -> AsyncIterator[ProxyProcess]:
     """Run ``trioproxy -c <config> --port 0 ARGS`` until the block ends.
 
     Returns once it logs its listening address. Killed (by PID) if still running at the
-    end of the block.
+    end of the block. ``max_open_files`` limits its descriptors (``RLIMIT_NOFILE``).
     """
     path = tmp_path / "trioproxy.yaml"
     path.write_text(config)
+
+    def limit_files() -> None:
+        if max_open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max_open_files, max_open_files))
+
     proc = await trio.lowlevel.open_process(
         [sys.executable, "-m", "trioproxy", "--port", "0", "-c", str(path), *args],
         stderr=subprocess.PIPE,
         env=dict(env) if env is not None else None,
+        preexec_fn=limit_files if max_open_files is not None else None,
     )
     try:
         assert proc.stderr is not None

@@ -1,7 +1,8 @@
 """Serving the real proxy app in a test, stopped the way production stops it; backend specs.
 
-``async with running_proxy(nursery, backends=...) as proxy:`` serves the app with
-hypercorn's Trio worker on 127.0.0.1, port 0, in the test's nursery, and the block starts
+``async with running_proxy(nursery, backends=...) as proxy:`` serves the app as production
+does (``trioproxy.serving.serve_app``: hypercorn's Trio worker with the proxy's own
+connection handler) on 127.0.0.1, port 0, in the test's nursery, and the block starts
 once it is listening. When the block ends, however it ends, the proxy is stopped through
 hypercorn's ``shutdown_trigger`` and the block's exit waits for hypercorn to return: the
 listeners close, idle keep-alive connections close, and lifespan shutdown runs the app's
@@ -17,11 +18,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
-import hypercorn.trio
 import trio
 
 from trioproxy.app import TrioProxyApp, create_app
 from trioproxy.server import hypercorn_config
+from trioproxy.serving import serve_app
 from trioproxy.settings import BackendSpec, ConnectorType, Secret, Settings
 
 # Seconds (Trio's clock): past hypercorn's own bounds on a shutdown (the graceful timeout,
@@ -98,8 +99,8 @@ async def _serve(
         # Shielded: only ``stop`` ends it, so lifespan shutdown runs even when the test's
         # nursery is being cancelled (hypercorn bounds the shutdown by its own timeouts).
         with trio.CancelScope(shield=True):
-            await hypercorn.trio.serve(
-                app,  # type: ignore[arg-type]
+            await serve_app(
+                app,
                 hypercorn_config(settings),
                 shutdown_trigger=stop.wait,
                 task_status=task_status,

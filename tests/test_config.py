@@ -446,7 +446,8 @@ def test_a_base_url_from_the_environment_must_be_an_http_url() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings([], {"OPENAI_API_KEY": "sk-1", "OPENAI_BASE_URL": "localhost:8080/v1"})
     assert str(info.value) == (
-        "environment variable OPENAI_BASE_URL='localhost:8080/v1' is not an http:// or https:// URL"
+        "environment variable OPENAI_BASE_URL must be an http:// or https:// URL, "
+        "not 'localhost:8080/v1'"
     )
     with pytest.raises(ConfigError, match="ANTHROPIC_BASE_URL"):
         load_settings([], {"ANTHROPIC_API_KEY": "k", "ANTHROPIC_BASE_URL": "ftp://h"})
@@ -462,7 +463,7 @@ def test_a_bad_base_url_is_shown_without_its_credentials_or_query(tmp_path: Path
     with pytest.raises(ConfigError) as info:
         load_settings(["-c", path], {})
     message = str(info.value)
-    assert "backends[0].base_url" in message and "ftp://***@h/v1?***" in message
+    assert "backends[0].base_url" in message and "ftp://***@h/v1?key=***" in message
     assert "sk-" not in message and "user" not in message
 
 
@@ -590,7 +591,7 @@ def test_bad_variable_stops_start_up_with_one_line() -> None:
             [],
             {"OPENAI_API_KEY": "sk-1", "OPENAI_BASE_URL": "localhost:8080/v1"},
             "",
-            "environment variable OPENAI_BASE_URL='localhost:8080/v1' is not an http",
+            "environment variable OPENAI_BASE_URL must be an http:// or https:// URL",
         ),
     ],
 )

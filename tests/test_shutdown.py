@@ -198,11 +198,25 @@ async def test_at_the_deadline_a_stream_gets_an_error_event_and_a_waiting_reques
     await fake.wait_closed(1)  # both upstream requests were closed too
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", CHAT),  # a proxy route
+        ("GET", "/health"),  # Quart routes: Quart-Trio cancels its request task at the end
+        ("GET", "/v1/models"),
+        ("GET", "/v1/diagnostics"),
+    ],
+)
 async def test_idle_keep_alive_connections_do_not_hold_the_shutdown(
-    nursery: trio.Nursery, fake: FakeUpstream, autojump_clock: trio.testing.MockClock
+    nursery: trio.Nursery,
+    fake: FakeUpstream,
+    autojump_clock: trio.testing.MockClock,
+    method: str,
+    path: str,
 ) -> None:
     async with serving(nursery, fake, grace=30) as server, httpx.AsyncClient() as client:
-        assert (await client.post(server.url + CHAT, json=JSON_BODY)).status_code == 200
+        body = JSON_BODY if method == "POST" else None
+        assert (await client.request(method, server.url + path, json=body)).status_code == 200
         # The client keeps its connection open for the next request; stopping closes it.
         server.stop.set()
         stopped_at = trio.current_time()
@@ -302,3 +316,20 @@ async def test_streams_past_the_grace_period_end_with_an_error_event_and_exit_0(
         with trio.fail_after(30):
             assert await proxy.proc.wait() == 0
         assert b"shutdown grace over: ending 1 request(s)" in await proxy.read_rest()
+
+
+@pytest.mark.parametrize("path", ["/health", "/v1/models"])
+async def test_sigint_after_a_request_on_a_kept_alive_connection_exits_at_once(
+    tmp_path: Path, path: str
+) -> None:
+    # Nothing in flight: the idle connection closes at once, so the exit does not wait
+    # for the grace (30 s) and hypercorn's margin.
+    async with (
+        trioproxy_process(tmp_path, CONFIG) as proxy,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        assert (await client.get(proxy.url + path)).status_code == 200
+        proxy.proc.send_signal(signal.SIGINT)
+        with trio.fail_after(10):
+            assert await proxy.proc.wait() == 0
+        assert b"Traceback" not in await proxy.read_rest()

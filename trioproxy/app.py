@@ -176,6 +176,7 @@ def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioPro
         aliases=settings.aliases,
         default_max_tokens=settings.anthropic_default_max_tokens,
         access_log=access_log,
+        request_body_timeout=settings.request_body_timeout,
     )
     view: AdminView = (
         LocalView(backends, tracker) if cluster is None else cluster.view(backends, tracker)

@@ -30,13 +30,12 @@ from .config_file import (
     ConfigError,
     ConfigFile,
     RawBackend,
-    is_http_url,
     load_config_file,
     parse_config_text,
-    shown_url,
 )
 from .options import Kind
 from .settings import OPTIONS, BackendSpec, ConnectorType, Secret, Settings
+from .urls import base_url_problem
 
 CONFIG_ENV = "TRIOPROXY_CONFIG"
 
@@ -204,18 +203,17 @@ def _backends_from_environment(environ: Mapping[str, str]) -> tuple[BackendSpec,
     """The backends ``OPENAI_API_KEY`` / ``ANTHROPIC_API_KEY`` give.
 
     Raises:
-        ConfigError: its base-URL variable is set to something that is not an http(s) URL.
+        ConfigError: its base-URL variable is set to something that is not a base URL
+            (not http(s), or with credentials, a query or a fragment).
     """
     specs = []
     for name, kind, key_var, url_var, default_url in _ENVIRONMENT_BACKENDS:
         if not environ.get(key_var):
             continue
         base_url = environ.get(url_var) or default_url
-        if not is_http_url(base_url):
-            raise ConfigError(
-                f"environment variable {url_var}={shown_url(base_url)!r} is not an "
-                "http:// or https:// URL"
-            )
+        problem = base_url_problem(base_url)
+        if problem is not None:
+            raise ConfigError(f"environment variable {url_var} {problem}")
         specs.append(
             BackendSpec(
                 name=name,

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 from .settings import OPTIONS, ConnectorType
+from .urls import base_url_problem
 
 
 class ConfigError(Exception):
@@ -44,28 +44,6 @@ _TYPE_WORDS = {
     bool: "true or false",
     list: "a list",
 }
-
-
-def is_http_url(url: str) -> bool:
-    """Whether ``url`` is an http:// or https:// URL with a host (and a valid port)."""
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-def shown_url(url: str) -> str:
-    """``url`` for an error message: credentials and query hidden, else as written."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc and not parts.query:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    query = "***" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,11 +170,9 @@ def _parse_backends(path: str, entries: Any) -> tuple[RawBackend, ...]:
             models = tuple(models)
         base_url = entry.get("base_url", DEFAULT_BASE_URLS[kind]).rstrip("/")
         # Caught here, not at the first request: it would answer every request with 502.
-        if kind is not ConnectorType.MOCK and not is_http_url(base_url):
-            raise ConfigError(
-                f"{path}: key '{where}.base_url' must be an http:// or https:// URL, "
-                f"not {shown_url(base_url)!r}"
-            )
+        problem = base_url_problem(base_url) if kind is not ConnectorType.MOCK else None
+        if problem is not None:
+            raise ConfigError(f"{path}: key '{where}.base_url' {problem}")
         out.append(
             RawBackend(
                 name=name,

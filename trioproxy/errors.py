@@ -8,6 +8,7 @@
     │   ├── Unauthorized          401: missing or unknown proxy key
     │   ├── NotFound              404: no such route, or no instance speaks the API
     │   ├── MethodNotAllowed      405
+    │   ├── RequestTimeout        408: the body did not arrive within ``request_body_timeout``
     │   └── PayloadTooLarge       413: body over ``max_request_body``
     ├── ShuttingDown              503: the proxy is stopping and its grace period ran out
     ├── CancelledByOperator       503: POST /v1/diagnostics/cancel ended the request
@@ -105,6 +106,11 @@ class NotFound(ClientError):
 class MethodNotAllowed(ClientError):
     status = 405
     code = "method_not_allowed"
+
+
+class RequestTimeout(ClientError):
+    status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLarge(ClientError):

@@ -27,6 +27,7 @@ from .errors import (
     MethodNotAllowed,
     PayloadTooLarge,
     ProxyError,
+    RequestTimeout,
     Unauthorized,
     error_body,
 )
@@ -47,12 +48,22 @@ class _Disconnected(Exception):
     """The client hung up while sending its body."""
 
 
-async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
-    """The request body, read no further than ``limit`` bytes.
+async def read_body(
+    headers: Headers,
+    receive: Receive,
+    limit: int,
+    timeout: float,  # noqa: ASYNC109 - the client's own deadline, answered with a 408
+) -> bytes:
+    """The request body, read no further than ``limit`` bytes, within ``timeout`` seconds.
+
+    The timeout bounds the whole body, from the call (the headers are in by then), not
+    each read: a client sending a byte a second holds a connection as surely as one that
+    sends nothing.
 
     Raises:
         PayloadTooLarge: the declared or actual size is over ``limit``.
         BadRequest: a ``Content-Length`` that is not a number.
+        RequestTimeout: the body was not all there within ``timeout`` seconds.
         _Disconnected: the client hung up first.
     """
     for name, value in headers:
@@ -65,18 +76,22 @@ async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
                 raise PayloadTooLarge(f"Request body over the limit of {limit} bytes.")
     parts: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"Request body over the limit of {limit} bytes.")
-            parts.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(parts)
+    try:
+        with trio.fail_after(timeout):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Disconnected
+                chunk = message.get("body", b"")
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(f"Request body over the limit of {limit} bytes.")
+                    parts.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(parts)
+    except trio.TooSlowError:
+        raise RequestTimeout(f"The request body did not arrive within {timeout:g} s.") from None
 
 
 def parse_payload(body: bytes) -> dict[str, Any]:
@@ -99,6 +114,7 @@ class ProxyRoutes:
         backends: the configured instances.
         tracker: the activity tracker, or None when tracking is off.
         max_request_body: the largest body accepted, in bytes (413 beyond).
+        request_body_timeout: seconds the whole body may take to arrive (408 beyond).
         default_backend: the instance for models no instance lists.
         client_keys: proxy keys a client must present (empty: none needed).
         session_headers: the request headers that may carry a session id, in order.
@@ -121,6 +137,7 @@ class ProxyRoutes:
         aliases: Mapping[str, str] | None = None,
         default_max_tokens: int = 4096,
         access_log: AccessLog | None = None,
+        request_body_timeout: float = 60.0,
     ) -> None:
         self.backends = backends
         self.tracker = tracker
@@ -134,6 +151,7 @@ class ProxyRoutes:
         self.aliases: Mapping[str, str] = aliases or {}
         self.default_max_tokens = default_max_tokens
         self.access_log = access_log
+        self.request_body_timeout = request_body_timeout
 
     def prepare(
         self, request_route: ProxyRoute, headers: Headers, body: bytes, query: bytes = b""
@@ -227,7 +245,9 @@ class ProxyRoutes:
                 raise Unauthorized(UNAUTHORIZED)
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"Use POST for {request_route.path}.")
-            body = await read_body(headers, receive, self.max_request_body)
+            body = await read_body(
+                headers, receive, self.max_request_body, self.request_body_timeout
+            )
             call, names = self.prepare(request_route, headers, body, scope.get("query_string", b""))
         except _Disconnected:
             return None, (), None

@@ -1,4 +1,5 @@
-"""Serving the app with hypercorn's Trio worker, and shutting down gracefully.
+"""Serving the app (:func:`~.serving.serve_app`: hypercorn's Trio worker), and shutting down
+gracefully.
 
 On SIGINT or SIGTERM the listeners close at once, in-flight requests get
 ``shutdown_grace`` seconds to finish, and whatever is left is then ended with 503 or an
@@ -14,11 +15,11 @@ from typing import TYPE_CHECKING
 
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
 
 from .activity import set_activity_tracker
 from .app import create_app
 from .diagnostics import is_loopback_address
+from .serving import serve_app
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -122,8 +123,8 @@ async def serve(
                     log.warning("shutdown grace over: ending %d request(s) with an error", ended)
 
             async def run_server(*, task_status: trio.TaskStatus[list[str]]) -> None:
-                await hypercorn_serve(
-                    app,  # type: ignore[arg-type]
+                await serve_app(
+                    app,
                     config,
                     shutdown_trigger=stopping.wait,
                     task_status=task_status,

@@ -120,6 +120,13 @@ class Settings:
         metavar="BYTES",
         help="largest request body accepted, in bytes (413 beyond)",
     )
+    request_body_timeout: float = option(
+        60.0,
+        env="TRIOPROXY_REQUEST_BODY_TIMEOUT",
+        kind=POSITIVE_NUMBER,
+        metavar="S",
+        help="seconds a client has to send its whole request body, from its headers (408 beyond)",
+    )
     log_level: str = option(
         "info",
         env="TRIOPROXY_LOG_LEVEL",

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import Api, UpstreamConnectFailed, UpstreamProtocolError
 from ..headers import Headers
 from ..settings import BackendSpec
+from ..urls import shown_url
 from .base import UpstreamRequest
 from .h11pool import H11Pool, H11Response
 
@@ -92,7 +93,9 @@ class HttpConnector:
         on_wait: Callable[[], None] | None = None,
     ) -> AbstractAsyncContextManager[H11Response]:
         if self.pool is None:
-            raise UpstreamConnectFailed(f"invalid base URL {self._base!r}", backend=self.spec.name)
+            raise UpstreamConnectFailed(
+                f"invalid base URL {shown_url(self._base)!r}", backend=self.spec.name
+            )
         present = {k for k, _ in headers}
         out = list(headers)
         out.extend(h for h in self.dialect.default_headers if h[0] not in present)

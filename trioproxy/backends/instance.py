@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import trio
 
 from ..errors import UpstreamError
 from ..routing import RouteTarget
 from ..settings import BackendSpec, ConnectorType, Settings
+from ..urls import base_url_problem
 from .anthropic import ANTHROPIC
 from .base import Connector
 from .http import HttpConnector
@@ -40,9 +40,9 @@ def static_problems(spec: BackendSpec) -> list[str]:
     if spec.type is ConnectorType.MOCK:
         return []
     problems = []
-    parts = urlsplit(spec.base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.append(f"base_url {spec.base_url!r} is not an http:// or https:// URL")
+    url_problem = base_url_problem(spec.base_url)
+    if url_problem is not None:
+        problems.append(f"base_url {url_problem}")
     if spec.api_key_env and spec.api_key is None:
         problems.append(f"environment variable {spec.api_key_env} is not set or empty")
     return problems

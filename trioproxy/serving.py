@@ -1,0 +1,259 @@
+"""Serving an ASGI app with hypercorn's Trio worker, and what we change about it.
+
+:func:`serve_app` is the one way the proxy is served, in production (:mod:`.server`) and in
+the tests alike. It runs ``hypercorn.trio.serve`` with three changes, each for a defect
+hypercorn 0.18's Trio worker has on the wire:
+
+* **Connections are served by** :class:`ProxyTCPServer`, a subclass of hypercorn's trio
+  ``TCPServer``. hypercorn's ``worker_serve`` looks the class up by its module-global name
+  ``hypercorn.trio.run.TCPServer`` each time it serves, so :func:`install_tcp_server`
+  points that one name at the subclass (once per process; every server then gets it).
+  That is smaller than a copy of ``worker_serve`` (90 lines of listener, lifespan and
+  shutdown handling that would drift from hypercorn's own), and :func:`install_tcp_server`
+  refuses to start on a hypercorn whose module no longer has that name, so the patch can
+  never silently stop applying. What the subclass changes is in its docstring.
+* **Requests with both Transfer-Encoding and Content-Length** are answered 400 and their
+  connection closed (:class:`FramingGuard`). h11 follows the transfer coding and keeps the
+  connection alive, which RFC 9112 §6.3 forbids: a front end that believed the
+  Content-Length would see a different request boundary (request smuggling).
+* **A full descriptor table logs one line a second**, not a traceback every 0.1 s
+  (:class:`AcceptErrorFilter` on Trio's ``trio.serve_listeners`` logger). Trio's accept
+  loop itself already does the right thing: it retries every 0.1 s while the connections
+  it has go on being served.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import hypercorn.trio
+import hypercorn.trio.run
+import trio
+from hypercorn.config import Config
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.trio.tcp_server import TCPServer
+
+from .client_out import JSON_HEADERS
+from .errors import BadRequest, error_body
+from .routes import api_of_path
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ACCEPT_LOGGER = "trio.serve_listeners"
+
+
+class ProxyTCPServer(TCPServer):
+    """hypercorn's Trio connection handler, with three fixes.
+
+    * **A send can be cancelled.** hypercorn shields every ``send_all`` so that a
+      cancelled sender never leaves half a frame on the wire. But a client that stops
+      reading then blocks its sender for as long as it likes, and nothing — the stale
+      sweeper, an operator's cancel, the shutdown deadline, hypercorn's own graceful
+      timeout — can end that request. Here the send is not shielded; a send that is
+      cancelled (or fails in any other way than the peer having gone) closes the
+      connection at once, so no half-written response is ever continued. The app's later
+      sends on it find it closed and the app gets ``http.disconnect``, as for a client
+      that hung up.
+    * **What follows a response's last message is not cancelled with the app's task.**
+      hypercorn restarts the keep-alive timer, or closes the socket of a connection that
+      must close (``connection: close``), from whatever task sends the response's last
+      message, inside that task's cancel scope. Quart-Trio cancels its request task right
+      after that message (its disconnect watcher returns), which killed the timer as it
+      started — the connection then had no timer at all, and a graceful shutdown waited
+      the whole graceful timeout for it — or left the socket open after ``connection:
+      close`` until the client closed it. Both are shielded here: they belong to the
+      connection, and neither can block (a socket close; starting a timer task).
+    * **A connection the client closed is released at once.** When the read side sees the
+      end of the stream, hypercorn left the keep-alive timer running, and the
+      connection's task group (and so its socket, in CLOSE-WAIT) lived until it expired:
+      75 s. Worse, a response that ended just after a reset (which h11 never sees: the
+      read fails instead) recycled the connection and started the timer afresh. Here
+      the timer stops as soon as reading ends and is never started again after that.
+    """
+
+    async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, RawData):
+            try:
+                async with self.send_lock:
+                    await self.stream.send_all(event.data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
+                # Busy: the reading task is closing the connection (send_eof) right now.
+                await self.protocol.handle(Closed())
+            except BaseException:
+                # Cancelled mid-send (or before it): part of the frame may be on the wire.
+                await trio.aclose_forcefully(self.stream)
+                raise
+        elif isinstance(event, Closed):
+            with trio.CancelScope(shield=True):
+                await self._close()
+            await self.protocol.handle(Closed())
+        elif isinstance(event, Updated):
+            if event.idle and self._reading_ended:
+                return  # nobody is left to keep the connection alive for
+            with trio.CancelScope(shield=True):
+                await super().protocol_send(event)
+        else:
+            await super().protocol_send(event)
+
+    _reading_ended = False
+
+    async def _read_data(self) -> None:
+        await super()._read_data()
+        # Nothing more will be read: the keep-alive timer has nothing left to wait for,
+        # and a response that ends after this must not start it again.
+        self._reading_ended = True
+        await self.idle_task.stop()
+
+
+def install_tcp_server() -> None:
+    """Make hypercorn's Trio worker serve every connection with :class:`ProxyTCPServer`.
+
+    Idempotent. Raises:
+        RuntimeError: hypercorn's worker no longer looks ``TCPServer`` up where this
+            patch puts it (a hypercorn upgrade): serving without the fixes is refused.
+    """
+    current = getattr(hypercorn.trio.run, "TCPServer", None)
+    if current is ProxyTCPServer:
+        return
+    if current is not TCPServer:
+        raise RuntimeError(
+            "hypercorn.trio.run.TCPServer is not hypercorn's TCPServer: this hypercorn "
+            "version needs trioproxy/serving.py reviewed"
+        )
+    setattr(hypercorn.trio.run, "TCPServer", ProxyTCPServer)  # noqa: B010 - the patch itself
+
+
+def ambiguous_framing(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request's headers frame its body twice (Transfer-Encoding and
+    Content-Length), which RFC 9112 §6.3 says to reject or answer and close (pure)."""
+    chunked = sized = False
+    for name, _ in headers:
+        if name == b"transfer-encoding":
+            chunked = True
+        elif name == b"content-length":
+            sized = True
+    return chunked and sized
+
+
+AMBIGUOUS_FRAMING = "The request has both Transfer-Encoding and Content-Length; send one of them."
+
+
+class FramingGuard:
+    """An ASGI app around ``app`` that answers a doubly framed request 400 and closes.
+
+    The 400 is in the error shape of the path's API; ``connection: close`` makes the
+    server close the connection after it, so what follows the ambiguous body is never read
+    as a request. The body (as h11 framed it: by its transfer coding) is read first, up to
+    :data:`DRAIN_LIMIT` bytes or :data:`DRAIN_SECONDS`: hypercorn closes a connection at
+    once when the client sends more after a response that said ``connection: close``, and
+    an answer sent before the body was read could be cut off by that close.
+    """
+
+    def __init__(self, app: Asgi) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ambiguous_framing(scope["headers"]):
+            await _drain(receive)
+            body = error_body(api_of_path(scope["path"]), BadRequest(AMBIGUOUS_FRAMING))
+            headers = [
+                *JSON_HEADERS,
+                (b"content-length", b"%d" % len(body)),
+                (b"connection", b"close"),
+            ]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        await self.app(scope, receive, send)
+
+
+DRAIN_LIMIT = 1024 * 1024
+DRAIN_SECONDS = 5.0
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop a request body, within the bounds of :class:`FramingGuard`."""
+    size = 0
+    with trio.move_on_after(DRAIN_SECONDS):
+        while size <= DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            size += len(message.get("body", b""))
+
+
+class AcceptErrorFilter(logging.Filter):
+    """Turns Trio's accept-error records into one traceback-free line per ``interval``.
+
+    Trio's accept loop logs "accept returned EMFILE …" with a traceback on every retry,
+    ten times a second while the descriptor table is full. This filter lets one record
+    through per ``interval`` seconds of ``clock``, rewritten to say what it means and how
+    many were dropped since the last, and drops the others; other records pass unchanged.
+    """
+
+    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.interval = interval
+        self.clock = clock
+        self._next = -math.inf
+        self._dropped = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("accept returned"):
+            return True
+        now = self.clock()
+        if now < self._next:
+            self._dropped += 1
+            return False
+        self._next = now + self.interval
+        name = str(record.args[0]) if isinstance(record.args, tuple) and record.args else "?"
+        code = getattr(errno, name, None)
+        reason = os.strerror(code) if isinstance(code, int) else "out of resources"
+        record.msg = "cannot accept new connections: %s (%s); open connections are still served"
+        record.args = (name, reason)
+        if self._dropped:
+            record.msg += "; %d more such errors since the last line"
+            record.args = (name, reason, self._dropped)
+        self._dropped = 0
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+        return True
+
+
+def install_accept_filter() -> None:
+    """Put one :class:`AcceptErrorFilter` on Trio's accept-loop logger (idempotent)."""
+    logger = logging.getLogger(ACCEPT_LOGGER)
+    if not any(isinstance(f, AcceptErrorFilter) for f in logger.filters):
+        logger.addFilter(AcceptErrorFilter())
+
+
+async def serve_app(
+    app: Asgi,
+    config: Config,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]],
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` with hypercorn's Trio worker until ``shutdown_trigger`` returns.
+
+    As ``hypercorn.trio.serve``, with the changes of the module docstring.
+    ``task_status.started`` receives the bound URLs once the listeners are up.
+    """
+    install_tcp_server()
+    install_accept_filter()
+    await hypercorn.trio.serve(
+        FramingGuard(app),  # type: ignore[arg-type]
+        config,
+        shutdown_trigger=shutdown_trigger,
+        task_status=task_status,
+    )
