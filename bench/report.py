@@ -68,8 +68,9 @@ def _per_round(values: Sequence[float], digits: int = 2) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkersRun:
-    """The one-process proxy and its ``--workers 2`` variants, measured in alternation."""
+class Compared:
+    """A reference target and its variants, measured in alternation (the workers and the
+    access-log comparisons)."""
 
     targets: Sequence[Target]
     tput: Throughput
@@ -98,8 +99,9 @@ class Figures:
         tput: Throughput,
         timing: dict[str, list[list[StreamTiming]]],
         held: Sequence[Held],
-        workers: WorkersRun | None = None,
+        workers: Compared | None = None,
         relayed: Sequence[Held] = (),
+        access: Compared | None = None,
     ) -> None:
         self.targets = list(targets)
         self.tput = tput
@@ -107,6 +109,7 @@ class Figures:
         self.held = list(held)
         self.workers = workers
         self.relayed = list(relayed)
+        self.access = access
 
     def relay_rounds(self) -> list[tuple[Held, Held]]:
         """The relay-capacity runs as (1 worker, 2 workers) pairs, round by round."""
@@ -483,6 +486,7 @@ def render(meta: Meta, fig: Figures, largest: int) -> str:
     lines += _concurrency(fig)
     lines += _pauses(fig)
     lines += _workers(fig)
+    lines += _access_log(fig)
     lines += ["", END]
     return "\n".join([BEGIN, *lines]) + "\n"
 
@@ -689,6 +693,39 @@ def _workers(fig: Figures) -> list[str]:
                 f"| {number} | {a.chunks_per_second:,.0f} ({_f(a.proxy_cpu)}) "
                 f"| {b.chunks_per_second:,.0f} ({_f(b.proxy_cpu)}) "
                 f"| {_f(ratio(b.chunks_per_second, a.chunks_per_second))} |"
+            )
+    return lines
+
+
+def _access_log(fig: Figures) -> list[str]:
+    run = fig.access
+    if run is None:
+        return []
+    lines = [
+        "",
+        "### The access log: text (the default) against json and off",
+        "",
+        "Same run, targets alternating within each round (wrk, 1 thread, 32 connections, "
+        "tracking on; the log goes to each proxy's stderr, a file here). *CPU us/req*: "
+        "the proxy's own.",
+        "",
+        "| Target | non-streaming req/s | CPU us/req | streaming req/s | CPU us/req |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for t in run.targets:
+        cells = [
+            f"{_f(run.rps(load, t.key), 0)} | "
+            f"{_f(median(run.tput.cpu_us.get((load, t.key), [])), 0)}"
+            for load in ("json32", "sse32")
+        ]
+        lines.append(f"| {t.label} | {' | '.join(cells)} |")
+    lines += ["", "| Ratio | Median | Per round |", "|---|--:|---|"]
+    for key, label in (("log-off", "off / text"), ("log-json", "json / text")):
+        for load, what in (("json32", "non-streaming"), ("sse32", "streaming")):
+            values = run.paired(load, key, "on")
+            lines.append(
+                f"| requests/s, access log {label}, {what} | {_f(median(values), 3)} "
+                f"| {_per_round(values, 3)} |"
             )
     return lines
 

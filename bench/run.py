@@ -201,6 +201,7 @@ def proxy_service(
     gc_log: Path | None = None,
     workers: int = 1,
     sharing: str = "inherit",
+    access_log: str = "text",
 ) -> ProxyService:
     """trioproxy (this interpreter, ``-m trioproxy``) with a temporary YAML config.
 
@@ -208,7 +209,8 @@ def proxy_service(
     the same server) is the slow upstream. With ``gc_log``, the proxy runs under
     ``gcwatch.py``, which logs its garbage-collector and event-loop pauses to that file.
     ``workers`` > 1 runs ``--workers``; ``sharing="reuseport"`` runs it under
-    ``reuseport.py`` (a ``SO_REUSEPORT`` socket per worker).
+    ``reuseport.py`` (a ``SO_REUSEPORT`` socket per worker). ``access_log`` is its
+    ``--access-log`` (to stderr, which is the service's log file).
     """
     port = free_port()
     config = workdir / f"{name}.yaml"
@@ -243,6 +245,8 @@ def proxy_service(
         "--workers",
         str(workers),
         "--enable-activity-tracking" if tracking else "--no-enable-activity-tracking",
+        "--access-log",
+        access_log,
     ]
     return ProxyService(name, argv, port, workdir / f"{name}.log", env=env, workers=workers)
 
@@ -353,12 +357,13 @@ def run(plan: Plan, workdir: Path) -> report.Figures:
         workers = workers_throughput(
             plan, workdir, upstreams, targets[-1], bodies, stack, targets[0].pids
         )
+        access = access_log_throughput(plan, workdir, upstreams, targets[-1], bodies, stack)
 
     held: list[Held] = []
     relayed: list[Held] = []
     if plan.stream_counts or plan.relay_rounds:
         held, relayed = concurrency(plan, workdir, slow_port, upstreams)
-    return report.Figures(targets, tput, timing, held, workers, relayed)
+    return report.Figures(targets, tput, timing, held, workers, relayed, access)
 
 
 #: The workers comparison's targets: the one-process proxy, and --workers 2 both ways.
@@ -376,7 +381,7 @@ def workers_throughput(
     bodies: dict[bool, Path],
     stack: ExitStack,
     nginx_pids: tuple[int, ...],
-) -> report.WorkersRun:
+) -> report.Compared:
     """Requests/s at 32 connections of ``one`` (tracking on, one process) against
     ``--workers 2`` with an inherited socket and with ``SO_REUSEPORT``, alternating."""
     targets = [one]
@@ -398,7 +403,42 @@ def workers_throughput(
         loads=loads,
         upstream_pids=nginx_pids,
     )
-    return report.WorkersRun(targets, tput)
+    return report.Compared(targets, tput)
+
+
+#: The access log's targets, beside the default one (``on``: text, to its log file).
+ACCESS_LOG_TARGETS = (
+    ("log-json", "trioproxy, tracking on, access log json", "json"),
+    ("log-off", "trioproxy, tracking on, access log off", "off"),
+)
+
+
+def access_log_throughput(
+    plan: Plan,
+    workdir: Path,
+    upstreams: dict[str, str],
+    one: Target,
+    bodies: dict[bool, Path],
+    stack: ExitStack,
+) -> report.Compared:
+    """The access log's cost: ``one`` (tracking on, ``--access-log text``, the default)
+    against ``--access-log json`` and ``off``, alternating, at 32 connections."""
+    targets = [one]
+    for key, label, mode in ACCESS_LOG_TARGETS:
+        proxy = proxy_service(workdir, f"proxy-{key}", True, upstreams, access_log=mode)
+        stack.enter_context(proxy)
+        targets.append(Target(key, label, proxy.port, one.json_path, one.sse_path, proxy.pids()))
+    log("access log: warming up")
+    scenarios.warm_up(targets[1:], bodies)
+    tput = scenarios.throughput(
+        targets,
+        bodies,
+        rounds=plan.workers_rounds,
+        seconds=plan.wrk_seconds,
+        log=log,
+        loads=[load for load in scenarios.LOADS if load.connections == 32],
+    )
+    return report.Compared(targets, tput)
 
 
 # The proxy holds at most this many upstream connections per backend instance (its pool's
