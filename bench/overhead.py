@@ -9,8 +9,11 @@ It is the fast loop for trying a change (seconds, and steady to a few percent, w
 the wrk scenarios of ``run.py`` vary by 10 % from round to round on a shared machine);
 ``run.py`` remains the measurement of record.
 
-Run: ``python bench/overhead.py [--tracking on|off] [--requests N] [--repeat R]``; it
-prints the best and the median of R runs.
+Run: ``python bench/overhead.py [--tracking on|off] [--access-log off|text|json]
+[--requests N] [--repeat R]``; it prints the best and the median of R runs. The access
+log is off by default, so figures compare with those from before it existed; ``text`` or
+``json`` writes it to a file in a temporary directory (its cost, line formatting and
+the write included).
 """
 
 from __future__ import annotations
@@ -72,15 +75,18 @@ class _Exchange:
         return None
 
 
-def build(tracking: bool, workdir: Path) -> TrioProxyApp:
-    """The real app, its one backend's pool answering from memory."""
+def build(tracking: bool, workdir: Path, access_log: str = "off") -> TrioProxyApp:
+    """The real app, its one backend's pool answering from memory; its access log (if
+    not ``off``) written to ``workdir/access.log``."""
     config = workdir / "overhead.yaml"
     config.write_text(
         "backends:\n  - name: json\n    type: openai\n"
         "    base_url: http://127.0.0.1:9/v1\n    models: [bench-json]\n"
     )
-    argv = ["-c", str(config), "--enable-activity-tracking" if tracking else ""]
-    app = create_app(load_settings([a for a in argv if a], {}))
+    argv = ["-c", str(config), "--access-log", access_log]
+    argv += ["--access-log-file", str(workdir / "access.log")] if access_log != "off" else []
+    argv += ["--enable-activity-tracking"] if tracking else []
+    app = create_app(load_settings(argv, {}))
     pool = app.backends["json"].connector.pool  # type: ignore[attr-defined]
     pool.stream = lambda *args, **kwargs: _Exchange()
     return app
@@ -126,14 +132,16 @@ def main() -> None:
     """Print the best and the median CPU time per request."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracking", choices=("on", "off"), default="on")
+    parser.add_argument("--access-log", choices=("off", "text", "json"), default="off")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="trioproxy-overhead-") as tmp:
-        app = build(args.tracking == "on", Path(tmp))
+        app = build(args.tracking == "on", Path(tmp), args.access_log)
         runs = [trio.run(measure, app, args.requests) for _ in range(args.repeat)]
     print(
-        f"tracking {args.tracking}: {min(runs):.1f} us per request at best, "
+        f"tracking {args.tracking}, access log {args.access_log}: "
+        f"{min(runs):.1f} us per request at best, "
         f"median {statistics.median(runs):.1f} (of {args.repeat} runs of {args.requests})"
     )
 

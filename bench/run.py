@@ -26,6 +26,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import nginx
@@ -36,6 +37,7 @@ from bodies import JSON_MODEL, SLOW_MODEL, SSE_MODEL, completion_body, request_b
 from procs import (
     LOOPBACK,
     Service,
+    children,
     free_port,
     load_average,
     python_argv,
@@ -63,6 +65,14 @@ class Plan:
     chunk_rate: float
     """Chunks per second the slow upstream sends over all streams together."""
     ramp_timeout: float
+    workers_rounds: int
+    """Rounds of the 1-worker / 2-worker throughput comparison."""
+    relay_streams: int
+    """Streams of the relay-capacity comparison (chunks/s relayed, 1 and 2 workers)."""
+    relay_interval: float
+    """Seconds between chunks of each stream there: the upstream offers more than a
+    worker relays."""
+    relay_rounds: int
 
 
 FULL = Plan(
@@ -74,6 +84,10 @@ FULL = Plan(
     hold_seconds=20,
     chunk_rate=1000,
     ramp_timeout=60,
+    workers_rounds=5,
+    relay_streams=1000,
+    relay_interval=0.05,
+    relay_rounds=3,
 )
 QUICK = Plan(
     "Quick",
@@ -84,6 +98,10 @@ QUICK = Plan(
     hold_seconds=5,
     chunk_rate=1000,
     ramp_timeout=40,
+    workers_rounds=2,
+    relay_streams=1000,
+    relay_interval=0.05,
+    relay_rounds=1,
 )
 
 
@@ -140,6 +158,40 @@ def slow_instances(count: int) -> list[str]:
     return ["slow"] if count == 1 else [f"slow{i}" for i in range(1, count + 1)]
 
 
+class ProxyService(Service):
+    """trioproxy as a :class:`Service`: ready once it answers, with all its workers.
+
+    With ``--workers`` the supervisor listens before its workers serve, and a worker
+    answers while its siblings may still be starting; ``start`` waits until an answer
+    names no unreachable worker.
+    """
+
+    def __init__(self, *args: Any, workers: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.workers = workers
+
+    def start(self, ready_timeout: float = 20.0) -> ProxyService:
+        super().start(ready_timeout)
+        if self.workers > 1:
+            deadline = time.monotonic() + ready_timeout
+            url = f"http://{LOOPBACK}:{self.port}/v1/diagnostics/activity"
+            while True:
+                try:
+                    if httpx.get(url, timeout=5).json().get("workers_unreachable") == []:
+                        break
+                except (httpx.HTTPError, ValueError):
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"{self.name}: its workers did not all start")
+                time.sleep(0.1)
+        return self
+
+    def pids(self) -> tuple[int, ...]:
+        """The supervisor (or the one process) and its workers."""
+        return (self.pid, *children(self.pid))
+
+
 def proxy_service(
     workdir: Path,
     name: str,
@@ -147,12 +199,18 @@ def proxy_service(
     upstreams: dict[str, str],
     slow: int = 1,
     gc_log: Path | None = None,
-) -> Service:
+    workers: int = 1,
+    sharing: str = "inherit",
+    access_log: str = "text",
+) -> ProxyService:
     """trioproxy (this interpreter, ``-m trioproxy``) with a temporary YAML config.
 
     Backends ``json`` and ``sse`` are nginx; ``slow`` (or ``slow1`` … ``slow<slow>``, all
     the same server) is the slow upstream. With ``gc_log``, the proxy runs under
-    ``gcwatch.py``, which logs its garbage-collector pauses to that file.
+    ``gcwatch.py``, which logs its garbage-collector and event-loop pauses to that file.
+    ``workers`` > 1 runs ``--workers``; ``sharing="reuseport"`` runs it under
+    ``reuseport.py`` (a ``SO_REUSEPORT`` socket per worker). ``access_log`` is its
+    ``--access-log`` (to stderr, which is the service's log file).
     """
     port = free_port()
     config = workdir / f"{name}.yaml"
@@ -168,7 +226,10 @@ def proxy_service(
             for backend, (url, model) in backends.items()
         )
     )
-    launcher = [str(HERE / "gcwatch.py")] if gc_log else ["-m", "trioproxy"]
+    if sharing == "reuseport":
+        launcher = [str(HERE / "reuseport.py")]
+    else:
+        launcher = [str(HERE / "gcwatch.py")] if gc_log else ["-m", "trioproxy"]
     env = {**os.environ, "BENCH_GC_LOG": str(gc_log)} if gc_log else None
     argv = [
         sys.executable,
@@ -181,9 +242,13 @@ def proxy_service(
         "warning",
         "--shutdown-grace",
         "2",
+        "--workers",
+        str(workers),
         "--enable-activity-tracking" if tracking else "--no-enable-activity-tracking",
+        "--access-log",
+        access_log,
     ]
-    return Service(name, argv, port, workdir / f"{name}.log", env=env)
+    return ProxyService(name, argv, port, workdir / f"{name}.log", env=env, workers=workers)
 
 
 def check_answers(targets: list[Target], json_req: bytes, sse_req: bytes) -> None:
@@ -289,11 +354,91 @@ def run(plan: Plan, workdir: Path) -> report.Figures:
         timing = scenarios.stream_timing(
             targets, sse_req, rounds=plan.rounds, requests=plan.stream_requests, log=log
         )
+        workers = workers_throughput(
+            plan, workdir, upstreams, targets[-1], bodies, stack, targets[0].pids
+        )
+        access = access_log_throughput(plan, workdir, upstreams, targets[-1], bodies, stack)
 
     held: list[Held] = []
-    if plan.stream_counts:
-        held = concurrency(plan, workdir, slow_port, upstreams)
-    return report.Figures(targets, tput, timing, held)
+    relayed: list[Held] = []
+    if plan.stream_counts or plan.relay_rounds:
+        held, relayed = concurrency(plan, workdir, slow_port, upstreams)
+    return report.Figures(targets, tput, timing, held, workers, relayed, access)
+
+
+#: The workers comparison's targets: the one-process proxy, and --workers 2 both ways.
+WORKER_TARGETS = (
+    ("w2", "trioproxy, tracking on, 2 workers", 2, "inherit"),
+    ("w2r", "trioproxy, tracking on, 2 workers, SO_REUSEPORT", 2, "reuseport"),
+)
+
+
+def workers_throughput(
+    plan: Plan,
+    workdir: Path,
+    upstreams: dict[str, str],
+    one: Target,
+    bodies: dict[bool, Path],
+    stack: ExitStack,
+    nginx_pids: tuple[int, ...],
+) -> report.Compared:
+    """Requests/s at 32 connections of ``one`` (tracking on, one process) against
+    ``--workers 2`` with an inherited socket and with ``SO_REUSEPORT``, alternating."""
+    targets = [one]
+    for key, label, count, sharing in WORKER_TARGETS:
+        proxy = proxy_service(
+            workdir, f"proxy-{key}", True, upstreams, workers=count, sharing=sharing
+        )
+        stack.enter_context(proxy)
+        targets.append(Target(key, label, proxy.port, one.json_path, one.sse_path, proxy.pids()))
+    log("workers: warming up")
+    scenarios.warm_up(targets[1:], bodies)
+    loads = [load for load in scenarios.LOADS if load.connections == 32]
+    tput = scenarios.throughput(
+        targets,
+        bodies,
+        rounds=plan.workers_rounds,
+        seconds=plan.wrk_seconds,
+        log=log,
+        loads=loads,
+        upstream_pids=nginx_pids,
+    )
+    return report.Compared(targets, tput)
+
+
+#: The access log's targets, beside the default one (``on``: text, to its log file).
+ACCESS_LOG_TARGETS = (
+    ("log-json", "trioproxy, tracking on, access log json", "json"),
+    ("log-off", "trioproxy, tracking on, access log off", "off"),
+)
+
+
+def access_log_throughput(
+    plan: Plan,
+    workdir: Path,
+    upstreams: dict[str, str],
+    one: Target,
+    bodies: dict[bool, Path],
+    stack: ExitStack,
+) -> report.Compared:
+    """The access log's cost: ``one`` (tracking on, ``--access-log text``, the default)
+    against ``--access-log json`` and ``off``, alternating, at 32 connections."""
+    targets = [one]
+    for key, label, mode in ACCESS_LOG_TARGETS:
+        proxy = proxy_service(workdir, f"proxy-{key}", True, upstreams, access_log=mode)
+        stack.enter_context(proxy)
+        targets.append(Target(key, label, proxy.port, one.json_path, one.sse_path, proxy.pids()))
+    log("access log: warming up")
+    scenarios.warm_up(targets[1:], bodies)
+    tput = scenarios.throughput(
+        targets,
+        bodies,
+        rounds=plan.workers_rounds,
+        seconds=plan.wrk_seconds,
+        log=log,
+        loads=[load for load in scenarios.LOADS if load.connections == 32],
+    )
+    return report.Compared(targets, tput)
 
 
 # The proxy holds at most this many upstream connections per backend instance (its pool's
@@ -303,11 +448,15 @@ def run(plan: Plan, workdir: Path) -> report.Figures:
 STREAMS_PER_INSTANCE: int = getattr(trioproxy_http, "MAX_CONNECTIONS", 1000)
 
 
-def concurrency(plan: Plan, workdir: Path, slow_port: int, upstreams: dict[str, str]) -> list[Held]:
-    """Each stream count directly, then through a fresh proxy with tracking on.
+def concurrency(
+    plan: Plan, workdir: Path, slow_port: int, upstreams: dict[str, str]
+) -> tuple[list[Held], list[Held]]:
+    """Each stream count directly, then through a fresh proxy with tracking on; then the
+    relay-capacity rounds. Returns both lists of runs.
 
     Through the proxy the streams first go to one backend instance; when the count is over
-    :data:`STREAMS_PER_INSTANCE`, once more spread round-robin over enough instances.
+    :data:`STREAMS_PER_INSTANCE`, once more spread round-robin over enough instances. The
+    largest count also runs through ``--workers 2`` (the merged diagnostics' latency).
     """
 
     def bodies(instances: list[str] | None, interval: float) -> list[bytes]:
@@ -318,6 +467,7 @@ def concurrency(plan: Plan, workdir: Path, slow_port: int, upstreams: dict[str, 
         ]
 
     held: list[Held] = []
+    relayed: list[Held] = []
     slow = Service(
         "slow-upstream",
         python_argv(HERE / "slow_upstream.py", "--port", str(slow_port)),
@@ -330,22 +480,25 @@ def concurrency(plan: Plan, workdir: Path, slow_port: int, upstreams: dict[str, 
             # streams are open, not how much data flows.
             interval = count / plan.chunk_rate
             spread = math.ceil(count / STREAMS_PER_INSTANCE)
-            runs: list[tuple[str, int]] = [("direct", 0), ("proxy", 1)]
+            runs: list[tuple[str, int, int]] = [("direct", 0, 1), ("proxy", 1, 1)]
             if spread > 1:
-                runs.append((f"proxy, {spread} instances", spread))
-            for via, instances in runs:
-                gc_log = workdir / f"gc-{count}-{instances}.log"
+                runs.append((f"proxy, {spread} instances", spread, 1))
+            if count == max(plan.stream_counts):
+                runs.append(("proxy, 2 workers", 1, 2))
+            for via, instances, workers in runs:
+                gc_log = workdir / f"gc-{count}-{instances}-{workers}.log"
                 with ExitStack() as stack:
                     proxy = None
                     if instances:
                         proxy = stack.enter_context(
                             proxy_service(
                                 workdir,
-                                f"proxy-{count}-{instances}",
+                                f"proxy-{count}-{instances}-{workers}",
                                 True,
                                 upstreams,
                                 instances,
-                                gc_log=gc_log,
+                                gc_log=gc_log if workers == 1 else None,
+                                workers=workers,
                             )
                         )
                     log(f"holding {count:,} streams {via}")
@@ -360,7 +513,8 @@ def concurrency(plan: Plan, workdir: Path, slow_port: int, upstreams: dict[str, 
                         chunk_interval=interval,
                         hold_seconds=plan.hold_seconds,
                         ramp_timeout=plan.ramp_timeout,
-                        gc_log=gc_log if instances else None,
+                        gc_log=gc_log if instances and workers == 1 else None,
+                        workers=workers,
                     )
                     failed = sum(result.hold.failures.values())
                     log(
@@ -372,7 +526,44 @@ def concurrency(plan: Plan, workdir: Path, slow_port: int, upstreams: dict[str, 
                     held.append(result)
                 # Let the sockets of this run close before the next one.
                 time.sleep(1)
-    return held
+        relayed = relay_capacity(plan, workdir, slow, upstreams)
+    return held, relayed
+
+
+def relay_capacity(
+    plan: Plan, workdir: Path, slow: Service, upstreams: dict[str, str]
+) -> list[Held]:
+    """Chunks/s relayed with ``plan.relay_streams`` streams, 1 and 2 workers alternating.
+
+    Each stream is offered a chunk every ``plan.relay_interval`` s, more than a worker
+    relays, so the figure is how many the proxy gets through.
+    """
+    count, interval = plan.relay_streams, plan.relay_interval
+    chunks = math.ceil((plan.ramp_timeout + plan.hold_seconds + 30) / interval)
+    body = request_body(SLOW_MODEL, stream=True, bench_chunks=chunks, bench_delay=interval)
+    out = []
+    for number in range(1, plan.relay_rounds + 1):
+        for workers in (1, 2):
+            name = f"relay-{number}-{workers}"
+            with proxy_service(workdir, name, True, upstreams, workers=workers) as proxy:
+                result = scenarios.concurrency(
+                    count,
+                    via=f"proxy, {workers} worker{'s' if workers > 1 else ''}",
+                    proxy=proxy,
+                    upstream=slow,
+                    bodies=[body],
+                    chunk_interval=interval,
+                    hold_seconds=min(plan.hold_seconds, 10),
+                    ramp_timeout=plan.ramp_timeout,
+                    workers=workers,
+                )
+            log(
+                f"round {number}/{plan.relay_rounds} relay {workers} worker(s): "
+                f"{result.chunks_per_second:,.0f} chunks/s, proxy CPU {result.proxy_cpu:.2f}"
+            )
+            out.append(result)
+            time.sleep(1)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,9 +21,11 @@ import http.client
 import json
 import math
 import os
+import signal
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -31,7 +33,7 @@ from pathlib import Path
 import trio
 import wrk
 from clients import HoldResult, StreamTiming, hold_streams, stream_timings
-from procs import LOOPBACK, Service, cpu_seconds, rss_bytes
+from procs import LOOPBACK, Service, children, cpu_seconds, rss_bytes
 from wrk import WrkResult
 
 HERE = Path(__file__).resolve().parent
@@ -87,6 +89,8 @@ class Throughput:
 
     runs: dict[tuple[str, str], list[WrkResult]] = field(default_factory=dict)
     cpu_us: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    #: Per run, the cores wrk and the upstream (nginx) used: what the load took.
+    load_cores: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
 
     def of(self, load: str, target: str) -> list[WrkResult]:
         return self.runs.get((load, target), [])
@@ -99,23 +103,40 @@ def throughput(
     rounds: int,
     seconds: float,
     log: Callable[[str], None],
+    loads: Sequence[Load] = LOADS,
+    upstream_pids: Sequence[int] = (),
 ) -> Throughput:
-    """Run every load against every target, ``rounds`` times, alternating targets."""
+    """Run every load against every target, ``rounds`` times, alternating targets.
+
+    ``upstream_pids``: the processes behind the targets (nginx), whose cores each run
+    used are recorded with wrk's.
+    """
     result = Throughput()
     for number in range(1, rounds + 1):
-        for load in LOADS:
+        for load in loads:
             for target in targets:
                 path = target.sse_path if load.stream else target.json_path
                 cpu0 = target.cpu()
+                up0 = sum(cpu_seconds(pid) for pid in upstream_pids)
+                wrk0 = os.times()
                 run = wrk.run(
                     target.url(path),
                     bodies[load.stream],
                     connections=load.connections,
                     seconds=seconds,
                 )
+                wrk1 = os.times()
                 cpu_us = (target.cpu() - cpu0) / max(1, run.requests) * 1e6
-                result.runs.setdefault((load.key, target.key), []).append(run)
-                result.cpu_us.setdefault((load.key, target.key), []).append(cpu_us)
+                wrk_cores = (wrk1.children_user - wrk0.children_user) + (
+                    wrk1.children_system - wrk0.children_system
+                )
+                up_cores = sum(cpu_seconds(pid) for pid in upstream_pids) - up0
+                key = (load.key, target.key)
+                result.runs.setdefault(key, []).append(run)
+                result.cpu_us.setdefault(key, []).append(cpu_us)
+                result.load_cores.setdefault(key, []).append(
+                    (wrk_cores / run.seconds, up_cores / run.seconds)
+                )
                 log(
                     f"round {number}/{rounds} {load.key:6} {target.key:6} "
                     f"{run.rps:8.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.2f} ms  "
@@ -155,23 +176,32 @@ def stream_timing(
     return result
 
 
+#: The phases of a concurrency run, in order: the streams open, are held, are released.
+PHASES = ("ramp", "hold", "release")
+
+
 @dataclass
 class Held:
     """One concurrency run: ``count`` streams, ``via`` the proxy (how) or ``direct``.
 
-    CPU figures are fractions of one core over the hold window; RSS in bytes.
+    CPU figures are fractions of one core over the hold window; RSS in bytes. With
+    worker processes, the proxy's figures are the sums over its processes. ``phases``
+    maps each of :data:`PHASES` to its ``(start, end)`` in ``time.monotonic()`` seconds;
+    the diagnostics probe runs through all three, and ``loop_max_ms``/``gc_max_ms`` are
+    the proxy's longest event-loop turn and garbage collection in each.
     """
 
     count: int
     via: str
     hold: HoldResult
     chunk_interval: float
+    workers: int = 1
     rss_idle: int = 0
     rss_peak: int = 0
     fds_idle: int = 0
     fds_peak: int = 0
     fds_after: int = 0
-    diag_latency_ms: list[float] = field(default_factory=list)
+    diag_samples: list[tuple[float, float]] = field(default_factory=list)
     diag_active: list[int] = field(default_factory=list)
     diag_bytes: int = 0
     diag_errors: int = 0
@@ -181,22 +211,57 @@ class Held:
     release_seconds: float = math.nan
     release_slowest_poll: float = 0.0
     leftover: int = -1
+    phases: dict[str, tuple[float, float]] = field(default_factory=dict)
+    loop_max_ms: dict[str, float] = field(default_factory=dict)
+    gc_max_ms: dict[str, float] = field(default_factory=dict)
     gc_full: int = 0
     gc_full_max_ms: float = math.nan
     gc_paused_ms: float = math.nan
     gc_young_max_ms: float = math.nan
     gc_tracked: bool = False
 
+    def diag_in(self, phase: str) -> list[float]:
+        """Diagnostics latencies (ms) of the requests sent during ``phase``."""
+        start, end = self.phases.get(phase, (math.inf, -math.inf))
+        return [ms for sent, ms in self.diag_samples if start <= sent < end]
+
+    @property
+    def diag_latency_ms(self) -> list[float]:
+        """Diagnostics latencies (ms) while the streams were held."""
+        return self.diag_in("hold")
+
+    @property
+    def chunks_per_second(self) -> float:
+        """Chunks the client received per second while the streams were held."""
+        seconds = self.hold.hold_seconds
+        return len(self.hold.transit) / seconds if seconds else math.nan
+
+    def phase_of(self, when: float) -> str | None:
+        for phase, (start, end) in self.phases.items():
+            if start <= when < end:
+                return phase
+        return None
+
 
 def read_gc_log(held: Held, log: Path) -> None:
-    """Fill ``held``'s GC figures from a ``gcwatch.py`` log, for the hold window only."""
+    """Fill ``held``'s pause figures from a ``gcwatch.py`` log: the collections during
+    the hold, and the longest collection and turn of the event loop in each phase."""
     full: list[float] = []
     young: list[float] = []
     for line in log.read_text().splitlines() if log.exists() else []:
-        when, generation, pause, _ = line.split()
-        if held.hold.held_from <= float(when) <= held.hold.held_until:
-            (full if generation == "2" else young).append(float(pause) * 1000)
+        when, kind, pause, *_ = line.split()
+        ms = float(pause) * 1000
+        phase = held.phase_of(float(when))
+        if phase is None:
+            continue
+        maxima = held.loop_max_ms if kind == "loop" else held.gc_max_ms
+        maxima[phase] = max(maxima.get(phase, 0.0), ms)
+        if kind != "loop" and phase == "hold":
+            (full if kind == "2" else young).append(ms)
     held.gc_tracked = True
+    for phase in PHASES:
+        held.loop_max_ms.setdefault(phase, 0.0)
+        held.gc_max_ms.setdefault(phase, 0.0)
     held.gc_full = len(full)
     held.gc_full_max_ms = max(full, default=0.0)
     held.gc_young_max_ms = max(young, default=0.0)
@@ -207,63 +272,43 @@ def _fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def _rss_and_fds(pid: int) -> tuple[int, int]:
-    return rss_bytes(pid), _fds(pid)
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its children (a supervisor's workers)."""
+    return [pid, *children(pid)]
+
+
+def _rss_and_fds(pids: list[int]) -> tuple[int, int]:
+    return sum(rss_bytes(pid) for pid in pids), sum(_fds(pid) for pid in pids)
 
 
 async def _observe(held: Held, proxy: Service | None, upstream: Service, seconds: float) -> None:
-    """While the streams are held: sample RSS, run the diagnostics probe, account CPU."""
+    """While the streams are held: sample RSS and fds, account CPU."""
     up0 = cpu_seconds(upstream.pid)
-    px0 = cpu_seconds(proxy.pid) if proxy else 0.0
+    pids = _tree(proxy.pid) if proxy else []
+    px0 = sum(cpu_seconds(pid) for pid in pids)
     cl0 = time.process_time()
     start = time.monotonic()
-    probed = trio.Event()
     async with trio.open_nursery() as nursery:
         if proxy is not None:
-            pid = proxy.pid
 
             async def sample() -> None:
                 while True:
                     # In a thread: this event loop also timestamps every chunk, and
                     # listing 10,000 descriptors used to stall it for tens of ms every
                     # sample, which the transit figures then charged to the proxy.
-                    rss, fds = await trio.to_thread.run_sync(_rss_and_fds, pid)
+                    rss, fds = await trio.to_thread.run_sync(_rss_and_fds, pids)
                     held.rss_peak = max(held.rss_peak, rss)
                     held.fds_peak = max(held.fds_peak, fds)
                     await trio.sleep(0.25)
 
-            async def probe() -> None:
-                argv = [
-                    sys.executable,
-                    str(HERE / "diag_probe.py"),
-                    "--port",
-                    str(proxy.port),
-                    "--seconds",
-                    str(seconds),
-                    "--interval",
-                    str(DIAGNOSTICS_INTERVAL),
-                ]
-                done = await trio.run_process(argv, capture_stdout=True)
-                data = json.loads(done.stdout)
-                held.diag_latency_ms = data["latency_ms"]
-                held.diag_active = data["active"]
-                held.diag_bytes = data["bytes"]
-                held.diag_errors = data["errors"]
-                probed.set()
-
             nursery.start_soon(sample)
-            nursery.start_soon(probe)
         await trio.sleep(seconds)
-        if proxy is not None:
-            # Let the probe finish its last request; the sampler is then cancelled.
-            with trio.move_on_after(30):
-                await probed.wait()
         nursery.cancel_scope.cancel()
     elapsed = time.monotonic() - start
     held.upstream_cpu = (cpu_seconds(upstream.pid) - up0) / elapsed
     held.client_cpu = (time.process_time() - cl0) / elapsed
     if proxy is not None:
-        held.proxy_cpu = (cpu_seconds(proxy.pid) - px0) / elapsed
+        held.proxy_cpu = (sum(cpu_seconds(pid) for pid in pids) - px0) / elapsed
 
 
 def _active(port: int, timeout: float) -> int | None:
@@ -278,10 +323,11 @@ def _active(port: int, timeout: float) -> int | None:
         conn.close()
 
 
-def _wait_released(held: Held, proxy: Service, timeout: float = 60.0) -> None:
+def _wait_released(held: Held, proxy: Service, timeout: float = 60.0) -> float:
     """After the hang-up: how long until the proxy's tracker holds no connection.
 
-    Also records the longest the proxy took to answer one of these polls.
+    Also records the longest the proxy took to answer one of these polls. Returns when
+    the release ended (``time.monotonic()``).
     """
     start = time.monotonic()
     deadline = start + timeout
@@ -293,9 +339,33 @@ def _wait_released(held: Held, proxy: Service, timeout: float = 60.0) -> None:
         if active == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    held.release_seconds = time.monotonic() - start
+    released = time.monotonic()
+    held.release_seconds = released - start
     time.sleep(0.5)
-    held.fds_after = _fds(proxy.pid)
+    held.fds_after = sum(_fds(pid) for pid in _tree(proxy.pid))
+    return released
+
+
+def _start_probe(proxy: Service) -> subprocess.Popen[bytes]:
+    argv = [
+        sys.executable,
+        str(HERE / "diag_probe.py"),
+        "--port",
+        str(proxy.port),
+        "--interval",
+        str(DIAGNOSTICS_INTERVAL),
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE)
+
+
+def _stop_probe(held: Held, probe: subprocess.Popen[bytes]) -> None:
+    probe.send_signal(signal.SIGINT)
+    out, _ = probe.communicate(timeout=120)
+    data = json.loads(out)
+    held.diag_samples = [(sent, ms) for sent, ms in data["samples"]]
+    held.diag_active = data["active"]
+    held.diag_bytes = data["bytes"]
+    held.diag_errors = data["errors"]
 
 
 def concurrency(
@@ -309,19 +379,27 @@ def concurrency(
     hold_seconds: float,
     ramp_timeout: float,
     gc_log: Path | None = None,
+    workers: int = 1,
 ) -> Held:
     """Hold ``count`` slow streams open at once through ``proxy`` (None: directly).
 
     ``bodies`` are the request bodies, used round-robin; ``via`` labels the run;
-    ``gc_log`` is where the proxy's ``gcwatch.py`` logs its collector pauses, if it does.
+    ``gc_log`` is where the proxy's ``gcwatch.py`` logs its pauses, if it does. Through
+    the proxy, ``GET /v1/diagnostics`` is polled from another process from before the
+    ramp until the release is over.
     """
     port = proxy.port if proxy is not None else upstream.port
     held = Held(
-        count=count, via=via, hold=HoldResult(requested=count), chunk_interval=chunk_interval
+        count=count,
+        via=via,
+        hold=HoldResult(requested=count),
+        chunk_interval=chunk_interval,
+        workers=workers,
     )
+    probe = None
     if proxy is not None:
-        held.rss_idle = rss_bytes(proxy.pid)
-        held.fds_idle = _fds(proxy.pid)
+        held.rss_idle, held.fds_idle = _rss_and_fds(_tree(proxy.pid))
+        probe = _start_probe(proxy)
 
     async def main() -> HoldResult:
         return await hold_streams(
@@ -334,9 +412,14 @@ def concurrency(
             ramp_timeout=ramp_timeout,
         )
 
+    ramp_start = time.monotonic()
     held.hold = trio.run(main)
-    if proxy is not None:
-        _wait_released(held, proxy)
+    hold = held.hold
+    held.phases = {"ramp": (ramp_start, hold.held_from), "hold": (hold.held_from, hold.held_until)}
+    if proxy is not None and probe is not None:
+        released = _wait_released(held, proxy)
+        held.phases["release"] = (hold.held_until, released)
+        _stop_probe(held, probe)
     if gc_log is not None:
         read_gc_log(held, gc_log)
     return held

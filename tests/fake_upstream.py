@@ -103,6 +103,8 @@ class Scenario:
             of the generated one: for answers the generator does not make (tool calls,
             other stop reasons). The ``delay`` comes before each event.
         json: A JSON answer with exactly this body instead of the generated one.
+        hold: Stream: send the events up to the first content piece, then wait until this
+            event is set before the rest (a stream that stays open until the test says).
     """
 
     text: str = DEFAULT_TEXT
@@ -118,6 +120,7 @@ class Scenario:
     gzip: bool = False
     events: tuple[bytes, ...] | None = None
     json: Mapping[str, Any] | None = None
+    hold: trio.Event | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.chunks < 1:
@@ -577,9 +580,13 @@ async def _send_stream(
     if scenario.stall_after_headers:
         await trio.sleep_forever()
     compressor = zlib.compressobj(wbits=31) if compress else None
+    sent_content = False
     for number, (is_content, event) in enumerate(events):
         if scenario.cut_after is not None and number >= scenario.cut_after:
             return False
+        if scenario.hold is not None and sent_content:
+            await scenario.hold.wait()
+        sent_content = sent_content or is_content
         if is_content and scenario.delay:
             await trio.sleep(scenario.delay)
         if compressor is not None:

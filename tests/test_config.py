@@ -24,6 +24,7 @@ from trioproxy.options import (
     POSITIVE_INT,
     POSITIVE_NUMBER,
     TEXT,
+    WORKER_COUNT,
     OptionField,
 )
 from trioproxy.settings import OPTIONS, ConnectorType, Settings
@@ -107,6 +108,7 @@ SAMPLES: dict[Any, tuple[Any, Any]] = {
     POSITIVE_NUMBER: (1.5, 12.5),
     HEADER_NAMES: (("x-a",), ("x-b", "session_id")),
     NON_NEGATIVE_INT: (0, 50),
+    WORKER_COUNT: (2, 3),
 }
 # client_keys_env names a variable that must hold keys: let every text sample name one.
 SAMPLE_ENVIRONMENT = {"SAMPLE_A": "key-a", "SAMPLE_B": "key-b"}
@@ -273,6 +275,7 @@ BAD_TEXT: dict[Any, tuple[str, ...]] = {
     BOOLEAN: ("maybe", "2"),
     HEADER_NAMES: ("", " , ", "x a", "x:y"),
     NON_NEGATIVE_INT: ("-1", "1.5", "many"),
+    WORKER_COUNT: ("0", "-2", "1.5", "all"),
 }
 BAD_YAML: dict[Any, tuple[Any, ...]] = {
     TEXT: (1, [1], True),
@@ -282,7 +285,30 @@ BAD_YAML: dict[Any, tuple[Any, ...]] = {
     BOOLEAN: ("yes", 1, None),
     HEADER_NAMES: ([], [""], ["x y"], 3, [1]),
     NON_NEGATIVE_INT: (-1, 1.5, "10", True),
+    WORKER_COUNT: (0, 1.5, "2", "all", True),
 }
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "text"),
+    [
+        (["--workers", "auto"], {}, ""),
+        (["--workers", "AUTO"], {}, ""),
+        ([], {"TRIOPROXY_WORKERS": "auto"}, ""),
+        ([], {}, "workers: auto\n"),
+    ],
+)
+def test_workers_auto_is_the_number_of_usable_cores(
+    tmp_path: Path, argv: list[str], env: dict[str, str], text: str
+) -> None:
+    if text:
+        argv = ["-c", write(tmp_path, text)]
+    assert load_settings(argv, env).workers == len(os.sched_getaffinity(0))
+
+
+def test_workers_default_to_one_process() -> None:
+    assert load_settings([], {}).workers == 1
+    assert load_settings(["--workers", "3"], {}).workers == 3
 
 
 def bad_text(opt: OptionField) -> tuple[str, ...]:

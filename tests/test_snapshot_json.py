@@ -105,9 +105,27 @@ def test_from_dict_accepts_integers_for_seconds_and_ignores_unknown_keys() -> No
     assert not hasattr(conn, "from_a_newer_proxy")
 
 
+def test_workers_is_read_when_present_and_none_when_absent() -> None:
+    # A proxy of several worker processes says which of them a connection is on; one of
+    # one process says null, and an older proxy does not have the key at all.
+    assert ConnectionActivity.from_dict(connection(workers=[0, 2])).workers == (0, 2)
+    assert ConnectionActivity.from_dict(connection()).workers is None
+    assert ConnectionActivity.from_dict({**connection(), "workers": None}).workers is None
+    with_workers = ConnectionActivity.from_dict(connection(workers=[1]))
+    assert ConnectionActivity.from_dict(through_json(with_workers.to_dict())) == with_workers
+
+
 @pytest.mark.parametrize(
     ("read", "message"),
     [
+        (
+            lambda: ConnectionActivity.from_dict(connection(workers=[0, -1])),
+            "workers: expected a list of non-negative integers",
+        ),
+        (
+            lambda: ConnectionActivity.from_dict(connection(workers=[True])),
+            "workers: expected a list of non-negative integers",
+        ),
         (lambda: ConnectionActivity.from_dict([]), "the document: expected an object"),
         (lambda: ConnectionActivity.from_dict("x", "c"), "c: expected an object"),
         (

@@ -641,6 +641,7 @@ async def test_to_dict_uses_the_design_field_names(autojump_clock: trio.testing.
         "upstream_status": None,
         "translated": False,
         "backend_api": "",
+        "workers": None,
     }
     lifetime = {
         "requests": 1,

@@ -5,12 +5,18 @@ on the proxy's own host (loopback), or — when the operator configured admin ke
 client presenting one as ``Authorization: Bearer <key>`` (compared in constant time).
 Client keys never open these routes, and admin keys never open the proxy routes. Anyone
 else gets 403 with a JSON error and nothing more.
+
+What the routes answer comes from an :class:`AdminView`: :class:`LocalView` (this
+process's tracker and instances), or with ``--workers N`` the worker's view of all its
+siblings (:class:`trioproxy.workers.cluster.ClusterView`), which adds the fields that say
+which workers the answer covers.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from quart import Response, request
 from quart_trio import QuartTrio
@@ -37,14 +43,69 @@ def _error(status: int, message: str, error_type: str, code: str) -> Response:
     return _json(error_payload(Api.OPENAI, message, error_type=error_type, code=code), status)
 
 
-def add_admin_routes(
-    quart: QuartTrio,
-    backends: Backends,
-    tracker: ActivityTracker | None,
-    admin_keys: tuple[bytes, ...],
-) -> None:
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    """What ``POST /v1/diagnostics/cancel`` did: how many requests it cancelled, and
+    (with workers) the ``fields`` its answer adds."""
+
+    cancelled: int
+    fields: dict[str, Any]
+
+
+class AdminView(Protocol):
+    """Where the operator's routes get their answers (see the module docstring)."""
+
+    @property
+    def tracking(self) -> bool:
+        """Whether activity tracking is on."""
+
+    async def diagnostics(self) -> bytes:
+        """The ``GET /v1/diagnostics`` document, as JSON."""
+
+    async def activity(self) -> dict[str, Any]:
+        """The ``GET /v1/diagnostics/activity`` document."""
+
+    async def recent(self, limit: int | None, instance: str | None) -> dict[str, Any]:
+        """The ``GET /v1/diagnostics/recent`` document."""
+
+    async def cancel(self, instance: str, session_id: str) -> Cancelled:
+        """Cancel connection ``(instance, session_id)`` as an operator."""
+
+    async def metrics(self) -> bytes:
+        """``/metrics`` in the Prometheus text format."""
+
+
+class LocalView:
+    """The view of one process: its own tracker (None when off) and instances."""
+
+    def __init__(self, backends: Backends, tracker: ActivityTracker | None) -> None:
+        self._backends = backends
+        self._tracker = tracker
+        self._registry = metrics_registry(backends, tracker)
+
+    @property
+    def tracking(self) -> bool:
+        return self._tracker is not None
+
+    async def diagnostics(self) -> bytes:
+        return diagnostics_json(self._backends, self._tracker)
+
+    async def activity(self) -> dict[str, Any]:
+        return activity_summary(self._tracker)
+
+    async def recent(self, limit: int | None, instance: str | None) -> dict[str, Any]:
+        return recent_document(self._tracker, limit, instance)
+
+    async def cancel(self, instance: str, session_id: str) -> Cancelled:
+        tracker = self._tracker
+        return Cancelled(tracker.cancel(instance, session_id) if tracker is not None else 0, {})
+
+    async def metrics(self) -> bytes:
+        return exposition(self._registry)
+
+
+def add_admin_routes(quart: QuartTrio, view: AdminView, admin_keys: tuple[bytes, ...]) -> None:
     """Serve the operator's routes on ``quart`` (see the module docstring for access)."""
-    registry = metrics_registry(backends, tracker)
 
     def refused() -> Response | None:
         if is_loopback(request.scope.get("client")):
@@ -55,13 +116,11 @@ def add_admin_routes(
 
     @quart.get("/v1/diagnostics")
     async def get_diagnostics() -> Response:
-        return refused() or Response(
-            diagnostics_json(backends, tracker), content_type="application/json"
-        )
+        return refused() or Response(await view.diagnostics(), content_type="application/json")
 
     @quart.get("/v1/diagnostics/activity")
     async def get_activity() -> Response:
-        return refused() or _json(activity_summary(tracker))
+        return refused() or _json(await view.activity())
 
     @quart.get("/v1/diagnostics/recent")
     async def get_recent() -> Response:
@@ -78,7 +137,7 @@ def add_admin_routes(
             if limit < 0:
                 message = f"limit must be an integer of 0 or more, not {limit_text!r}."
                 return _error(400, message, "invalid_request_error", "bad_request")
-        return _json(recent_document(tracker, limit, request.args.get("instance")))
+        return _json(await view.recent(limit, request.args.get("instance")))
 
     @quart.post("/v1/diagnostics/cancel")
     async def cancel() -> Response:
@@ -93,13 +152,17 @@ def add_admin_routes(
         except (ValueError, KeyError, TypeError):
             message = 'The body must be {"instance": "<name>", "session_id": "<id>"}.'
             return _error(400, message, "invalid_request_error", "bad_request")
-        cancelled = tracker.cancel(instance, session) if tracker is not None else 0
-        if not cancelled:
-            why = "" if tracker is not None else " (activity tracking is off)"
+        done = await view.cancel(instance, session)
+        if not done.cancelled:
+            why = "" if view.tracking else " (activity tracking is off)"
+            unreachable = done.fields.get("workers_unreachable")
+            if unreachable:
+                why += f" (workers {unreachable} did not answer)"
             message = f"No active connection of session {session!r} on instance {instance!r}{why}."
             return _error(404, message, "invalid_request_error", "not_found")
-        return _json({"instance": instance, "session_id": session, "cancelled": cancelled})
+        answer = {"instance": instance, "session_id": session, "cancelled": done.cancelled}
+        return _json({**answer, **done.fields})
 
     @quart.get("/metrics")
     async def metrics() -> Response:
-        return refused() or Response(exposition(registry), content_type=_PROMETHEUS)
+        return refused() or Response(await view.metrics(), content_type=_PROMETHEUS)

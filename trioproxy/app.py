@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from quart import Response, request
@@ -14,16 +14,20 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from . import __version__
 from .accesslog import AccessLog, entry_for
 from .activity import ActivityTracker, set_activity_tracker
-from .admin import add_admin_routes
+from .admin import AdminView, LocalView, add_admin_routes
 from .asgi import Receive, Send
 from .auth import is_authorized
 from .backends.instance import Backends
 from .client_out import JSON_HEADERS
 from .diagnostics import model_entry, model_list
 from .errors import Api, NotFound, Unauthorized, error_body, error_payload
+from .gcpolicy import run_full_collections
 from .proxy import UNAUTHORIZED, ProxyRoutes
 from .routes import BY_PATH, api_of_path
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .workers.cluster import Cluster
 
 _NO_WEBSOCKETS = json.dumps(
     error_payload(
@@ -133,8 +137,12 @@ def _json(payload: Any, status: int = 200) -> Response:
     return Response(json.dumps(payload), status=status, content_type="application/json")
 
 
-def create_app(settings: Settings) -> TrioProxyApp:
-    """Build the proxy for ``settings``: backends, tracker (if enabled), routes, lifespan."""
+def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioProxyApp:
+    """Build the proxy for ``settings``: backends, tracker (if enabled), routes, lifespan.
+
+    ``cluster``: this process is one worker of several (``--workers N``); its admin
+    routes then answer for all of them, and it shares what it learns of the backends.
+    """
     backends = Backends(settings)
     tracker = (
         ActivityTracker(
@@ -170,16 +178,22 @@ def create_app(settings: Settings) -> TrioProxyApp:
         access_log=access_log,
         request_body_timeout=settings.request_body_timeout,
     )
-    add_admin_routes(quart, backends, tracker, tuple(k.value.encode() for k in settings.admin_keys))
+    view: AdminView = (
+        LocalView(backends, tracker) if cluster is None else cluster.view(backends, tracker)
+    )
+    add_admin_routes(quart, view, tuple(k.value.encode() for k in settings.admin_keys))
 
     @quart.before_serving
     async def start() -> None:
         await backends.discover_models()
         quart.nursery.start_soon(backends.run_health_checks)
+        quart.nursery.start_soon(run_full_collections, proxy)
         # Always set: a proxy running without tracking answers None.
         set_activity_tracker(tracker)
         if tracker is not None:
             quart.nursery.start_soon(tracker.run_sweeper)
+        if cluster is not None:
+            await quart.nursery.start(cluster.run, backends, tracker)
 
     @quart.after_serving
     async def stop() -> None:

@@ -326,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     import trio
 
-    from .server import tune_gc
+    from .gcpolicy import tune_gc
 
     try:
         settings = load_settings(sys.argv[1:] if argv is None else argv, os.environ)
@@ -338,6 +338,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     for warning in startup_warnings(settings):
         log.warning("%s", warning)
+    if settings.workers > 1:
+        from .workers.supervisor import supervise
+
+        try:
+            return supervise(settings)
+        except OSError as exc:
+            return _cannot_listen(settings, exc)
     tune_gc()
     listening: list[str] = []
     try:
@@ -350,11 +357,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         error = None if listening else _sole_os_error(exc)
         if error is None:
             raise
-        reason = error.strerror or str(error)
-        print(
-            f"trioproxy: error: cannot listen on {_listen_address(settings)}: "
-            f"{reason[:1].lower()}{reason[1:]}",
-            file=sys.stderr,
-        )
-        return 1
+        return _cannot_listen(settings, error)
     return 0
+
+
+def _cannot_listen(settings: Settings, error: OSError) -> int:
+    """Say in one line that the address cannot be listened on; the exit code, 1."""
+    reason = error.strerror or str(error)
+    print(
+        f"trioproxy: error: cannot listen on {_listen_address(settings)}: "
+        f"{reason[:1].lower()}{reason[1:]}",
+        file=sys.stderr,
+    )
+    return 1

@@ -33,15 +33,20 @@ def is_loopback(client: Any) -> bool:
     return bool(client) and is_loopback_address(str(client[0]))
 
 
-def diagnostics(backends: Backends, tracker: ActivityTracker | None) -> dict[str, Any]:
+def diagnostics(
+    backends: Backends, tracker: ActivityTracker | None, *, latest_started: bool = False
+) -> dict[str, Any]:
     """The ``GET /v1/diagnostics`` document.
 
     Built from :meth:`ActivityTracker.snapshot_dicts` (the snapshot as plain JSON
     objects) and encoded with orjson by :func:`diagnostics_json`: with thousands of
     streams in flight the document is megabytes, built on the event loop.
+    ``latest_started`` is passed on (a worker's document for its siblings' merge).
     """
     timestamp, activities, global_activity = (
-        tracker.snapshot_dicts() if tracker is not None else (time.time(), None, None)
+        tracker.snapshot_dicts(latest_started=latest_started)
+        if tracker is not None
+        else (time.time(), None, None)
     )
     instances = []
     for inst in backends:

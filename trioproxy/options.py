@@ -16,6 +16,7 @@ value it does not take; :attr:`Kind.allowed` says in words what it does take.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
@@ -139,6 +140,31 @@ BOOLEAN: Kind[bool] = Kind(
     yaml_allowed="true or false",
     is_boolean=True,
     to_text=lambda value: "true" if value else "false",
+)
+
+AUTO = "auto"
+
+
+def usable_cores() -> int:
+    """How many cores this process may run on (its CPU affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0))
+
+
+def _text_worker_count(text: str) -> int:
+    if text.strip().lower() == AUTO:
+        return usable_cores()
+    return _in_range(_text_integer, 1, None)(text)
+
+
+def _yaml_worker_count(value: object) -> int:
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return usable_cores()
+    return _in_range(_yaml_integer, 1, None)(value)
+
+
+#: A number of processes: a positive integer, or ``auto`` for one per usable core.
+WORKER_COUNT: Kind[int] = Kind(
+    "an integer greater than 0, or auto", _text_worker_count, _yaml_worker_count
 )
 
 # RFC 9110 §5.6.2: the characters of a header name (a token).

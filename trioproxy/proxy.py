@@ -144,6 +144,8 @@ class ProxyRoutes:
         self.max_request_body = max_request_body
         self.default_backend = default_backend
         self.in_flight: set[Attempt] = set()
+        #: Requests that have ended (answered, failed or hung up), however they ended.
+        self.ended = 0
         self.client_keys = client_keys
         self.session_headers = tuple(name.lower().encode("latin-1") for name in session_headers)
         self.aliases: Mapping[str, str] = aliases or {}
@@ -223,6 +225,7 @@ class ProxyRoutes:
             outcome = "cancelled" if _only_cancelled(exc) else "error"
             raise
         finally:
+            self.ended += 1
             if self.access_log is not None:
                 self.access_log.write(
                     _entry(scope, request_route, arrived, call, out, status, outcome)
@@ -252,6 +255,11 @@ class ProxyRoutes:
             await send_error(send, request_route.api, exc)
             return None, (), exc.status
         return call, names, None
+
+    @property
+    def in_flight_count(self) -> int:
+        """Requests relaying now."""
+        return len(self.in_flight)
 
     def cancel_in_flight(self) -> int:
         """End every request still relaying (the shutdown deadline); returns how many.

@@ -8,24 +8,26 @@ SSE error event, its upstream closed. A second signal during the drain cancels a
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import trio
 from hypercorn.config import Config
 
 from .activity import set_activity_tracker
-from .app import TrioProxyApp, create_app
+from .app import create_app
 from .diagnostics import is_loopback_address
 from .serving import serve_app
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from .workers.cluster import Cluster
+
 log = logging.getLogger("trioproxy")
 
 SHUTDOWN_MARGIN = 5.0
-GC_THRESHOLD_0 = 50_000
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -46,39 +48,52 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
-def tune_gc() -> None:
-    """Make full garbage collections rare in a long-running proxy process.
-
-    Thousands of open streams keep over a million container objects alive, and each
-    full collection walks them all while every stream waits (the benchmark measured
-    1-2 s pauses every few seconds at 5,000 streams). Request garbage is short-lived
-    and reference counting frees it; a larger young generation makes collections
-    proportionally rarer, and freezing what start-up allocated keeps it out of them.
-    """
-    gc.set_threshold(GC_THRESHOLD_0, 20, 50)
-    gc.freeze()
-
-
-def _describe_backends(app: TrioProxyApp) -> str:
-    return ", ".join(f"{spec.name} ({spec.type.value})" for spec in app.settings.backends)
+def log_start(settings: Settings, binds: list[str], extra: str = "") -> None:
+    """The start-up lines: where the proxy listens, its backends, and warnings."""
+    if settings.embedded_mock:
+        log.info(
+            "no backend configured: serving the embedded mock.1 backend "
+            "(set OPENAI_API_KEY or ANTHROPIC_API_KEY, or use --config)"
+        )
+    log.info(
+        "trioproxy on %s; backends: %s; activity tracking %s%s",
+        " ".join(binds),
+        ", ".join(f"{spec.name} ({spec.type.value})" for spec in settings.backends),
+        "on" if settings.enable_activity_tracking else "off",
+        extra,
+    )
+    if not settings.client_keys and not (
+        settings.host == "localhost" or is_loopback_address(settings.host)
+    ):
+        log.warning(
+            "!!! listening on %s with no client keys: anyone who can reach this "
+            "address can spend your backends' API keys. Set --client-keys-env "
+            "(see docs/operations.md) or bind 127.0.0.1.",
+            settings.host,
+        )
 
 
 async def serve(
     settings: Settings,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    cluster: Cluster | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the proxy until ``shutdown_trigger`` returns (default: SIGINT or SIGTERM).
 
     ``task_status.started`` receives the bound URLs once the listeners are up.
+    ``cluster``: serve as one of ``--workers N`` (:mod:`trioproxy.workers`), on the
+    supervisor's listening socket; the supervisor logs the start-up lines.
 
     Raises:
         OSError: the address cannot be bound (before ``task_status.started``), inside
             the exception groups of the nurseries it crosses.
     """
-    app = create_app(settings)
+    app = create_app(settings, cluster=cluster)
     config = hypercorn_config(settings)
+    if cluster is not None:
+        config.bind = [f"fd://{cluster.listen_fd}"]
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             stopping = trio.Event()
@@ -122,26 +137,8 @@ async def serve(
             nursery.start_soon(grace_deadline)
             nursery.start_soon(on_signals)
             binds: list[str] = await nursery.start(run_server)
-            if settings.embedded_mock:
-                log.info(
-                    "no backend configured: serving the embedded mock.1 backend "
-                    "(set OPENAI_API_KEY or ANTHROPIC_API_KEY, or use --config)"
-                )
-            log.info(
-                "trioproxy on %s; backends: %s; activity tracking %s",
-                " ".join(binds),
-                _describe_backends(app),
-                "on" if settings.enable_activity_tracking else "off",
-            )
-            if not settings.client_keys and not (
-                settings.host == "localhost" or is_loopback_address(settings.host)
-            ):
-                log.warning(
-                    "!!! listening on %s with no client keys: anyone who can reach this "
-                    "address can spend your backends' API keys. Set --client-keys-env "
-                    "(see docs/operations.md) or bind 127.0.0.1.",
-                    settings.host,
-                )
+            if cluster is None:
+                log_start(settings, binds)
             task_status.started(binds)
         # A second signal cancels hypercorn before its lifespan shutdown, whose
         # after_serving closes the pools and forgets the tracker: do both here too (they

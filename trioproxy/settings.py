@@ -19,6 +19,7 @@ from .options import (
     POSITIVE_INT,
     POSITIVE_NUMBER,
     TEXT,
+    WORKER_COUNT,
     OptionField,
     choice,
     option,
@@ -153,6 +154,15 @@ class Settings:
         kind=POSITIVE_NUMBER,
         metavar="S",
         help="seconds in-flight requests get to finish on SIGINT/SIGTERM",
+    )
+    workers: int = option(
+        1,
+        env="TRIOPROXY_WORKERS",
+        kind=WORKER_COUNT,
+        metavar="N",
+        help="worker processes serving the one address (auto: one per usable core); with "
+        "more than 1 a supervising parent restarts any that dies, and the diagnostics and "
+        "/metrics of any worker cover them all",
     )
     backends: tuple[BackendSpec, ...] = ()
     default_backend: str | None = None

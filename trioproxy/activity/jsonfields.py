@@ -12,7 +12,9 @@ integer is accepted), ``str``, a ``Literal`` of strings, ``X | None``, ``tuple[s
 ``tuple[D, ...]`` and ``D`` for a dataclass ``D`` with a ``from_dict(data, path)``
 classmethod, which reads the nested object (and says what path it is at). A field declared
 with ``metadata=NOT_IN_JSON`` is not a member of the object (an instance's name, say,
-which its document gives elsewhere); whoever reads the object supplies it.
+which its document gives elsewhere); whoever reads the object supplies it. A field declared
+with ``metadata=MAY_BE_ABSENT`` (and a default) is read as its default when its key is
+missing, so a document of an older proxy, which did not have it yet, still reads.
 
 Nothing here imports Trio: the terminal view reads documents with it.
 """
@@ -29,6 +31,8 @@ T = TypeVar("T")
 
 #: Field metadata for a field that is not a member of the dataclass's JSON object.
 NOT_IN_JSON: Mapping[str, object] = types.MappingProxyType({"json": False})
+#: Field metadata for a field whose key a document may lack (it then reads as the default).
+MAY_BE_ABSENT: Mapping[str, object] = types.MappingProxyType({"absent": True})
 
 
 class MalformedDocument(ValueError):
@@ -57,6 +61,10 @@ class JsonObject:
     def at(self, key: str) -> str:
         """The path of member ``key``."""
         return f"{self._path}.{key}" if self._path else key
+
+    def has(self, key: str) -> bool:
+        """Whether member ``key`` is present."""
+        return key in self._value
 
     def get(self, key: str) -> object:
         """Member ``key``, of any type; :class:`MalformedDocument` if it is missing."""
@@ -106,6 +114,15 @@ def _strings(obj: JsonObject, key: str) -> tuple[str, ...]:
     value = obj.get(key)
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise obj.wrong(key, "a list of strings")
+    return tuple(value)
+
+
+def _counts(obj: JsonObject, key: str) -> tuple[int, ...]:
+    value = obj.get(key)
+    if not isinstance(value, list) or not all(
+        isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value
+    ):
+        raise obj.wrong(key, "a list of non-negative integers")
     return tuple(value)
 
 
@@ -173,6 +190,8 @@ def _reader(hint: Any) -> Reader:
     if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
         if args[0] is str:
             return _strings
+        if args[0] is int:
+            return _counts
         if dataclasses.is_dataclass(args[0]):
             return _nested_tuple(_from_dict(args[0]))
     if dataclasses.is_dataclass(hint):
@@ -184,6 +203,17 @@ def _reader(hint: Any) -> Reader:
 _READERS: dict[type[Any], tuple[tuple[str, Reader], ...]] = {}
 # Per dataclass, built on first use: the names of its JSON fields, in order.
 _JSON_NAMES: dict[type[Any], tuple[str, ...]] = {}
+# Per dataclass, built on first use: its JSON fields that a document may lack.
+_MAY_BE_ABSENT: dict[type[Any], frozenset[str]] = {}
+
+
+def _may_be_absent(cls: type[Any]) -> frozenset[str]:
+    names = _MAY_BE_ABSENT.get(cls)
+    if names is None:
+        names = _MAY_BE_ABSENT[cls] = frozenset(
+            f.name for f in dataclasses.fields(cls) if f.metadata.get("absent", False)
+        )
+    return names
 
 
 def _readers(cls: type[Any]) -> tuple[tuple[str, Reader], ...]:
@@ -207,12 +237,18 @@ def read_fields(cls: type[Any], obj: JsonObject, *, omit: Collection[str] = ()) 
     """The values of dataclass ``cls``'s JSON fields in ``obj``, by field name.
 
     Fields are read in declaration order, so the first one in error is reported; those
-    named in ``omit`` are left to the caller (one that needs another field's value).
+    named in ``omit`` are left to the caller (one that needs another field's value), and
+    so are those declared ``MAY_BE_ABSENT`` that ``obj`` lacks (they keep their default).
 
     Raises:
         MalformedDocument: a field is missing or does not have its type.
     """
-    return {name: read(obj, name) for name, read in _readers(cls) if name not in omit}
+    absent = _may_be_absent(cls)
+    return {
+        name: read(obj, name)
+        for name, read in _readers(cls)
+        if name not in omit and (name not in absent or obj.has(name))
+    }
 
 
 def read_dataclass(cls: type[T], obj: JsonObject) -> T:

@@ -20,7 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from .jsonfields import NOT_IN_JSON, JsonObject, JsonRecord, read_dataclass, read_fields, to_json
+from .jsonfields import (
+    MAY_BE_ABSENT,
+    NOT_IN_JSON,
+    JsonObject,
+    JsonRecord,
+    read_dataclass,
+    read_fields,
+    to_json,
+)
 
 ConnectionType = Literal["streaming", "non_streaming"]
 
@@ -107,6 +115,11 @@ class ConnectionActivity(JsonRecord):
     body byte from the backend; None until then), ``upstream_status`` (None until the
     response head), ``translated`` (the backend speaks the other API) and
     ``backend_api`` (the API of the instance answering it).
+
+    ``workers``: with ``--workers N`` (N > 1), the worker processes the connection's
+    requests are on, by worker number — one connection even when a session's requests
+    landed on several; None from a proxy of one process (and absent from an older one's
+    documents).
     """
 
     session_id: str
@@ -124,6 +137,7 @@ class ConnectionActivity(JsonRecord):
     upstream_status: int | None
     translated: bool
     backend_api: str
+    workers: tuple[int, ...] | None = field(default=None, metadata=MAY_BE_ABSENT)
 
 
 @dataclass(frozen=True, slots=True)

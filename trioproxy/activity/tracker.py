@@ -282,13 +282,20 @@ class ActivityTracker:
             instances=instances,
         )
 
-    def snapshot_dicts(self) -> tuple[float, dict[str, dict[str, Any]], dict[str, Any]]:
+    def snapshot_dicts(
+        self, *, latest_started: bool = False
+    ) -> tuple[float, dict[str, dict[str, Any]], dict[str, Any]]:
         """What :meth:`get_global_snapshot` returns, as plain JSON objects, for speed.
 
         Returns ``(timestamp, {instance name: InstanceActivity.to_dict()},
         GlobalSnapshot.to_dict())`` for one instant, without building the snapshot
         objects: the diagnostics document lists every connection, thousands of them
         with thousands of streams, on every poll. Safe to call from any thread.
+
+        With ``latest_started``, each connection also has ``latest_started_at``: when its
+        latest request registered (epoch seconds). It is no field of the document: the
+        merge of several workers' documents reads it to tell whose request is the latest
+        (:mod:`trioproxy.workers.merge`) and removes it.
         """
         now, offset = self._clock.now()
         lifetime = LifetimeCounters()
@@ -296,6 +303,11 @@ class ActivityTracker:
             instances = {}
             for name, record in self._instances.items():
                 instances[name] = _instance_dict(record, now, offset)
+                if latest_started:
+                    for row, connection in zip(
+                        instances[name]["connections"], record.connections.values(), strict=True
+                    ):
+                        row["latest_started_at"] = connection.latest.started + offset
                 lifetime += record.lifetime.freeze()
         totals = {
             "total_active_connections": sum(a["active_connections"] for a in instances.values()),
@@ -498,6 +510,8 @@ def _connection_row(record: ConnectionRecord, now: float, offset: float) -> dict
         "upstream_status": latest.status,
         "translated": latest.translated,
         "backend_api": latest.backend_api,
+        # Set by the merge of several workers' documents (trioproxy.workers.merge).
+        "workers": None,
     }
 
 

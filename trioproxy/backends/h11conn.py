@@ -224,7 +224,7 @@ class H11Connection:
         await trio.aclose_forcefully(self._stream)
 
     def close(self) -> None:
-        """Close the socket synchronously; for idle connections, which no task is using."""
+        """Close the socket synchronously, at once; for a connection no task is using."""
         self._socket.close()
 
 

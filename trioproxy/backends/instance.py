@@ -6,7 +6,7 @@ Time here is Trio's clock, so rate-limit windows run under ``MockClock`` in test
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import trio
@@ -72,6 +72,10 @@ class BackendInstance:
         self.static_errors = static_problems(spec)
         self.runtime_error: str | None = None
         self.retry_until: float | None = None
+        #: Called with the instance when its rate-limit window opens or grows, or its
+        #: health changes — not when :meth:`adopt` applies what another worker learned.
+        #: With ``--workers N`` the worker shares the change with its siblings.
+        self.on_change: Callable[[BackendInstance], None] | None = None
         self._target = self._make_target()
 
     def _make_target(self) -> RouteTarget:
@@ -109,16 +113,39 @@ class BackendInstance:
 
     def mark_rate_limited(self, seconds: float) -> None:
         """Open (or extend) the rate-limit window for ``seconds``."""
-        until = trio.current_time() + max(0.0, seconds)
-        if self.retry_until is None or until > self.retry_until:
-            self.retry_until = until
+        if self._extend_window(seconds) and self.on_change is not None:
+            self.on_change(self)
 
     def record_failure(self, reason: str) -> None:
         """Remember that the backend could not be used, for the diagnostics."""
+        changed = reason != self.runtime_error
         self.runtime_error = reason
+        if changed and self.on_change is not None:
+            self.on_change(self)
 
     def record_success(self) -> None:
-        self.runtime_error = None
+        if self.runtime_error is not None:
+            self.runtime_error = None
+            if self.on_change is not None:
+                self.on_change(self)
+
+    def adopt(self, retry_after: float | None, runtime_error: str | None) -> None:
+        """Take on what another worker learned of this backend, without ``on_change``.
+
+        ``retry_after``: seconds left in its rate-limit window (None: none is open there;
+        a window open here stays open); ``runtime_error``: its failure, or None once the
+        backend answered it again.
+        """
+        if retry_after is not None:
+            self._extend_window(retry_after)
+        self.runtime_error = runtime_error
+
+    def _extend_window(self, seconds: float) -> bool:
+        until = trio.current_time() + max(0.0, seconds)
+        if self.retry_until is None or until > self.retry_until:
+            self.retry_until = until
+            return True
+        return False
 
     async def discover_models(self) -> None:
         """Fetch the model list when the config gave none; failures mark the instance."""

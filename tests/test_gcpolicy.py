@@ -1,0 +1,113 @@
+"""The collector's policy (``trioproxy.gcpolicy``): when full collections run.
+
+The rule is a pure function with a table; the task is run under
+``MockClock(autojump_threshold=0)`` with the process's thresholds set as ``tune_gc`` sets
+them (restored afterwards, and without ``gc.freeze()``, which would outlive the test), and
+CPython's own count of full collections says whether it ran one.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import trio
+import trio.testing
+
+from trioproxy.gcpolicy import (
+    CHECK_EVERY,
+    MIDDLE_THRESHOLD,
+    MIN_ENDED,
+    NO_AUTOMATIC_FULL,
+    YOUNG_THRESHOLD,
+    full_collection_due,
+    run_full_collections,
+)
+
+
+@pytest.mark.parametrize(
+    ("ended", "in_flight", "before", "due"),
+    [
+        (0, 0, 0, False),
+        (MIN_ENDED - 1, 0, 0, False),
+        (MIN_ENDED, 0, 0, True),
+        # 5,000 streams held: the thousand that ended are no reason to scan them all.
+        (MIN_ENDED, 5_000, 5_000, False),
+        (19_999, 5_000, 5_000, False),
+        (20_000, 5_000, 5_000, True),
+        (MIN_ENDED, 250, 250, True),
+        (MIN_ENDED, 251, 251, False),
+        # Thousands hanging up: not while the number in flight is still falling.
+        (4_000, 900, 3_000, False),
+        (5_000, 0, 900, False),
+        (5_000, 0, 10, True),
+        (20_000, 5_000, 4_600, True),
+        (20_000, 5_000, 4_400, False),
+    ],
+)
+def test_a_full_collection_is_due_once_ended_outnumber_four_per_one_in_flight_settled(
+    ended: int, in_flight: int, before: int, due: bool
+) -> None:
+    assert full_collection_due(ended, in_flight, before) is due
+
+
+@dataclass
+class Counts:
+    ended: int = 0
+    in_flight_count: int = 0
+
+
+@pytest.fixture
+def tuned() -> Iterator[None]:
+    before = gc.get_threshold()
+    gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, NO_AUTOMATIC_FULL)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def full_collections() -> int:
+    return int(gc.get_stats()[2]["collections"])
+
+
+async def test_the_task_runs_a_full_collection_when_one_is_due_and_only_then(
+    tuned: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    counts = Counts(in_flight_count=5_000)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_full_collections, counts)
+        before = full_collections()
+        counts.ended = 10_000  # streams held: not yet
+        # Half a period off the task's checks, so that each step below sees one check.
+        await trio.sleep(CHECK_EVERY * 3.5)
+        assert full_collections() == before
+        counts.in_flight_count = 0  # they hung up
+        await trio.sleep(CHECK_EVERY)
+        assert full_collections() == before  # the number in flight is still changing
+        await trio.sleep(CHECK_EVERY)
+        assert full_collections() == before + 1
+        await trio.sleep(CHECK_EVERY * 3)  # nothing ended since
+        assert full_collections() == before + 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_task_leaves_full_collections_to_cpython_when_it_runs_them(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    assert gc.get_threshold()[2] != NO_AUTOMATIC_FULL
+    counts = Counts()
+    # So that CPython starts none of its own meanwhile (the thresholds stay as they are).
+    gc.disable()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_full_collections, counts)
+            before = full_collections()
+            counts.ended = 10 * MIN_ENDED
+            await trio.sleep(CHECK_EVERY * 3)
+            assert full_collections() == before
+            nursery.cancel_scope.cancel()
+    finally:
+        gc.enable()

@@ -1,0 +1,103 @@
+"""Garbage collection for a process that holds thousands of streams: no pause scans them all.
+
+CPython's collector stops the whole process while it scans a generation, at about a
+microsecond per object on the benchmark's machine. Each stream in flight keeps about 200
+GC-tracked objects alive (coroutines and frames of its three tasks, cancel scopes, h11
+and hypercorn state), a million with 5,000 streams: a scan of all of them — a full
+collection — takes a second, and with CPython's thresholds the middle generation
+collects the survivors of ten young collections at once, which while thousands of
+streams ramp up (when nearly everything survives) is hundreds of thousands of objects:
+0.65 s pauses (docs/performance.md).
+
+:func:`tune_gc`, called once at start-up by the proxy's process (and by each worker):
+
+* a young collection every 10,000 net allocations (request garbage is freed by reference
+  counting as it goes; these find cycles): about 10 ms;
+* the middle generation collected at every other collection, so it never holds more
+  than one young collection's survivors (about 30 ms);
+* no automatic full collection at all;
+* what start-up allocated frozen out of every collection.
+
+The full collections CPython no longer starts are run by :func:`run_full_collections`,
+a task of the app, checking every second: once the requests that ended since the last
+one outnumber four times those in flight (and are at least :data:`MIN_ENDED`), and the
+number in flight has settled (within a tenth, or ten, of the last check). Garbage the
+young and middle collections miss can only come from requests that ended, while a full
+collection's cost grows with the requests in flight; so streams that ramp up, are held
+and hang up together never meet one — it runs once they are gone, over a small heap.
+Under steady churn at high concurrency it runs about every four generations of
+requests in flight: a pause of about 0.2 s per thousand streams then in flight.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from typing import NoReturn, Protocol
+
+import trio
+
+log = logging.getLogger(__name__)
+
+YOUNG_THRESHOLD = 10_000
+#: The middle generation is collected after more than this many young collections.
+MIDDLE_THRESHOLD = 0
+#: A full-collection threshold no count reaches: CPython never starts one itself.
+NO_AUTOMATIC_FULL = 2**31 - 1
+MIN_ENDED = 1_000
+ENDED_PER_IN_FLIGHT = 4
+CHECK_EVERY = 1.0
+
+
+def tune_gc() -> None:
+    """Set the process's collector up as the module docstring says."""
+    gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, NO_AUTOMATIC_FULL)
+    gc.freeze()
+
+
+def full_collection_due(ended: int, in_flight: int, in_flight_before: int) -> bool:
+    """Whether a full collection is due, ``ended`` requests after the last one, with
+    ``in_flight`` requests running now and ``in_flight_before`` at the last check (pure)."""
+    settled = abs(in_flight - in_flight_before) <= max(10, in_flight_before // 10)
+    return settled and ended >= max(MIN_ENDED, ENDED_PER_IN_FLIGHT * in_flight)
+
+
+class RequestCounts(Protocol):
+    """What :func:`run_full_collections` reads: requests ended so far, and in flight."""
+
+    @property
+    def ended(self) -> int: ...
+
+    @property
+    def in_flight_count(self) -> int: ...
+
+
+async def run_full_collections(
+    counts: RequestCounts,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Run a full collection whenever :func:`full_collection_due`, checking every second.
+
+    Does nothing while CPython runs full collections itself (:func:`tune_gc` not
+    called: a test, or an application embedding the proxy).
+    """
+    task_status.started()
+    last = counts.ended
+    in_flight = counts.in_flight_count
+    while True:
+        await trio.sleep(CHECK_EVERY)
+        before, in_flight = in_flight, counts.in_flight_count
+        if gc.get_threshold()[2] != NO_AUTOMATIC_FULL:
+            continue
+        ended = counts.ended
+        if full_collection_due(ended - last, in_flight, before):
+            last = ended
+            started = time.perf_counter()
+            found = gc.collect()
+            log.debug(
+                "full collection: %d unreachable objects in %.1f ms",
+                found,
+                (time.perf_counter() - started) * 1000,
+            )

@@ -1,0 +1,218 @@
+"""One worker's place among its siblings: the channel it answers on, and its admin view.
+
+A :class:`Cluster` is made by the worker process (:mod:`trioproxy.workers.worker`) and
+handed to ``serve()``, which gives it to ``create_app``. The app then
+
+* answers its admin routes from :class:`ClusterView`: it asks every sibling over the
+  channel for its part (within :data:`~trioproxy.workers.channel.DEADLINE`), adds its
+  own, and merges (:mod:`trioproxy.workers.merge`); a cancel goes to every worker, since
+  any of them may hold requests of the connection;
+* runs :meth:`Cluster.run` in its nursery: the channel's server, which answers the
+  siblings' requests (:meth:`Cluster.answer`), and the sharing of backend state
+  (:mod:`trioproxy.workers.shared`).
+
+The channel's requests are JSON objects with an ``op``: ``diagnostics``, ``activity``,
+``recent`` (``limit``, ``instance``), ``metrics``, ``cancel`` (``instance``,
+``session_id``), ``backend_states`` and ``share_backends`` (``states``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import trio
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..activity import ActivityTracker
+from ..activity.snapshot import InstanceMetrics
+from ..admin import Cancelled
+from ..backends.instance import Backends
+from ..diagnostics import diagnostics, recent_document
+from ..metrics import ProxyCollector, activity_families
+from .channel import ask_all, serve_channel, socket_path
+from .merge import (
+    Document,
+    activity_part,
+    merge_activity,
+    merge_diagnostics,
+    merge_metrics,
+    merge_recent,
+    metrics_to_dict,
+)
+from .plan import read_roster
+from .shared import SharedBackends
+
+
+class Cluster:
+    """Worker ``worker`` of ``count``, serving ``listen_fd``, its siblings' sockets in
+    ``runtime_dir``."""
+
+    def __init__(self, worker: int, count: int, runtime_dir: str, listen_fd: int) -> None:
+        self.worker = worker
+        self.count = count
+        self.runtime_dir = runtime_dir
+        self.listen_fd = listen_fd
+        self.siblings = {
+            other: socket_path(runtime_dir, other) for other in range(count) if other != worker
+        }
+        self._backends: Backends | None = None
+        self._tracker: ActivityTracker | None = None
+        self._shared: SharedBackends | None = None
+
+    def view(self, backends: Backends, tracker: ActivityTracker | None) -> ClusterView:
+        """The admin routes' view of every worker."""
+        return ClusterView(self, backends, tracker)
+
+    async def run(
+        self,
+        backends: Backends,
+        tracker: ActivityTracker | None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Answer the siblings and share backend state, until cancelled.
+
+        ``started()`` once the channel listens and the backend state of a sibling (if
+        one answers) is taken on.
+        """
+        self._backends, self._tracker = backends, tracker
+        shared = self._shared = SharedBackends(backends, self.siblings)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                serve_channel, socket_path(self.runtime_dir, self.worker), self.answer
+            )
+            await shared.catch_up()
+            nursery.start_soon(shared.run)
+            task_status.started()
+
+    async def answer(self, request: Any) -> Any:
+        """A sibling's request (see the module docstring) → this worker's answer.
+
+        Raises:
+            ValueError: not a request of the channel.
+        """
+        backends, tracker, shared = self._backends, self._tracker, self._shared
+        if backends is None or shared is None or not isinstance(request, dict):
+            raise ValueError(f"not a channel request: {request!r}")
+        op = request.get("op")
+        if op == "diagnostics":
+            return diagnostics(backends, tracker, latest_started=True)
+        if op == "activity":
+            return _activity_part(tracker)
+        if op == "recent":
+            return recent_document(tracker, request["limit"], request["instance"])
+        if op == "metrics":
+            return _metrics_part(tracker)
+        if op == "cancel":
+            cancelled = tracker.cancel(request["instance"], request["session_id"]) if tracker else 0
+            return {"cancelled": cancelled}
+        if op == "backend_states":
+            return shared.states()
+        if op == "share_backends":
+            shared.adopt(request["states"])
+            return {"ok": True}
+        raise ValueError(f"unknown channel op {op!r}")
+
+
+def _activity_part(tracker: ActivityTracker | None) -> Document:
+    return activity_part(tracker.snapshot_dicts()[1] if tracker is not None else None)
+
+
+def _metrics_part(tracker: ActivityTracker | None) -> Document:
+    if tracker is None:
+        return {"instances": [], "sessions": {}}
+    sessions = activity_part(tracker.snapshot_dicts()[1])["sessions"]
+    return {"instances": [metrics_to_dict(m) for m in tracker.metrics()], "sessions": sessions}
+
+
+class _MergedCollector(Collector):
+    """``/metrics`` of all workers: this worker's backend gauges and the merged activity."""
+
+    def __init__(
+        self,
+        backends: Backends,
+        tracker: ActivityTracker | None,
+        activity: list[InstanceMetrics],
+        unreachable: int,
+    ) -> None:
+        self._own = ProxyCollector(backends, None)
+        self._tracking = tracker is not None
+        self._activity = activity
+        self._unreachable = unreachable
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._own.collect()
+        if self._tracking:
+            yield from activity_families(self._activity)
+        yield GaugeMetricFamily(
+            "trioproxy_workers_unreachable",
+            "Worker processes that did not answer this scrape in time (their last known "
+            "counts are in the sums).",
+            value=self._unreachable,
+        )
+
+
+class ClusterView:
+    """The admin routes' answers for all workers (see the module docstring)."""
+
+    def __init__(
+        self, cluster: Cluster, backends: Backends, tracker: ActivityTracker | None
+    ) -> None:
+        self._cluster = cluster
+        self._backends = backends
+        self._tracker = tracker
+        # Each sibling's latest metrics: a scrape that misses one uses what it last said,
+        # so the sums never go backwards (Prometheus would read that as a counter reset).
+        self._last_metrics: dict[int, Document] = {}
+
+    @property
+    def tracking(self) -> bool:
+        return self._tracker is not None
+
+    async def _gather(self, request: Document) -> tuple[dict[int, Any], list[int]]:
+        return await ask_all(self._cluster.siblings, request)
+
+    async def diagnostics(self) -> bytes:
+        documents, unreachable = await self._gather({"op": "diagnostics"})
+        worker = self._cluster.worker
+        documents[worker] = diagnostics(self._backends, self._tracker, latest_started=True)
+        roster = read_roster(self._cluster.runtime_dir)
+        return orjson.dumps(merge_diagnostics(worker, documents, unreachable, roster))
+
+    async def activity(self) -> dict[str, Any]:
+        parts, unreachable = await self._gather({"op": "activity"})
+        parts[self._cluster.worker] = _activity_part(self._tracker)
+        return merge_activity(self._cluster.worker, parts, unreachable)
+
+    async def recent(self, limit: int | None, instance: str | None) -> dict[str, Any]:
+        request = {"op": "recent", "limit": limit, "instance": instance}
+        documents, unreachable = await self._gather(request)
+        documents[self._cluster.worker] = recent_document(self._tracker, limit, instance)
+        return merge_recent(self._cluster.worker, documents, unreachable, limit)
+
+    async def cancel(self, instance: str, session_id: str) -> Cancelled:
+        tracker = self._tracker
+        own = tracker.cancel(instance, session_id) if tracker is not None else 0
+        request = {"op": "cancel", "instance": instance, "session_id": session_id}
+        answers, unreachable = await self._gather(request)
+        cancelled = own + sum(answer["cancelled"] for answer in answers.values())
+        return Cancelled(
+            cancelled, {"worker": self._cluster.worker, "workers_unreachable": unreachable}
+        )
+
+    async def metrics(self) -> bytes:
+        parts, unreachable = await self._gather({"op": "metrics"})
+        self._last_metrics.update(parts)
+        for worker in unreachable:
+            if worker in self._last_metrics:
+                parts[worker] = self._last_metrics[worker]
+        parts[self._cluster.worker] = _metrics_part(self._tracker)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(
+            _MergedCollector(self._backends, self._tracker, merge_metrics(parts), len(unreachable))
+        )
+        return generate_latest(registry)
