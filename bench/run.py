@@ -354,10 +354,13 @@ def run(plan: Plan, workdir: Path) -> report.Figures:
         timing = scenarios.stream_timing(
             targets, sse_req, rounds=plan.rounds, requests=plan.stream_requests, log=log
         )
-        workers = workers_throughput(
-            plan, workdir, upstreams, targets[-1], bodies, stack, targets[0].pids
+        tracked, nginx_pids = targets[-1], targets[0].pids
+        workers = compare(
+            "workers", WORKER_TARGETS, plan, workdir, upstreams, tracked, bodies, stack, nginx_pids
         )
-        access = access_log_throughput(plan, workdir, upstreams, targets[-1], bodies, stack)
+        access = compare(
+            "access log", ACCESS_LOG_TARGETS, plan, workdir, upstreams, tracked, bodies, stack
+        )
 
     held: list[Held] = []
     relayed: list[Held] = []
@@ -366,69 +369,43 @@ def run(plan: Plan, workdir: Path) -> report.Figures:
     return report.Figures(targets, tput, timing, held, workers, relayed, access)
 
 
-#: The workers comparison's targets: the one-process proxy, and --workers 2 both ways.
-WORKER_TARGETS = (
-    ("w2", "trioproxy, tracking on, 2 workers", 2, "inherit"),
-    ("w2r", "trioproxy, tracking on, 2 workers, SO_REUSEPORT", 2, "reuseport"),
+#: The workers comparison's variants: --workers 2 both ways (key, label, service options).
+WORKER_TARGETS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("w2", "trioproxy, tracking on, 2 workers", {"workers": 2, "sharing": "inherit"}),
+    (
+        "w2r",
+        "trioproxy, tracking on, 2 workers, SO_REUSEPORT",
+        {"workers": 2, "sharing": "reuseport"},
+    ),
+)
+
+#: The access log's variants, beside the default one (``on``: text, to its log file).
+ACCESS_LOG_TARGETS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("log-json", "trioproxy, tracking on, access log json", {"access_log": "json"}),
+    ("log-off", "trioproxy, tracking on, access log off", {"access_log": "off"}),
 )
 
 
-def workers_throughput(
+def compare(
+    what: str,
+    variants: tuple[tuple[str, str, dict[str, Any]], ...],
     plan: Plan,
     workdir: Path,
     upstreams: dict[str, str],
     one: Target,
     bodies: dict[bool, Path],
     stack: ExitStack,
-    nginx_pids: tuple[int, ...],
+    upstream_pids: tuple[int, ...] = (),
 ) -> report.Compared:
-    """Requests/s at 32 connections of ``one`` (tracking on, one process) against
-    ``--workers 2`` with an inherited socket and with ``SO_REUSEPORT``, alternating."""
+    """Requests/s at 32 connections of ``one`` (tracking on, one process, the defaults)
+    against each of ``variants`` (proxies started with those options), alternating
+    within each round. ``upstream_pids``: processes whose cores each run records."""
     targets = [one]
-    for key, label, count, sharing in WORKER_TARGETS:
-        proxy = proxy_service(
-            workdir, f"proxy-{key}", True, upstreams, workers=count, sharing=sharing
-        )
+    for key, label, options in variants:
+        proxy = proxy_service(workdir, f"proxy-{key}", True, upstreams, **options)
         stack.enter_context(proxy)
         targets.append(Target(key, label, proxy.port, one.json_path, one.sse_path, proxy.pids()))
-    log("workers: warming up")
-    scenarios.warm_up(targets[1:], bodies)
-    loads = [load for load in scenarios.LOADS if load.connections == 32]
-    tput = scenarios.throughput(
-        targets,
-        bodies,
-        rounds=plan.workers_rounds,
-        seconds=plan.wrk_seconds,
-        log=log,
-        loads=loads,
-        upstream_pids=nginx_pids,
-    )
-    return report.Compared(targets, tput)
-
-
-#: The access log's targets, beside the default one (``on``: text, to its log file).
-ACCESS_LOG_TARGETS = (
-    ("log-json", "trioproxy, tracking on, access log json", "json"),
-    ("log-off", "trioproxy, tracking on, access log off", "off"),
-)
-
-
-def access_log_throughput(
-    plan: Plan,
-    workdir: Path,
-    upstreams: dict[str, str],
-    one: Target,
-    bodies: dict[bool, Path],
-    stack: ExitStack,
-) -> report.Compared:
-    """The access log's cost: ``one`` (tracking on, ``--access-log text``, the default)
-    against ``--access-log json`` and ``off``, alternating, at 32 connections."""
-    targets = [one]
-    for key, label, mode in ACCESS_LOG_TARGETS:
-        proxy = proxy_service(workdir, f"proxy-{key}", True, upstreams, access_log=mode)
-        stack.enter_context(proxy)
-        targets.append(Target(key, label, proxy.port, one.json_path, one.sse_path, proxy.pids()))
-    log("access log: warming up")
+    log(f"{what}: warming up")
     scenarios.warm_up(targets[1:], bodies)
     tput = scenarios.throughput(
         targets,
@@ -437,6 +414,7 @@ def access_log_throughput(
         seconds=plan.wrk_seconds,
         log=log,
         loads=[load for load in scenarios.LOADS if load.connections == 32],
+        upstream_pids=upstream_pids,
     )
     return report.Compared(targets, tput)
 
