@@ -128,8 +128,8 @@ class AccessLog:
     A line is written whole with one ``write`` of a line-buffered stream, straight from
     the request's task: the logging module's records cost more than the rest of a quick
     request, and an access line needs none of their routing (the proxy's log level does
-    not hide it). The file is opened for appending, so a log rotator may move it
-    between lines; ``close`` closes it.
+    not hide it). The file is opened once, for appending, and never reopened: rotate it
+    in place (logrotate's ``copytruncate``); ``close`` closes it.
 
     Raises:
         OSError: the file cannot be opened for appending.

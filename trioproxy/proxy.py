@@ -211,9 +211,12 @@ class ProxyRoutes:
         call: Call | None = None
         out: ClientOut | None = None
         status: int | None = None
+        refused_tx = 0
         outcome = "refused"
         try:
-            call, names, status = await self._prepare_or_answer(request_route, scope, receive, send)
+            call, names, status, refused_tx = await self._prepare_or_answer(
+                request_route, scope, receive, send
+            )
             if call is None:
                 outcome = "cancelled" if status is None else "refused"
                 return
@@ -228,7 +231,7 @@ class ProxyRoutes:
             self.ended += 1
             if self.access_log is not None:
                 self.access_log.write(
-                    _entry(scope, request_route, arrived, call, out, status, outcome)
+                    _entry(scope, request_route, arrived, call, out, status, outcome, refused_tx)
                 )
 
     async def _prepare_or_answer(
@@ -237,8 +240,9 @@ class ProxyRoutes:
         scope: MutableMapping[str, Any],
         receive: Receive,
         send: Send,
-    ) -> tuple[Call | None, tuple[str, ...], int | None]:
-        """The routed call, or None once the request is answered (its status) or gone (None)."""
+    ) -> tuple[Call | None, tuple[str, ...], int | None, int]:
+        """The routed call, or None once the request is answered (its status and the bytes
+        of its error body) or gone (None, 0)."""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         try:
             if not is_authorized(headers, self.client_keys):
@@ -250,11 +254,11 @@ class ProxyRoutes:
             )
             call, names = self.prepare(request_route, headers, body, scope.get("query_string", b""))
         except _Disconnected:
-            return None, (), None
+            return None, (), None, 0
         except ProxyError as exc:
-            await send_error(send, request_route.api, exc)
-            return None, (), exc.status
-        return call, names, None
+            sent = await send_error(send, request_route.api, exc)
+            return None, (), exc.status, sent
+        return call, names, None, 0
 
     @property
     def in_flight_count(self) -> int:
@@ -287,6 +291,7 @@ def _entry(
     out: ClientOut | None,
     status: int | None,
     outcome: str,
+    refused_tx: int,
 ) -> AccessEntry:
     return entry_for(
         scope,
@@ -299,15 +304,17 @@ def _entry(
         session=call.session_id if call is not None else None,
         first_byte=out.first_byte if out is not None else None,
         bytes_rx=out.rx if out is not None else 0,
-        bytes_tx=out.tx if out is not None else 0,
+        bytes_tx=out.tx if out is not None else refused_tx,
     )
 
 
-async def send_error(send: Send, api: Api, exc: ProxyError) -> None:
-    """Answer ``exc`` as a complete JSON response in ``api``'s shape."""
+async def send_error(send: Send, api: Api, exc: ProxyError) -> int:
+    """Answer ``exc`` as a complete JSON response in ``api``'s shape; returns the body's
+    length (the bytes sent to the client, for the access log)."""
     body = error_body(api, exc)
     headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
     if isinstance(exc, MethodNotAllowed):
         headers.append((b"allow", b"POST"))
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+    return len(body)
