@@ -4,11 +4,12 @@ on the file at once, and nothing after it is closed."""
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from trioproxy.accesslog import AccessEntry, AccessLog
+from trioproxy.accesslog import AccessEntry, AccessLog, format_json
 
 
 def entry(session: str) -> AccessEntry:
@@ -50,3 +51,9 @@ def test_text_lines_go_to_stderr_without_a_file(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert err.startswith("2023-11-14T22:13:20.250Z client=127.0.0.1:5000 POST /v1/chat/")
     assert err.endswith("session=s1 duration=1.500 ttfb=0.250 rx=10 tx=9 outcome=completed\n")
+
+
+def test_a_json_line_has_every_field_of_the_entry_with_its_value() -> None:
+    line = json.loads(format_json(entry('s-"1"\n')))
+    want = {field.name: getattr(entry('s-"1"\n'), field.name) for field in fields(AccessEntry)}
+    assert line == {"timestamp": "2023-11-14T22:13:20.250Z", **want}

@@ -258,9 +258,11 @@ async def test_an_access_log_line_per_request_for_every_outcome(
                 },
                 headers={"authorization": f"Bearer {CLIENT_KEY}", "x-session-id": "s-42"},
             )
-            await client.post("/v1/nothing/here", json={})  # not a proxy route: logged too
-            await client.post(CHAT, content=b"{not json")
-            await client.get(CHAT)
+            refused = [
+                await client.post("/v1/nothing/here", json={}),  # not a proxy route: logged too
+                await client.post(CHAT, content=b"{not json"),
+                await client.get(CHAT),
+            ]
         # A line is written once the request's task ends, just after its last byte.
         await trio.testing.wait_all_tasks_blocked()
     lines = log_file.read_text().splitlines()
@@ -293,6 +295,9 @@ async def test_an_access_log_line_per_request_for_every_outcome(
     assert ok["ttfb"] is not None and ok["duration"] >= ok["ttfb"]
     assert (entries[6]["path"], entries[6]["endpoint"]) == ("/v1/nothing/here", "-")
     assert entries[7]["instance"] is None and entries[7]["model"] is None
+    # A refusal's error body is counted as sent, on a proxy route as on the others.
+    assert [e["bytes_tx"] for e in entries[6:]] == [len(r.content) for r in refused]
+    assert all(r.content for r in refused)
     text = "\n".join(lines)
     for secret in (secret_body, CLIENT_KEY, BACKEND_KEY, "sk-in-the-query"):
         assert secret not in text

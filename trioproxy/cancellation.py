@@ -30,18 +30,29 @@ class Attempt:
     (an operator's cancel), the shutdown deadline :meth:`shut_down`, the disconnect
     watcher :meth:`disconnect`. The first reason wins;
     the relay reads it after the attempt's scope has unwound.
+
+    The scope is the attempt's nursery's own (:meth:`bind`), not one more around it: a
+    cancel scope per request is a measurable part of a quick request's cost. A stop that
+    comes before the scope is bound cancels it as it is bound.
     """
 
-    __slots__ = ("reason", "scope")
+    __slots__ = ("_scope", "reason")
 
     def __init__(self) -> None:
         self.reason: Stop | None = None
-        self.scope = trio.CancelScope()
+        self._scope: trio.CancelScope | None = None
+
+    def bind(self, scope: trio.CancelScope) -> None:
+        """Make ``scope`` the one a stop cancels (cancelled at once if one came already)."""
+        self._scope = scope
+        if self.reason is not None:
+            scope.cancel()
 
     def _stop(self, reason: Stop) -> None:
         if self.reason is None:
             self.reason = reason
-        self.scope.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
 
     def cancel_as_stale(self) -> None:
         """Cancel as stale (the tracker's sweeper)."""

@@ -9,7 +9,7 @@ in the route's API's own error shape; nothing here raises to the server.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import trio
@@ -74,24 +74,64 @@ async def read_body(
                 raise BadRequest("Content-Length is not a number.") from None
             if declared > limit:
                 raise PayloadTooLarge(f"Request body over the limit of {limit} bytes.")
-    parts: list[bytes] = []
-    size = 0
+    body = _Body(limit)
+    ready = _queued(receive)
+    if ready is not None:
+        # What has arrived is taken without a timer: a body sent with its headers is
+        # read without the cancel scope of a deadline, which costs more than the reading.
+        try:
+            while not body.add(ready()):
+                pass
+            return body.value()
+        except trio.WouldBlock:
+            pass
     try:
         with trio.fail_after(timeout):
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise _Disconnected
-                chunk = message.get("body", b"")
-                if chunk:
-                    size += len(chunk)
-                    if size > limit:
-                        raise PayloadTooLarge(f"Request body over the limit of {limit} bytes.")
-                    parts.append(chunk)
-                if not message.get("more_body", False):
-                    return b"".join(parts)
+            while not body.add(await receive()):
+                pass
+            return body.value()
     except trio.TooSlowError:
         raise RequestTimeout(f"The request body did not arrive within {timeout:g} s.") from None
+
+
+def _queued(receive: Receive) -> Callable[[], Any] | None:
+    """``receive_nowait`` of the memory channel behind ``receive``, if it is one (hypercorn's
+    Trio worker hands the app ``MemoryReceiveChannel.receive``); None for any other."""
+    channel = getattr(receive, "__self__", None)
+    if isinstance(channel, trio.MemoryReceiveChannel):
+        return channel.receive_nowait
+    return None
+
+
+class _Body:
+    """The parts of a request body read so far, checked against the limit."""
+
+    __slots__ = ("limit", "parts", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, message: Mapping[str, Any]) -> bool:
+        """Take one ASGI message; True once the body is complete.
+
+        Raises:
+            PayloadTooLarge: the body is over the limit.
+            _Disconnected: the message says the client hung up.
+        """
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            self.size += len(chunk)
+            if self.size > self.limit:
+                raise PayloadTooLarge(f"Request body over the limit of {self.limit} bytes.")
+            self.parts.append(chunk)
+        return not message.get("more_body", False)
+
+    def value(self) -> bytes:
+        return b"".join(self.parts)
 
 
 def parse_payload(body: bytes) -> dict[str, Any]:
@@ -211,9 +251,12 @@ class ProxyRoutes:
         call: Call | None = None
         out: ClientOut | None = None
         status: int | None = None
+        refused_tx = 0
         outcome = "refused"
         try:
-            call, names, status = await self._prepare_or_answer(request_route, scope, receive, send)
+            call, names, status, refused_tx = await self._prepare_or_answer(
+                request_route, scope, receive, send
+            )
             if call is None:
                 outcome = "cancelled" if status is None else "refused"
                 return
@@ -228,7 +271,7 @@ class ProxyRoutes:
             self.ended += 1
             if self.access_log is not None:
                 self.access_log.write(
-                    _entry(scope, request_route, arrived, call, out, status, outcome)
+                    _entry(scope, request_route, arrived, call, out, status, outcome, refused_tx)
                 )
 
     async def _prepare_or_answer(
@@ -237,8 +280,9 @@ class ProxyRoutes:
         scope: MutableMapping[str, Any],
         receive: Receive,
         send: Send,
-    ) -> tuple[Call | None, tuple[str, ...], int | None]:
-        """The routed call, or None once the request is answered (its status) or gone (None)."""
+    ) -> tuple[Call | None, tuple[str, ...], int | None, int]:
+        """The routed call, or None once the request is answered (its status and the bytes
+        of its error body) or gone (None, 0)."""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         try:
             if not is_authorized(headers, self.client_keys):
@@ -250,11 +294,11 @@ class ProxyRoutes:
             )
             call, names = self.prepare(request_route, headers, body, scope.get("query_string", b""))
         except _Disconnected:
-            return None, (), None
+            return None, (), None, 0
         except ProxyError as exc:
-            await send_error(send, request_route.api, exc)
-            return None, (), exc.status
-        return call, names, None
+            sent = await send_error(send, request_route.api, exc)
+            return None, (), exc.status, sent
+        return call, names, None, 0
 
     @property
     def in_flight_count(self) -> int:
@@ -287,6 +331,7 @@ def _entry(
     out: ClientOut | None,
     status: int | None,
     outcome: str,
+    refused_tx: int,
 ) -> AccessEntry:
     return entry_for(
         scope,
@@ -299,15 +344,17 @@ def _entry(
         session=call.session_id if call is not None else None,
         first_byte=out.first_byte if out is not None else None,
         bytes_rx=out.rx if out is not None else 0,
-        bytes_tx=out.tx if out is not None else 0,
+        bytes_tx=out.tx if out is not None else refused_tx,
     )
 
 
-async def send_error(send: Send, api: Api, exc: ProxyError) -> None:
-    """Answer ``exc`` as a complete JSON response in ``api``'s shape."""
+async def send_error(send: Send, api: Api, exc: ProxyError) -> int:
+    """Answer ``exc`` as a complete JSON response in ``api``'s shape; returns the body's
+    length (the bytes sent to the client, for the access log)."""
     body = error_body(api, exc)
     headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
     if isinstance(exc, MethodNotAllowed):
         headers.append((b"allow", b"POST"))
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+    return len(body)

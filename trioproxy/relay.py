@@ -1,8 +1,8 @@
 """One proxied request, from a routed call to the last byte handed to the client.
 
-Each attempt (one per instance tried, at most MAX_ATTEMPTS) owns one cancel scope,
-:attr:`Attempt.scope`, created with it. Inside it a nursery holds everything the attempt
-opened: the upstream response (``async with``, so it is closed on every way out) and the
+Each attempt (one per instance tried, at most MAX_ATTEMPTS) owns one nursery, whose
+cancel scope its :class:`~.cancellation.Attempt` handle cancels. It holds everything the
+attempt opened: the upstream response (``async with``, so it is closed on every way out) and the
 task that watches for the client hanging up. That task starts with a stream, or once the
 connector says the exchange may take long (it queues, dials, or has waited 0.1 s for the
 backend): a quick JSON answer is relayed without it, since a task costs more than the
@@ -338,27 +338,27 @@ async def _attempt(
         with registration as meter:
             out.meter = meter
             retry = False
-            with attempt.scope:
-                async with trio.open_nursery() as nursery:
-                    watch = _Watch(nursery, receive, attempt, out)
-                    if call.streaming:
-                        watch()
-                    try:
-                        await _exchange(
-                            call,
-                            request,
-                            crossing,
-                            instance,
-                            out,
-                            meter,
-                            watch,
-                            may_retry=may_retry,
-                        )
-                    except _Retry:
-                        # Raised out of the nursery it would arrive wrapped in a group.
-                        retry = True
-                    if watch.started:
-                        nursery.cancel_scope.cancel()  # the watcher is no longer needed
+            async with trio.open_nursery() as nursery:
+                attempt.bind(nursery.cancel_scope)
+                watch = _Watch(nursery, receive, attempt, out)
+                if call.streaming:
+                    watch()
+                try:
+                    await _exchange(
+                        call,
+                        request,
+                        crossing,
+                        instance,
+                        out,
+                        meter,
+                        watch,
+                        may_retry=may_retry,
+                    )
+                except _Retry:
+                    # Raised out of the nursery it would arrive wrapped in a group.
+                    retry = True
+                if watch.started:
+                    nursery.cancel_scope.cancel()  # the watcher is no longer needed
             end = ending(attempt.reason, complete=out.complete, retry=retry)
             if end is Ending.DONE:
                 return

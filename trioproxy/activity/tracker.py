@@ -40,6 +40,7 @@ from .snapshot import (
     InstanceActivity,
     InstanceMetrics,
     LifetimeCounters,
+    Outcome,
 )
 from .sweeper import cancel_stale, run_periodically, sweep_period
 
@@ -48,25 +49,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_STALE_TIMEOUT = 300.0
 DEFAULT_HISTORY = 200
 
-# A finished request as the history keeps it: FinishedRequest's fields, so a release
-# costs one tuple; `recent()` makes the objects.
-_Finished = tuple[
-    str,
-    str,
-    str,
-    str,
-    float,
-    float,
-    float | None,
-    int | None,
-    int,
-    int,
-    str,
-    str | None,
-    str | None,
-    bool,
-    str,
-]
+# A finished request as the history keeps it: its meter (which no longer changes once
+# released), its outcome, start (epoch), duration and first-byte time, so a release
+# costs one small tuple; `recent()` makes the FinishedRequest objects.
+_Finished = tuple[RequestMeter, Outcome, float, float, float | None]
 
 
 class ActivityTracker:
@@ -210,12 +196,30 @@ class ActivityTracker:
         with self._lock:
             kept = list(self._history)
         out: list[FinishedRequest] = []
-        for row in reversed(kept):
-            if instance is not None and row[0] != instance:
+        for meter, ended, started_at, duration, ttfb in reversed(kept):
+            if instance is not None and meter.instance != instance:
                 continue
             if limit is not None and len(out) >= limit:
                 break
-            out.append(FinishedRequest(*row))
+            out.append(
+                FinishedRequest(
+                    meter.instance,
+                    meter.session_id,
+                    meter.endpoint,
+                    meter.model,
+                    started_at,
+                    duration,
+                    ttfb,
+                    meter.status,
+                    meter.bytes_rx,
+                    meter.bytes_tx,
+                    ended.value,
+                    reason(meter, ended),
+                    error_message(meter),
+                    meter.translated,
+                    meter.backend_api,
+                )
+            )
         return out
 
     def metrics(self) -> list[InstanceMetrics]:
@@ -384,23 +388,7 @@ class ActivityTracker:
         duration = now - offset - meter.started
         first_byte = meter.first_byte
         ttfb = None if first_byte is None else first_byte - meter.started
-        finished: _Finished = (
-            meter.instance,
-            meter.session_id,
-            meter.endpoint,
-            meter.model,
-            meter.started + offset,
-            duration,
-            ttfb,
-            meter.status,
-            meter.bytes_rx,
-            meter.bytes_tx,
-            outcome.value,
-            reason(meter, outcome),
-            error_message(meter),
-            meter.translated,
-            meter.backend_api,
-        )
+        finished: _Finished = (meter, outcome, meter.started + offset, duration, ttfb)
         with self._lock:
             record = self._instances[meter.instance]
             del connection.meters[meter]
