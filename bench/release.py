@@ -1,0 +1,160 @@
+"""Release of many streams at once, alone and optionally under py-spy: issue 14's open part.
+
+Starts the slow upstream and one ``trioproxy`` (tracking on, this tree), opens
+``--streams`` (5,000) slow streams through it with the bench's own client, holds them a
+few seconds, hangs them all up, and prints how long until ``GET
+/v1/diagnostics/activity`` says no connection is left. With ``--py-spy``, ``py-spy
+record`` (``pip install py-spy``; attaching needs ptrace rights) samples the proxy from
+just before the hang-up for ``--spy-seconds`` and the script prints the frames with the
+most samples, own and inclusive; the raw stacks stay in ``--out``.
+
+It is the fast loop for the release (a minute a try), where ``run.py``'s concurrency
+scenario is the measurement of record. Extra arguments after ``--`` go to ``trioproxy``
+(for example ``-- --access-log off``).
+
+Run: ``python bench/release.py [--streams N] [--py-spy] [--spy-seconds S] [--out DIR]
+[-- PROXY ARGS]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import trio
+from bodies import SLOW_MODEL, request_body
+from clients import hold_streams
+from procs import LOOPBACK, Service, free_port, python_argv, raise_fd_limit
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+HOLD = 3.0  # seconds the streams are held before the hang-up
+CHUNK_RATE = 1000  # chunks/s over all streams, as run.py's concurrency scenario
+
+
+async def release_seconds(port: int, count: int, on_hold: Callable[[], None] | None) -> float:
+    """Hold ``count`` streams through the proxy on ``port``, call ``on_hold`` just before
+    hanging up, and return the seconds until its tracker holds no connection."""
+    interval = count / CHUNK_RATE
+    body = request_body(
+        SLOW_MODEL, stream=True, bench_chunks=int(120 / interval), bench_delay=interval
+    )
+
+    async def while_held() -> None:
+        await trio.sleep(HOLD)
+        if on_hold is not None:
+            on_hold()
+            await trio.sleep(1)  # py-spy attaches
+
+    result = await hold_streams(
+        LOOPBACK,
+        port,
+        "/v1/chat/completions",
+        [body],
+        count,
+        while_held=while_held,
+        ramp_timeout=90,
+    )
+    hung_up = time.monotonic()
+    print(f"{result.opened:,} streams opened in {result.ramp_seconds:.1f} s", flush=True)
+    async with httpx.AsyncClient(timeout=30) as client:
+        url = f"http://{LOOPBACK}:{port}/v1/diagnostics/activity"
+        while True:
+            try:
+                if (await client.get(url)).json().get("total_active_connections") == 0:
+                    return time.monotonic() - hung_up
+            except httpx.HTTPError:
+                pass
+            await trio.sleep(0.02)
+
+
+def top_frames(raw: Path, most: int = 25) -> None:
+    """Print the frames with the most samples in py-spy's raw (collapsed) output."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, number = line.rpartition(" ")
+        frames = stack.split(";")
+        own[frames[-1]] += int(number)
+        for frame in set(frames):
+            inclusive[frame] += int(number)
+    print("own samples:")
+    for frame, n in own.most_common(most):
+        print(f"{n:7d}  {frame}")
+    print("inclusive samples (trioproxy, hypercorn, h11):")
+    shown = [
+        (f, n)
+        for f, n in inclusive.most_common()
+        if any(k in f for k in ("trioproxy", "hypercorn", "h11"))
+    ]
+    for frame, n in shown[:most]:
+        print(f"{n:7d}  {frame}")
+
+
+def main() -> None:
+    """Run one release and print its time (and the profile, with ``--py-spy``)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=5000)
+    parser.add_argument("--py-spy", action="store_true")
+    parser.add_argument("--spy-seconds", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("proxy_args", nargs="*")
+    args = parser.parse_args()
+    raise_fd_limit()
+    work = Path(tempfile.mkdtemp(prefix="trioproxy-release-"))
+    out = args.out or work
+    out.mkdir(parents=True, exist_ok=True)
+    slow_port, port = free_port(), free_port()
+    config = work / "proxy.yaml"
+    config.write_text(
+        "backends:\n  - name: slow\n    type: openai\n"
+        f"    base_url: http://{LOOPBACK}:{slow_port}/v1\n    models: [{SLOW_MODEL}]\n"
+    )
+    proxy_argv = [
+        sys.executable,
+        "-m",
+        "trioproxy",
+        "--port",
+        str(port),
+        "-c",
+        str(config),
+        "--enable-activity-tracking",
+        "--log-level",
+        "warning",
+        *args.proxy_args,
+    ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    slow = Service(
+        "slow",
+        python_argv(HERE / "slow_upstream.py", "--port", str(slow_port)),
+        slow_port,
+        work / "slow.log",
+    )
+    proxy = Service("proxy", proxy_argv, port, work / "proxy.log", env=env)
+    spies: list[subprocess.Popen[bytes]] = []
+
+    def start_spy() -> None:
+        argv = ["py-spy", "record", "--pid", str(proxy.pid), "--nonblocking", "-r", "250"]
+        argv += ["-d", f"{args.spy_seconds:g}", "-f", "raw", "-o", str(out / "release.txt")]
+        spies.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    with slow, proxy:
+        seconds = trio.run(release_seconds, port, args.streams, start_spy if args.py_spy else None)
+        print(f"released after {seconds:.2f} s", flush=True)
+        for spy in spies:
+            spy.wait()
+    if spies:
+        top_frames(out / "release.txt")
+        print(f"raw stacks: {out / 'release.txt'}")
+
+
+if __name__ == "__main__":
+    main()
