@@ -355,6 +355,18 @@ async def test_a_connection_failure_fails_over_and_the_last_one_is_answered_502(
 # -- cancellations ----------------------------------------------------------------------------
 
 
+async def test_an_attempt_cancels_the_scope_it_is_bound_to_whenever_it_is_stopped() -> None:
+    early, late = Attempt(), Attempt()
+    early.cancel_as_stale()  # before its nursery exists: cancelled as it is bound
+    early.bind(before := trio.CancelScope())
+    late.bind(after := trio.CancelScope())
+    assert not after.cancel_called
+    late.disconnect()
+    late.shut_down()  # the first reason wins
+    assert (before.cancel_called, early.reason) == (True, Stop.STALE)
+    assert (after.cancel_called, late.reason) == (True, Stop.DISCONNECT)
+
+
 async def test_a_hang_up_mid_stream_closes_the_upstream_and_counts_cancelled() -> None:
     never = trio.Event()
     inst, connector = instance("o", Script(steps=[b"data: 1\n\n", never]))
