@@ -433,6 +433,34 @@ async def test_a_translated_stream_cut_mid_way_ends_with_claudes_error_event(
     assert instance(doc, "openai.1")["activity"]["lifetime"]["errors"] == 1
 
 
+async def test_a_backend_that_breaks_after_the_translated_stream_ended_spoils_nothing(
+    nursery: trio.Nursery, fake: FakeUpstream
+) -> None:
+    events = (
+        chat_chunk({"role": "assistant", "content": ""}),
+        chat_chunk({"content": "All of it."}),
+        chat_chunk({}, "stop"),
+        b"data: [DONE]\n\n",
+    )
+    async with _proxy(nursery, fake) as proxy:
+        # Every event, then the connection closes without the body's last chunk.
+        fake.script(Scenario(events=events, cut_after=len(events)))
+        body = {
+            "model": "openai.1:gpt-fake",
+            "max_tokens": 5,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        }
+        async with httpx.AsyncClient(timeout=None) as http:
+            raw = await http.post(proxy.url + "/v1/messages", json=body)
+        doc = await proxy.diagnostics()
+    assert raw.content.rstrip().endswith(b'data: {"type":"message_stop"}')
+    assert b"event: error" not in raw.content
+    life = instance(doc, "openai.1")["activity"]["lifetime"]
+    assert (life["completed"], life["errors"]) == (1, 0)
+    assert life["bytes_rx"] == fake.bytes_sent
+
+
 async def test_a_translated_connection_says_so_while_in_flight(
     nursery: trio.Nursery, fake: FakeUpstream
 ) -> None:

@@ -112,6 +112,9 @@ class ClientOut:
             self.meter.add_tx(len(chunk))
 
     async def end(self) -> None:
+        """End the response (once: a second call sends nothing)."""
+        if self.phase is Phase.CLOSED:
+            return
         self.phase = Phase.CLOSED
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -169,11 +169,18 @@ async def relay_body(
             out.failed("the translated stream ended with an error")
     if held:
         await out.body(held)
-    if translator is not None:
-        # The client's stream has ended; what the backend still sends (its `[DONE]`,
-        # say) is read and counted, so bytes_rx stays exact and the connection reusable.
-        async for chunk in chunks:
-            out.received(len(chunk))
+    if translator is not None and not translator.failed:
+        # The client's stream has ended, so end its response before reading on: a hang-up,
+        # a sweep or a failing backend from here on cannot add to or spoil it. What the
+        # backend still sends (its `[DONE]`, say) is read and counted, so bytes_rx stays
+        # exact and the connection reusable. (After a failed translation the rest is not
+        # waited for: the connection is discarded unread.)
+        await out.end()
+        try:
+            async for chunk in chunks:
+                out.received(len(chunk))
+        except UpstreamError as exc:
+            log.debug("after the translated stream ended: %s", exc.message)
 
 
 async def _read_all(chunks: AsyncIterator[bytes], out: ClientOut) -> bytes:
