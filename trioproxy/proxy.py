@@ -263,7 +263,7 @@ class ProxyRoutes:
             out = ClientOut(send, call.session_id)
             candidates = [self.backends[name] for name in names]
             await relay(call, candidates, receive, out, self.tracker, self.in_flight)
-            status, outcome = out.status, out.outcome
+            outcome = out.outcome
         except BaseException as exc:
             outcome = "cancelled" if _only_cancelled(exc) else "error"
             raise
@@ -336,7 +336,8 @@ def _entry(
     return entry_for(
         scope,
         arrived,
-        status=status,
+        # The status the client got, also when the relay raised (a shutdown's cut stream).
+        status=out.status if out is not None else status,
         outcome=outcome,
         endpoint=request_route.endpoint.value,
         instance=out.instance if out is not None else None,
