@@ -27,12 +27,10 @@ import trio
 from tests.fdcount import open_fds, wait_for_fds
 from tests.proxyprocess import trioproxy_process
 from tests.proxyutil import mock_spec, running_proxy
+from trioproxy.asgi import Receive, Scope, Send
 from trioproxy.server import hypercorn_config
 from trioproxy.serving import (
     AcceptErrorFilter,
-    Receive,
-    Scope,
-    Send,
     ambiguous_framing,
     serve_app,
 )

@@ -20,13 +20,13 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, TextIO
+from typing import Any, TextIO
 
 import orjson
 import trio
 
-AccessLogFormat = Literal["text", "json", "off"]
-ACCESS_LOG_FORMATS: tuple[AccessLogFormat, ...] = ("text", "json", "off")
+#: The values of ``--access-log``.
+ACCESS_LOG_FORMATS = ("text", "json", "off")
 _PLAIN = re.compile(r"[A-Za-z0-9._:/@+\-]+")
 
 
@@ -158,12 +158,12 @@ class AccessLog:
         OSError: the file cannot be opened for appending.
     """
 
-    def __init__(self, fmt: Literal["text", "json"], path: str | None = None) -> None:
+    def __init__(self, fmt: str, path: str | None = None) -> None:
+        """``fmt`` is ``json`` or ``text`` (``off`` is no AccessLog at all)."""
         self._format = format_json if fmt == "json" else format_text
         self._file: TextIO | None = (
             open(path, "a", encoding="utf-8", buffering=1) if path is not None else None  # noqa: SIM115 - closed by close()
         )
-        self._path = path
 
     def write(self, entry: AccessEntry) -> None:
         """Write one line for ``entry``."""

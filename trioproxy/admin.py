@@ -35,12 +35,15 @@ FORBIDDEN = (
 _PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _json(payload: Any, status: int = 200) -> Response:
+def json_response(payload: Any, status: int = 200) -> Response:
+    """``payload`` as a JSON response (the Quart routes' answers)."""
     return Response(json.dumps(payload), status=status, content_type="application/json")
 
 
 def _error(status: int, message: str, error_type: str, code: str) -> Response:
-    return _json(error_payload(Api.OPENAI, message, error_type=error_type, code=code), status)
+    return json_response(
+        error_payload(Api.OPENAI, message, error_type=error_type, code=code), status
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +123,7 @@ def add_admin_routes(quart: QuartTrio, view: AdminView, admin_keys: tuple[bytes,
 
     @quart.get("/v1/diagnostics/activity")
     async def get_activity() -> Response:
-        return refused() or _json(await view.activity())
+        return refused() or json_response(await view.activity())
 
     @quart.get("/v1/diagnostics/recent")
     async def get_recent() -> Response:
@@ -137,7 +140,7 @@ def add_admin_routes(quart: QuartTrio, view: AdminView, admin_keys: tuple[bytes,
             if limit < 0:
                 message = f"limit must be an integer of 0 or more, not {limit_text!r}."
                 return _error(400, message, "invalid_request_error", "bad_request")
-        return _json(await view.recent(limit, request.args.get("instance")))
+        return json_response(await view.recent(limit, request.args.get("instance")))
 
     @quart.post("/v1/diagnostics/cancel")
     async def cancel() -> Response:
@@ -161,7 +164,7 @@ def add_admin_routes(quart: QuartTrio, view: AdminView, admin_keys: tuple[bytes,
             message = f"No active connection of session {session!r} on instance {instance!r}{why}."
             return _error(404, message, "invalid_request_error", "not_found")
         answer = {"instance": instance, "session_id": session, "cancelled": done.cancelled}
-        return _json({**answer, **done.fields})
+        return json_response({**answer, **done.fields})
 
     @quart.get("/metrics")
     async def metrics() -> Response:

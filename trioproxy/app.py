@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from . import __version__
 from .accesslog import AccessLog, entry_for
 from .activity import ActivityTracker, set_activity_tracker
-from .admin import AdminView, LocalView, add_admin_routes
+from .admin import AdminView, LocalView, add_admin_routes, json_response
 from .asgi import Receive, Send
 from .auth import is_authorized
 from .backends.instance import Backends
@@ -133,10 +133,6 @@ class TrioProxyApp:
             log.write(entry_for(scope, arrived, status=status, outcome=outcome, bytes_tx=sent))
 
 
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(json.dumps(payload), status=status, content_type="application/json")
-
-
 def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioProxyApp:
     """Build the proxy for ``settings``: backends, tracker (if enabled), routes, lifespan.
 
@@ -154,7 +150,7 @@ def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioPro
         else None
     )
     access_log = (
-        AccessLog(settings.access_log, settings.access_log_file)  # type: ignore[arg-type]
+        AccessLog(settings.access_log, settings.access_log_file)
         if settings.access_log != "off"
         else None
     )
@@ -216,7 +212,7 @@ def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioPro
     @quart.get("/v1/models")
     async def get_models() -> Response:
         api = _models_api()
-        return _unauthorized(api) or _json(model_list(backends, api))
+        return _unauthorized(api) or json_response(model_list(backends, api))
 
     @quart.get("/v1/models/<path:model_id>")
     async def get_model(model_id: str) -> Response:
@@ -228,15 +224,15 @@ def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioPro
         if entry is None:
             missing = NotFound(f"No configured backend lists the model '{model_id}'.")
             return Response(error_body(api, missing), status=404, content_type="application/json")
-        return _json(entry)
+        return json_response(entry)
 
     @quart.route("/", methods=["GET", "HEAD"])
     async def index() -> Response:
-        return _json({"name": "trioproxy", "version": __version__, "status": "ok"})
+        return json_response({"name": "trioproxy", "version": __version__, "status": "ok"})
 
     @quart.get("/health")
     async def health() -> Response:
-        return _json({"status": "ok"})
+        return json_response({"status": "ok"})
 
     @quart.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
@@ -250,7 +246,7 @@ def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioPro
         else:
             code = exc.name.lower().replace(" ", "_")
             payload = error_payload(api, message, error_type="invalid_request_error", code=code)
-        response = _json(payload, status)
+        response = json_response(payload, status)
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response

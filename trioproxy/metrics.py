@@ -23,11 +23,17 @@ from prometheus_client.registry import Collector
 
 from . import __version__
 from .activity import ActivityTracker
-from .activity.snapshot import HistogramCounts, InstanceMetrics
+from .activity.snapshot import (
+    LIFETIME_FIELDS,
+    OUTCOME_COUNTERS,
+    HistogramCounts,
+    InstanceMetrics,
+)
 from .backends.instance import Backends
 
 #: The ``outcome`` label of ``trioproxy_requests_total``, and the lifetime counter of each.
-OUTCOMES = {"completed": "completed", "error": "errors", "cancelled": "cancelled", "stale": "stale"}
+#: Derived from the lifetime counters, so a new outcome's counter is served without an edit.
+OUTCOMES = {outcome.value: LIFETIME_FIELDS[i] for outcome, i in OUTCOME_COUNTERS.items()}
 
 
 def _buckets(histogram: HistogramCounts) -> list[tuple[str, float]]:

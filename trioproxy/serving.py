@@ -29,8 +29,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import hypercorn.trio
 import hypercorn.trio.run
@@ -39,14 +38,10 @@ from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.trio.tcp_server import TCPServer
 
+from .asgi import Asgi, Receive, Scope, Send
 from .client_out import JSON_HEADERS
 from .errors import BadRequest, error_body
 from .routes import api_of_path
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 ACCEPT_LOGGER = "trio.serve_listeners"
 

@@ -11,6 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .accesslog import ACCESS_LOG_FORMATS
 from .options import (
     BOOLEAN,
     HEADER_NAMES,
@@ -189,7 +190,7 @@ class Settings:
     access_log: str = option(
         "text",
         env="TRIOPROXY_ACCESS_LOG",
-        kind=choice("text", "json", "off"),
+        kind=choice(*ACCESS_LOG_FORMATS),
         metavar="FORMAT",
         help="a line per finished request: text, json or off",
     )

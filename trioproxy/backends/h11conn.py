@@ -219,10 +219,6 @@ class H11Connection:
             return bool(self._poll.poll(0))
         return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
 
-    async def aclose(self) -> None:
-        """Close at once, without any graceful shutdown; safe under cancellation."""
-        await trio.aclose_forcefully(self._stream)
-
     def close(self) -> None:
         """Close the socket synchronously, at once; for a connection no task is using."""
         self._socket.close()
