@@ -13,6 +13,8 @@ purpose (bump with the versions in the development venv).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -66,20 +68,16 @@ def clients(session: nox.Session) -> None:
     downloads): the Codex CLI, Claude Code, ``llm``, langchain-openai and litellm.
 
     The Python tools (pinned in tests/clients/requirements.txt) go into this session's
-    environment; the npm tools (pinned in tests/clients/conftest.py) into
+    environment; the npm tools (pinned in tests/clients/tools.py) into
     ``.nox/clients-npm`` on first use, reused while their version is there. A tool that
     cannot be installed skips, saying why. ``nox -s clients -- -k codex`` runs one.
     """
     session.install("-e", ".[test]")
     # A tool pip cannot install (no registry, a yanked pin) skips its test, saying so; the
-    # rest still run.
-    session.run(
-        "python",
-        "-m",
-        "pip",
-        "install",
-        "-r",
-        "tests/clients/requirements.txt",
-        success_codes=[0, 1],
-    )
+    # rest still run. One pin at a time: pip resolves a whole file before installing any
+    # of it, so one bad pin would leave every tool out.
+    for line in Path("tests/clients/requirements.txt").read_text().splitlines():
+        pin = line.split("#", 1)[0].strip()
+        if pin:
+            session.run("python", "-m", "pip", "install", pin, success_codes=[0, 1])
     session.run("pytest", "tests/clients", *session.posargs)
