@@ -11,29 +11,40 @@ import hmac
 from collections.abc import Iterable, Sequence
 
 
-def presented_keys(headers: Iterable[tuple[bytes, bytes]]) -> list[bytes]:
-    """The keys a request presents, from ``authorization`` (Bearer) and ``x-api-key``."""
+def _bearer(value: bytes) -> bytes | None:
+    """The key of an ``Authorization: Bearer <key>`` value, else None."""
+    scheme, _, token = value.strip().partition(b" ")
+    token = token.strip()
+    return token if scheme.lower() == b"bearer" and token else None
+
+
+def presented_keys(
+    headers: Iterable[tuple[bytes, bytes]], *, bearer_only: bool = False
+) -> list[bytes]:
+    """The keys a request presents, from ``authorization`` (Bearer) and ``x-api-key``
+    (not with ``bearer_only``)."""
     keys = []
     for name, value in headers:
         if name == b"authorization":
-            scheme, _, token = value.strip().partition(b" ")
-            if scheme.lower() == b"bearer" and token.strip():
-                keys.append(token.strip())
-        elif name == b"x-api-key" and value.strip():
+            if (token := _bearer(value)) is not None:
+                keys.append(token)
+        elif name == b"x-api-key" and not bearer_only and value.strip():
             keys.append(value.strip())
     return keys
 
 
-def is_authorized(headers: Iterable[tuple[bytes, bytes]], allowed: Sequence[bytes]) -> bool:
-    """Whether a presented key is one of ``allowed`` (always true when none are set)."""
-    if not allowed:
-        return True
+def _one_of(keys: Iterable[bytes], allowed: Sequence[bytes]) -> bool:
     found = False
-    for key in presented_keys(headers):
+    for key in keys:
         for candidate in allowed:
             # Compare against every key so timing says nothing about which one matched.
             found |= hmac.compare_digest(key, candidate)
     return found
+
+
+def is_authorized(headers: Iterable[tuple[bytes, bytes]], allowed: Sequence[bytes]) -> bool:
+    """Whether a presented key is one of ``allowed`` (always true when none are set)."""
+    return not allowed or _one_of(presented_keys(headers), allowed)
 
 
 def bearer_key_is(headers: Iterable[tuple[bytes, bytes]], allowed: Sequence[bytes]) -> bool:
@@ -41,13 +52,4 @@ def bearer_key_is(headers: Iterable[tuple[bytes, bytes]], allowed: Sequence[byte
 
     For the admin routes, which take no ``x-api-key``. Compared in constant time.
     """
-    found = False
-    for name, value in headers:
-        if name != b"authorization":
-            continue
-        scheme, _, token = value.strip().partition(b" ")
-        if scheme.lower() != b"bearer" or not token.strip():
-            continue
-        for candidate in allowed:
-            found |= hmac.compare_digest(token.strip(), candidate)
-    return found
+    return _one_of(presented_keys(headers, bearer_only=True), allowed)
