@@ -25,6 +25,7 @@ from trioproxy.translate import (
     CHAT_FIELDS,
     MESSAGES_FIELDS,
     UntranslatableField,
+    fields,
     translate_request,
 )
 from trioproxy.translate.fields import markdown_table
@@ -562,6 +563,22 @@ def test_an_unknown_top_level_field_is_left_out_with_a_warning(
         out = to_chat(messages_req(frequency_penalty=1, some_future_hint={"x": 1}))
     assert "frequency_penalty" not in out and "some_future_hint" not in out
     assert "unknown field 'some_future_hint'" in caplog.text
+
+
+def test_unknown_fields_are_warned_of_once_each_and_at_most_so_many(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fields, "_WARNED", set())
+    monkeypatch.setattr(fields, "WARN_AT_MOST", 2)
+    with caplog.at_level("WARNING", logger="trioproxy.translate.fields"):
+        to_chat(messages_req(hint_a=1))
+        to_chat(messages_req(hint_a=1))  # once per name
+        to_chat(messages_req(hint_b=1, hint_c=1))  # a client cannot flood the log
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [
+        "translation to the OpenAI Chat Completions API leaves out the unknown field 'hint_a'",
+        "translation to the OpenAI Chat Completions API leaves out the unknown field 'hint_b'",
+    ]
 
 
 # What Claude Code 2.1.332 sent for `claude -p "say hi"` (captured in `nox -s clients`),

@@ -1,10 +1,11 @@
 """What happens to every top-level field of a request crossing between the two APIs.
 
 Two tables, one per client API, are the single statement of the rules: the request
-translators accept exactly the fields listed (anything else is a 400 naming it, so a
-field is never dropped without a decision), refuse the values a table's ``refuse_when``
-picks, and ``docs/translation.md`` prints the tables as they are here (a test holds the
-document to :func:`markdown_table`). A field whose value is ``null`` counts as absent.
+translators take the fields listed, leave out any other with one WARNING per field name
+and direction (the first :data:`WARN_AT_MOST` names: a client cannot flood the log),
+refuse the values a table's ``refuse_when`` picks (a 400 naming the field), and
+``docs/translation.md`` prints the tables as they are here (a test holds the document to
+:func:`markdown_table`). A field whose value is ``null`` counts as absent.
 """
 
 from __future__ import annotations
@@ -182,8 +183,8 @@ def check_fields(payload: Mapping[str, Any], table: Mapping[str, FieldRule], tar
     for name, value in payload.items():
         rule = table.get(name)
         if rule is None:
-            if name not in _WARNED:
-                _WARNED.add(name)
+            if (target, name) not in _WARNED and len(_WARNED) < WARN_AT_MOST:
+                _WARNED.add((target, name))
                 log.warning(
                     "translation to the %s API leaves out the unknown field %r", target, name
                 )
@@ -195,7 +196,9 @@ def check_fields(payload: Mapping[str, Any], table: Mapping[str, FieldRule], tar
             )
 
 
-_WARNED: set[str] = set()
+#: The unknown fields warned of so far, by direction; at most this many are.
+WARN_AT_MOST = 100
+_WARNED: set[tuple[str, str]] = set()
 
 
 def _shown(value: Any) -> str:
