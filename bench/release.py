@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 HOLD = 3.0  # seconds the streams are held before the hang-up
 CHUNK_RATE = 1000  # chunks/s over all streams, as run.py's concurrency scenario
+RELEASE_DEADLINE = 120.0  # seconds: a release that takes longer raises trio.TooSlowError
 
 
 async def release_seconds(port: int, count: int, on_hold: Callable[[], None] | None) -> float:
@@ -67,13 +68,15 @@ async def release_seconds(port: int, count: int, on_hold: Callable[[], None] | N
     print(f"{result.opened:,} streams opened in {result.ramp_seconds:.1f} s", flush=True)
     async with httpx.AsyncClient(timeout=30) as client:
         url = f"http://{LOOPBACK}:{port}/v1/diagnostics/activity"
-        while True:
-            try:
-                if (await client.get(url)).json().get("total_active_connections") == 0:
-                    return time.monotonic() - hung_up
-            except httpx.HTTPError:
-                pass
-            await trio.sleep(0.02)
+        # A connection that never leaves is what this looks for: fail, do not hang.
+        with trio.fail_after(RELEASE_DEADLINE):
+            while True:
+                try:
+                    if (await client.get(url)).json().get("total_active_connections") == 0:
+                        return time.monotonic() - hung_up
+                except httpx.HTTPError:
+                    pass
+                await trio.sleep(0.02)
 
 
 def top_frames(raw: Path, most: int = 25) -> None:

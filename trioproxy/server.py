@@ -21,6 +21,7 @@ from .app import create_app
 from .diagnostics import is_loopback_address
 from .serving import serve_app
 from .settings import Settings
+from .workers.listen import BACKLOG
 
 if TYPE_CHECKING:
     from .workers.cluster import Cluster
@@ -44,7 +45,7 @@ def hypercorn_config(settings: Settings) -> Config:
     # LLM clients keep connections open between turns; keep-alive is cheap on Trio.
     config.keep_alive_timeout = 75
     # Bursts of thousands of clients must not overflow the kernel's accept queue.
-    config.backlog = 4096
+    config.backlog = BACKLOG
     return config
 
 
