@@ -721,3 +721,19 @@ async def test_snapshots_from_a_thread_while_requests_come_and_go() -> None:
     assert final.lifetime.requests > 0
     assert final.lifetime.bytes_rx == sent
     assert final.lifetime.cancelled == final.lifetime.errors == 0
+
+
+async def test_sessions_lists_each_instances_active_sessions_and_sums_their_bytes() -> None:
+    tracker = ActivityTracker(instances=("a", "b", "idle"))
+    with request(tracker, "a", "s1") as one, request(tracker, "a", "s2") as two:
+        with request(tracker, "b", "s1") as three, request(tracker, "a", "s1") as four:
+            for meter, rx, tx in ((one, 5, 4), (two, 7, 7), (three, 11, 0), (four, 1, 1)):
+                meter.add_rx(rx)
+                meter.add_tx(tx)
+            sessions, rx, tx = tracker.sessions()
+            snapshot = tracker.get_global_snapshot()
+        finished = tracker.sessions()
+    assert sessions == {"a": ["s1", "s2"], "b": ["s1"], "idle": []}
+    assert (rx, tx) == (24, 12) == (snapshot.total_bytes_rx, snapshot.total_bytes_tx)
+    # a/s1 stays while one of its requests runs, with the bytes of both (a connection's).
+    assert finished == ({"a": ["s1", "s2"], "b": [], "idle": []}, 13, 12)

@@ -256,7 +256,7 @@ def test_merged_activity_counts_connections_by_key(
 
 
 def test_activity_part_of_a_worker_and_of_one_without_tracking() -> None:
-    part = activity_part({"a": activity([connection("s"), connection("t")])})
+    part = activity_part(({"a": ["s", "t"]}, 20, 18))
     assert part == {"sessions": {"a": ["s", "t"]}, "total_bytes_rx": 20, "total_bytes_tx": 18}
     off = activity_part(None)
     assert merge_activity(0, {0: off, 1: off}, [])["enabled"] is False

@@ -321,6 +321,24 @@ class ActivityTracker:
         }
         return now, instances, totals
 
+    def sessions(self) -> tuple[dict[str, list[str]], int, int]:
+        """``({instance: [session ids of its active connections]}, bytes_rx, bytes_tx)``,
+        the byte sums over every active connection, all under one lock.
+
+        What a worker tells its siblings for the merged ``/v1/diagnostics/activity`` and
+        ``/metrics`` (a connection on two workers is one), without copying a connection.
+        Safe to call from any thread.
+        """
+        rx = tx = 0
+        with self._lock:
+            out = {}
+            for name, record in self._instances.items():
+                out[name] = list(record.connections)
+                for connection in record.connections.values():
+                    rx += connection.bytes_rx
+                    tx += connection.bytes_tx
+        return out, rx, tx
+
     def totals(self) -> tuple[int, int, int]:
         """``(total_active_connections, total_bytes_rx, total_bytes_tx)`` of all instances.
 

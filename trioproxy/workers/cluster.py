@@ -119,13 +119,13 @@ class Cluster:
 
 
 def _activity_part(tracker: ActivityTracker | None) -> Document:
-    return activity_part(tracker.snapshot_dicts()[1] if tracker is not None else None)
+    return activity_part(tracker.sessions() if tracker is not None else None)
 
 
 def _metrics_part(tracker: ActivityTracker | None) -> Document:
     if tracker is None:
         return {"instances": [], "sessions": {}}
-    sessions = activity_part(tracker.snapshot_dicts()[1])["sessions"]
+    sessions, _, _ = tracker.sessions()
     return {"instances": [metrics_to_dict(m) for m in tracker.metrics()], "sessions": sessions}
 
 

@@ -161,20 +161,14 @@ def merge_diagnostics(
     }
 
 
-def activity_part(instances: Mapping[str, Mapping[str, Any]] | None) -> Document:
-    """What one worker contributes to :func:`merge_activity`, from its snapshot's
-    per-instance activity objects (None: tracking is off): its connections' session ids
-    per instance and their bytes."""
-    if instances is None:
+def activity_part(sessions: tuple[Mapping[str, list[str]], int, int] | None) -> Document:
+    """What one worker contributes to :func:`merge_activity`, from its tracker's
+    :meth:`~trioproxy.activity.ActivityTracker.sessions` (None: tracking is off): its
+    connections' session ids per instance and their bytes."""
+    if sessions is None:
         return {"sessions": None, "total_bytes_rx": 0, "total_bytes_tx": 0}
-    return {
-        "sessions": {
-            name: [row["session_id"] for row in activity["connections"]]
-            for name, activity in instances.items()
-        },
-        "total_bytes_rx": sum(a["total_bytes_rx"] for a in instances.values()),
-        "total_bytes_tx": sum(a["total_bytes_tx"] for a in instances.values()),
-    }
+    ids, rx, tx = sessions
+    return {"sessions": dict(ids), "total_bytes_rx": rx, "total_bytes_tx": tx}
 
 
 def _distinct_connections(parts: Iterable[Mapping[str, Any]]) -> int:
