@@ -129,6 +129,16 @@ def test_backend_notes_name_their_proxy() -> None:
     )
 
 
+def test_workers_that_did_not_answer_are_named_so_a_partial_view_says_so() -> None:
+    partial = {**snapshot([instance("mock.1", "mock", [])]), "workers_unreachable": [1, 3]}
+    whole = {**snapshot([]), "workers_unreachable": []}
+    one = view.render_lines(Screen((answer(A, partial),), None, 0), tz=UTC)
+    several = view.render_lines(Screen((answer(A, partial), answer(B, whole)), None, 0), tz=UTC)
+    assert one[-1] == "workers not answering, their requests not shown: 1, 3"
+    assert several[-1] == "10.0.0.1:8000 workers not answering, their requests not shown: 1, 3"
+    assert not any("workers not answering" in line for line in several[:-1])
+
+
 def test_rich_merge_with_one_proxy_down() -> None:
     text = record_rich(two_up_one_down(), width=80)
     lines = text.splitlines()

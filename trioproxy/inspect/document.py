@@ -12,10 +12,16 @@ path, for anything else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from trioproxy.activity.jsonfields import JsonObject, MalformedDocument, read_dataclass, read_fields
+from trioproxy.activity.jsonfields import (
+    MAY_BE_ABSENT,
+    JsonObject,
+    MalformedDocument,
+    read_dataclass,
+    read_fields,
+)
 from trioproxy.activity.snapshot import FinishedRequest, GlobalSnapshot, InstanceActivity
 
 
@@ -59,12 +65,15 @@ class Diagnostics:
 
     ``global_activity`` is the proxy's snapshot — its sums, and its instances'
     activities in document order — or None when the document has none (tracking off).
+    ``workers_unreachable``: the workers (``--workers N``) whose part is missing from it.
     """
 
     timestamp: float
     activity_tracking_enabled: bool
     instances: tuple[Instance, ...]
     global_activity: GlobalSnapshot | None
+    # Only a proxy with --workers N > 1 says it.
+    workers_unreachable: tuple[int, ...] = field(default=(), metadata=MAY_BE_ABSENT)
 
     @classmethod
     def from_dict(cls, data: object) -> Diagnostics:

@@ -245,8 +245,8 @@ def proxy_lines(screen: Screen) -> list[tuple[str, bool]]:
 
 def notes(screen: Screen) -> list[str]:
     """Lines about what the view lacks: each proxy that gave nothing (with several) and
-    why, each backend that cannot take traffic now (rate limited, not functional), and
-    finished requests that could not be read."""
+    why, workers of a proxy whose part is missing, each backend that cannot take traffic
+    now (rate limited, not functional), and finished requests that could not be read."""
     result = []
     for answer in screen.answers:
         failure = answer.failure
@@ -256,6 +256,10 @@ def notes(screen: Screen) -> list[str]:
             continue
         where = f"{screen.labels[answer.url]} " if screen.several else ""
         assert answer.diagnostics is not None
+        missing = answer.diagnostics.workers_unreachable
+        if missing:
+            numbers = ", ".join(map(str, missing))
+            result.append(f"{where}workers not answering, their requests not shown: {numbers}")
         for i in answer.diagnostics.instances:
             name = where + printable(i.name)
             if i.is_rate_limited:
