@@ -47,7 +47,7 @@ ACCEPT_LOGGER = "trio.serve_listeners"
 
 
 class ProxyTCPServer(TCPServer):
-    """hypercorn's Trio connection handler, with three fixes.
+    """hypercorn's Trio connection handler, with four fixes.
 
     * **A send can be cancelled.** hypercorn shields every ``send_all`` so that a
       cancelled sender never leaves half a frame on the wire. But a client that stops
@@ -73,7 +73,22 @@ class ProxyTCPServer(TCPServer):
       75 s. Worse, a response that ended just after a reset (which h11 never sees: the
       read fails instead) recycled the connection and started the timer afresh. Here
       the timer stops as soon as reading ends and is never started again after that.
+    * **A connection that ends leaves no garbage cycle.** hypercorn's objects of a
+      connection refer to each other (the protocol holds this server's bound
+      ``protocol_send``), so every closed connection stayed in memory until a full
+      collection found it: about 50 objects each, 137,000 after 5,000 streams hung up,
+      and a collection of 0.45 s to free them. The references are cut as the
+      connection's task ends, and reference counting frees the rest at once.
     """
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            # hypercorn's objects of a connection refer to each other in a cycle through
+            # these two; without them, reference counting frees the connection now.
+            self.__dict__.pop("protocol", None)
+            self.__dict__.pop("_task_group", None)
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, RawData):
