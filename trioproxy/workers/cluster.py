@@ -32,6 +32,7 @@ from ..activity.snapshot import InstanceMetrics
 from ..admin import Cancelled
 from ..backends.instance import Backends
 from ..diagnostics import diagnostics, recent_document
+from ..gcpolicy import collector_paused
 from ..metrics import ProxyCollector, activity_families
 from .channel import ask_all, serve_channel, socket_path
 from .merge import (
@@ -179,9 +180,10 @@ class ClusterView:
     async def diagnostics(self) -> bytes:
         documents, unreachable = await self._gather({"op": "diagnostics"})
         worker = self._cluster.worker
-        documents[worker] = diagnostics(self._backends, self._tracker, latest_started=True)
         roster = read_roster(self._cluster.runtime_dir)
-        return orjson.dumps(merge_diagnostics(worker, documents, unreachable, roster))
+        with collector_paused():  # as diagnostics_json: a large document for a moment
+            documents[worker] = diagnostics(self._backends, self._tracker, latest_started=True)
+            return orjson.dumps(merge_diagnostics(worker, documents, unreachable, roster))
 
     async def activity(self) -> dict[str, Any]:
         parts, unreachable = await self._gather({"op": "activity"})
