@@ -6,20 +6,25 @@ few seconds, hangs them all up, and prints how long until ``GET
 /v1/diagnostics/activity`` says no connection is left. With ``--py-spy``, ``py-spy
 record`` (``pip install py-spy``; attaching needs ptrace rights) samples the proxy from
 just before the hang-up for ``--spy-seconds`` and the script prints the frames with the
-most samples, own and inclusive; the raw stacks stay in ``--out``.
+most samples, own and inclusive; the raw stacks stay in ``--out``. With ``--pauses``, the
+proxy runs under ``gcwatch.py`` and ``diag_probe.py`` polls ``GET /v1/diagnostics`` every
+0.25 s throughout; the script prints, for the ramp, the hold and the release, the longest
+turn of the event loop, the longest collection and the poll's p50 / max.
 
 It is the fast loop for the release (a minute a try), where ``run.py``'s concurrency
 scenario is the measurement of record. Extra arguments after ``--`` go to ``trioproxy``
 (for example ``-- --access-log off``).
 
-Run: ``python bench/release.py [--streams N] [--py-spy] [--spy-seconds S] [--out DIR]
-[-- PROXY ARGS]``.
+Run: ``python bench/release.py [--streams N] [--hold S] [--py-spy] [--spy-seconds S]
+[--pauses] [--out DIR] [-- PROXY ARGS]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,21 +41,29 @@ from procs import LOOPBACK, Service, free_port, python_argv, raise_fd_limit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-HOLD = 3.0  # seconds the streams are held before the hang-up
+HOLD = 3.0  # seconds the streams are held before the hang-up, by default
 CHUNK_RATE = 1000  # chunks/s over all streams, as run.py's concurrency scenario
 RELEASE_DEADLINE = 120.0  # seconds: a release that takes longer raises trio.TooSlowError
 
 
-async def release_seconds(port: int, count: int, on_hold: Callable[[], None] | None) -> float:
-    """Hold ``count`` streams through the proxy on ``port``, call ``on_hold`` just before
-    hanging up, and return the seconds until its tracker holds no connection."""
+Phases = dict[str, tuple[float, float]]
+
+
+async def release_seconds(
+    port: int, count: int, hold: float, on_hold: Callable[[], None] | None, phases: Phases
+) -> float:
+    """Hold ``count`` streams through the proxy on ``port`` for ``hold`` seconds, call
+    ``on_hold`` just before hanging up, and return the seconds until its tracker holds no
+    connection. ``phases`` gets the ramp, hold and release (``time.monotonic()``)."""
     interval = count / CHUNK_RATE
     body = request_body(
         SLOW_MODEL, stream=True, bench_chunks=int(120 / interval), bench_delay=interval
     )
 
+    started = time.monotonic()
+
     async def while_held() -> None:
-        await trio.sleep(HOLD)
+        await trio.sleep(hold)
         if on_hold is not None:
             on_hold()
             await trio.sleep(1)  # py-spy attaches
@@ -73,7 +86,11 @@ async def release_seconds(port: int, count: int, on_hold: Callable[[], None] | N
             while True:
                 try:
                     if (await client.get(url)).json().get("total_active_connections") == 0:
-                        return time.monotonic() - hung_up
+                        released = time.monotonic()
+                        phases["ramp"] = (started, result.held_from)
+                        phases["hold"] = (result.held_from, result.held_until)
+                        phases["release"] = (result.held_until, released)
+                        return released - hung_up
                 except httpx.HTTPError:
                     pass
                 await trio.sleep(0.02)
@@ -102,10 +119,30 @@ def top_frames(raw: Path, most: int = 25) -> None:
         print(f"{n:7d}  {frame}")
 
 
+def print_pauses(phases: Phases, gc_log: Path, polls: list[list[float]]) -> None:
+    """Per phase: the longest loop turn and collection (``gcwatch.py``'s log) and the
+    diagnostics poll's p50 and max (``diag_probe.py``'s samples)."""
+    loop: dict[str, float] = dict.fromkeys(phases, 0.0)
+    collection = dict(loop)
+    for line in gc_log.read_text().splitlines():
+        when, kind, pause, *_ = line.split()
+        for name, (start, end) in phases.items():
+            if start <= float(when) < end:
+                maxima = loop if kind == "loop" else collection
+                maxima[name] = max(maxima[name], float(pause) * 1000)
+    print("phase    longest loop turn ms  longest GC ms  diagnostics p50 / max ms (n)")
+    for name, (start, end) in phases.items():
+        ms = sorted(m for sent, m in polls if start <= sent < end)
+        diag = f"{ms[len(ms) // 2]:.0f} / {ms[-1]:.0f} ({len(ms)})" if ms else "-"
+        print(f"{name:8} {loop[name]:20.0f}  {collection[name]:13.0f}  {diag}")
+
+
 def main() -> None:
     """Run one release and print its time (and the profile, with ``--py-spy``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=5000)
+    parser.add_argument("--hold", type=float, default=HOLD)
+    parser.add_argument("--pauses", action="store_true")
     parser.add_argument("--py-spy", action="store_true")
     parser.add_argument("--spy-seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=None)
@@ -121,10 +158,10 @@ def main() -> None:
         "backends:\n  - name: slow\n    type: openai\n"
         f"    base_url: http://{LOOPBACK}:{slow_port}/v1\n    models: [{SLOW_MODEL}]\n"
     )
+    gc_log = work / "gc.log"
     proxy_argv = [
         sys.executable,
-        "-m",
-        "trioproxy",
+        *((str(HERE / "gcwatch.py"),) if args.pauses else ("-m", "trioproxy")),
         "--port",
         str(port),
         "-c",
@@ -134,7 +171,7 @@ def main() -> None:
         "warning",
         *args.proxy_args,
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_GC_LOG": str(gc_log)}
     slow = Service(
         "slow",
         python_argv(HERE / "slow_upstream.py", "--port", str(slow_port)),
@@ -149,11 +186,22 @@ def main() -> None:
         argv += ["-d", f"{args.spy_seconds:g}", "-f", "raw", "-o", str(out / "release.txt")]
         spies.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
+    phases: Phases = {}
     with slow, proxy:
-        seconds = trio.run(release_seconds, port, args.streams, start_spy if args.py_spy else None)
+        probe = None
+        if args.pauses:
+            probe_argv = [sys.executable, str(HERE / "diag_probe.py"), "--port", str(port)]
+            probe_argv += ["--interval", "0.25", "--seconds", "3600"]
+            probe = subprocess.Popen(probe_argv, stdout=subprocess.PIPE)
+        on_hold = start_spy if args.py_spy else None
+        seconds = trio.run(release_seconds, port, args.streams, args.hold, on_hold, phases)
         print(f"released after {seconds:.2f} s", flush=True)
         for spy in spies:
             spy.wait()
+        if probe is not None:
+            probe.send_signal(signal.SIGINT)
+            polls = json.loads(probe.communicate(timeout=120)[0])["samples"]
+            print_pauses(phases, gc_log, polls)
     if spies:
         top_frames(out / "release.txt")
         print(f"raw stacks: {out / 'release.txt'}")

@@ -19,7 +19,9 @@ from typing import Any
 
 import httpx
 import trio
+import trio.testing
 
+from trioproxy.activity import ActivityTracker
 from trioproxy.app import TrioProxyApp, create_app
 from trioproxy.server import hypercorn_config
 from trioproxy.serving import serve_app
@@ -151,3 +153,25 @@ def mock_spec(name: str = "mock.1", chunks: int = 4, delay: float = 0.0) -> Back
     return BackendSpec(
         name=name, type=ConnectorType.MOCK, mock_chunks=chunks, mock_chunk_delay=delay
     )
+
+
+async def released(tracker: ActivityTracker | None) -> None:
+    """Until every task is blocked and the tracker holds no connection."""
+    assert tracker is not None
+    while True:
+        await trio.testing.wait_all_tasks_blocked()
+        if tracker.totals()[0] == 0:
+            return
+
+
+async def hang_up_mid_stream(url: str) -> None:
+    """Open a streamed chat completion, read its first bytes, and close the socket."""
+    host, port = url.removeprefix("http://").split(":")
+    stream = await trio.open_tcp_stream(host, int(port))
+    body = b'{"model": "mock-model", "stream": true, "messages": []}'
+    await stream.send_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200")
+    await stream.aclose()

@@ -21,7 +21,7 @@ import trio
 import trio.testing
 from hypercorn.protocol.h11 import H11Protocol
 
-from tests.proxyutil import mock_spec, running_proxy
+from tests.proxyutil import hang_up_mid_stream, mock_spec, released, running_proxy
 from trioproxy.activity import ActivityTracker
 from trioproxy.backends.instance import Backends
 from trioproxy.diagnostics import diagnostics_json
@@ -45,28 +45,6 @@ def collector_off() -> Iterator[None]:
 def connections_in_memory() -> int:
     """hypercorn connection objects still allocated (served, closed or not)."""
     return sum(isinstance(o, ProxyTCPServer | H11Protocol) for o in gc.get_objects())
-
-
-async def released(tracker: ActivityTracker | None) -> None:
-    """Until every task is blocked and the tracker holds no connection."""
-    assert tracker is not None
-    while True:
-        await trio.testing.wait_all_tasks_blocked()
-        if tracker.totals()[0] == 0:
-            return
-
-
-async def hang_up_mid_stream(url: str) -> None:
-    """Open a streamed chat completion, read its first bytes, and close the socket."""
-    host, port = url.removeprefix("http://").split(":")
-    stream = await trio.open_tcp_stream(host, int(port))
-    body = b'{"model": "mock-model", "stream": true, "messages": []}'
-    await stream.send_all(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\n\r\n%s" % (len(body), body)
-    )
-    assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200")
-    await stream.aclose()
 
 
 async def test_closed_connections_are_freed_without_a_collection(collector_off: None) -> None:

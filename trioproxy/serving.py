@@ -36,18 +36,19 @@ import hypercorn.trio.run
 import trio
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
 from .asgi import Asgi, Receive, Scope, Send
 from .client_out import JSON_HEADERS
 from .errors import BadRequest, error_body
 from .routes import api_of_path
+from .turnstile import turnstile
 
 ACCEPT_LOGGER = "trio.serve_listeners"
 
 
 class ProxyTCPServer(TCPServer):
-    """hypercorn's Trio connection handler, with four fixes.
+    """hypercorn's Trio connection handler, with five fixes.
 
     * **A send can be cancelled.** hypercorn shields every ``send_all`` so that a
       cancelled sender never leaves half a frame on the wire. But a client that stops
@@ -73,6 +74,10 @@ class ProxyTCPServer(TCPServer):
       75 s. Worse, a response that ended just after a reset (which h11 never sees: the
       read fails instead) recycled the connection and started the timer afresh. Here
       the timer stops as soon as reading ends and is never started again after that.
+    * **The end of a connection's input passes a turnstile** (:mod:`.turnstile`): when
+      thousands of clients hang up at once, their connections are ended a few per turn
+      of the event loop rather than all in one, so the loop goes on serving everything
+      else meanwhile. Reading is hypercorn's loop otherwise.
     * **A connection that ends leaves no garbage cycle.** hypercorn's objects of a
       connection refer to each other (the protocol holds this server's bound
       ``protocol_send``), so every closed connection stayed in memory until a full
@@ -117,7 +122,22 @@ class ProxyTCPServer(TCPServer):
     _reading_ended = False
 
     async def _read_data(self) -> None:
-        await super()._read_data()
+        # hypercorn 0.18's loop, but the end of the input (end of stream, reset, read
+        # timeout) passes the run's turnstile before the protocol hears of it.
+        timeout = self.config.read_timeout or math.inf
+        while True:
+            try:
+                with trio.fail_after(timeout):
+                    data: bytes | bytearray | None = await self.stream.receive_some(MAX_RECV)
+            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                data = None
+            if not data:
+                await turnstile().through()
+                if data is not None:
+                    await self.protocol.handle(RawData(b""))
+                break
+            await self.protocol.handle(RawData(bytes(data)))
+        await self.protocol.handle(Closed())
         # Nothing more will be read: the keep-alive timer has nothing left to wait for,
         # and a response that ends after this must not start it again.
         self._reading_ended = True
