@@ -3,13 +3,14 @@
 Starts the slow upstream and one ``trioproxy`` (tracking on, this tree), opens
 ``--streams`` (5,000) slow streams through it with the bench's own client, holds them a
 few seconds, hangs them all up, and prints how long until ``GET
-/v1/diagnostics/activity`` says no connection is left. With ``--py-spy``, ``py-spy
-record`` (``pip install py-spy``; attaching needs ptrace rights) samples the proxy from
-just before the hang-up for ``--spy-seconds`` and the script prints the frames with the
-most samples, own and inclusive; the raw stacks stay in ``--out``. With ``--pauses``, the
-proxy runs under ``gcwatch.py`` and ``diag_probe.py`` polls ``GET /v1/diagnostics`` every
-0.25 s throughout; the script prints, for the ramp, the hold and the release, the longest
-turn of the event loop, the longest collection and the poll's p50 / max.
+/v1/diagnostics/activity`` says no connection is left, and the proxy's CPU meanwhile.
+With ``--py-spy``, ``py-spy record`` (``pip install py-spy``; attaching needs ptrace
+rights) samples the proxy from just before the hang-up for ``--spy-seconds`` and the
+script prints the frames with the most samples, own and inclusive; the raw stacks stay
+in ``--out``. With ``--pauses``, the proxy runs under ``gcwatch.py`` and
+``diag_probe.py`` polls ``GET /v1/diagnostics`` every 0.25 s throughout; the script
+prints, for the ramp, the hold and the release, the longest turn of the event loop, the
+longest collection and the poll's p50 / max.
 
 It is the fast loop for the release (a minute a try), where ``run.py``'s concurrency
 scenario is the measurement of record. Extra arguments after ``--`` go to ``trioproxy``
@@ -49,8 +50,19 @@ RELEASE_DEADLINE = 120.0  # seconds: a release that takes longer raises trio.Too
 Phases = dict[str, tuple[float, float]]
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def release_seconds(
-    port: int, count: int, hold: float, on_hold: Callable[[], None] | None, phases: Phases
+    port: int,
+    pid: int,
+    count: int,
+    hold: float,
+    on_hold: Callable[[], None] | None,
+    phases: Phases,
 ) -> float:
     """Hold ``count`` streams through the proxy on ``port`` for ``hold`` seconds, call
     ``on_hold`` just before hanging up, and return the seconds until its tracker holds no
@@ -78,6 +90,7 @@ async def release_seconds(
         ramp_timeout=90,
     )
     hung_up = time.monotonic()
+    cpu_at_hang_up = cpu_seconds(pid)
     print(f"{result.opened:,} streams opened in {result.ramp_seconds:.1f} s", flush=True)
     async with httpx.AsyncClient(timeout=30) as client:
         url = f"http://{LOOPBACK}:{port}/v1/diagnostics/activity"
@@ -87,6 +100,7 @@ async def release_seconds(
                 try:
                     if (await client.get(url)).json().get("total_active_connections") == 0:
                         released = time.monotonic()
+                        phases["proxy CPU"] = (cpu_at_hang_up, cpu_seconds(pid))
                         phases["ramp"] = (started, result.held_from)
                         phases["hold"] = (result.held_from, result.held_until)
                         phases["release"] = (result.held_until, released)
@@ -194,8 +208,11 @@ def main() -> None:
             probe_argv += ["--interval", "0.25", "--seconds", "3600"]
             probe = subprocess.Popen(probe_argv, stdout=subprocess.PIPE)
         on_hold = start_spy if args.py_spy else None
-        seconds = trio.run(release_seconds, port, args.streams, args.hold, on_hold, phases)
-        print(f"released after {seconds:.2f} s", flush=True)
+        seconds = trio.run(
+            release_seconds, port, proxy.pid, args.streams, args.hold, on_hold, phases
+        )
+        before, after = phases.pop("proxy CPU")
+        print(f"released after {seconds:.2f} s, {after - before:.2f} s of the proxy's CPU")
         for spy in spies:
             spy.wait()
         if probe is not None:

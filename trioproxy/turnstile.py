@@ -26,6 +26,9 @@ import trio
 #: the turns that follow. With 32, after 5,000 streams hung up the longest turn was
 #: 140 to 300 ms (against about a second without the turnstile); with 16 the release
 #: took a third longer, with 64 its turns were no shorter (``bench/release.py --pauses``).
+#: A count that adapted to the turns' length did no better: the release is CPU-bound
+#: either way, and takes longer than without the turnstile only by what the loop now
+#: serves meanwhile (diagnostics polls, chunks still arriving for the queued).
 PER_TURN = 32
 
 
