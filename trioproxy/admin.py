@@ -24,7 +24,7 @@ from quart_trio import QuartTrio
 from .activity import ActivityTracker
 from .auth import bearer_key_is
 from .backends.instance import Backends
-from .diagnostics import activity_summary, diagnostics_json, is_loopback, recent_document
+from .diagnostics import activity_summary, diagnostics_document, is_loopback, recent_document
 from .errors import Api, error_payload
 from .metrics import exposition, metrics_registry
 
@@ -91,7 +91,7 @@ class LocalView:
         return self._tracker is not None
 
     async def diagnostics(self) -> bytes:
-        return diagnostics_json(self._backends, self._tracker)
+        return await diagnostics_document(self._backends, self._tracker)
 
     async def activity(self) -> dict[str, Any]:
         return activity_summary(self._tracker)

@@ -292,9 +292,11 @@ class ActivityTracker:
         """What :meth:`get_global_snapshot` returns, as plain JSON objects, for speed.
 
         Returns ``(timestamp, {instance name: InstanceActivity.to_dict()},
-        GlobalSnapshot.to_dict())`` for one instant, without building the snapshot
-        objects: the diagnostics document lists every connection, thousands of them
-        with thousands of streams, on every poll. Safe to call from any thread.
+        GlobalSnapshot.to_dict())`` without building the snapshot objects: the
+        diagnostics document lists every connection, thousands of them with thousands of
+        streams, on every poll. The connections are those of one instant; from the Trio
+        thread their bytes are too, from another thread each row's are as it is built
+        (the totals are the rows' sums). Safe to call from any thread.
 
         With ``latest_started``, each connection also has ``latest_started_at``: when its
         latest request registered (epoch seconds). It is no field of the document: the
@@ -303,16 +305,23 @@ class ActivityTracker:
         """
         now, offset = self._clock.now()
         lifetime = LifetimeCounters()
+        # Under the lock only the shallow copy: which connections there are, and the
+        # counts. The rows are built from the copy, so a snapshot taken from another thread
+        # (the diagnostics document is) holds up a request's registration for that long.
         with self._lock:
-            instances = {}
-            for name, record in self._instances.items():
-                instances[name] = _instance_dict(record, now, offset)
-                if latest_started:
-                    for row, connection in zip(
-                        instances[name]["connections"], record.connections.values(), strict=True
-                    ):
-                        row["latest_started_at"] = connection.latest.started + offset
-                lifetime += record.lifetime.freeze()
+            copied = [
+                (name, list(record.connections.values()), record.lifetime.freeze())
+                for name, record in self._instances.items()
+            ]
+        instances = {}
+        for name, connections, counts in copied:
+            instances[name] = _instance_dict(connections, counts, now, offset)
+            if latest_started:
+                for row, connection in zip(
+                    instances[name]["connections"], connections, strict=True
+                ):
+                    row["latest_started_at"] = connection.latest.started + offset
+            lifetime += counts
         totals = {
             "total_active_connections": sum(a["active_connections"] for a in instances.values()),
             "total_bytes_rx": sum(a["total_bytes_rx"] for a in instances.values()),
@@ -338,6 +347,11 @@ class ActivityTracker:
                     rx += connection.bytes_rx
                     tx += connection.bytes_tx
         return out, rx, tx
+
+    def connection_count(self) -> int:
+        """Active connections over all instances (safe to call from any thread)."""
+        with self._lock:
+            return sum(len(record.connections) for record in self._instances.values())
 
     def totals(self) -> tuple[int, int, int]:
         """``(total_active_connections, total_bytes_rx, total_bytes_tx)`` of all instances.
@@ -474,15 +488,20 @@ def _freeze_instance(record: InstanceRecord, now: float, offset: float) -> Insta
     )
 
 
-def _instance_dict(record: InstanceRecord, now: float, offset: float) -> dict[str, Any]:
-    """``_freeze_instance(record, now, offset).to_dict()``, without the snapshot objects."""
-    rows = [_connection_row(c, now, offset) for c in record.connections.values()]
+def _instance_dict(
+    connections: list[ConnectionRecord], lifetime: LifetimeCounters, now: float, offset: float
+) -> dict[str, Any]:
+    """``_freeze_instance(...).to_dict()`` of an instance whose active connections are
+    ``connections`` and whose counts are ``lifetime``, without the snapshot objects. The
+    totals are the sums of the rows, so they agree with them even while another thread
+    meters bytes."""
+    rows = [_connection_row(c, now, offset) for c in connections]
     return {
         "active_connections": len(rows),
         "connections": rows,
-        "total_bytes_rx": sum(c.bytes_rx for c in record.connections.values()),
-        "total_bytes_tx": sum(c.bytes_tx for c in record.connections.values()),
-        "lifetime": record.lifetime.freeze().to_dict(),
+        "total_bytes_rx": sum(row["bytes_rx"] for row in rows),
+        "total_bytes_tx": sum(row["bytes_tx"] for row in rows),
+        "lifetime": lifetime.to_dict(),
     }
 
 

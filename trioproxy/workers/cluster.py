@@ -19,6 +19,7 @@ The channel's requests are JSON objects with an ``op``: ``diagnostics``, ``activ
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import orjson
@@ -31,7 +32,7 @@ from ..activity import ActivityTracker
 from ..activity.snapshot import InstanceMetrics
 from ..admin import Cancelled
 from ..backends.instance import Backends
-from ..diagnostics import diagnostics, recent_document
+from ..diagnostics import OFF_LOOP_CONNECTIONS, diagnostics, recent_document
 from ..gcpolicy import collector_paused
 from ..metrics import ProxyCollector, activity_families
 from .channel import ask_all, serve_channel, socket_path
@@ -101,7 +102,10 @@ class Cluster:
             raise ValueError(f"not a channel request: {request!r}")
         op = request.get("op")
         if op == "diagnostics":
-            return diagnostics(backends, tracker, latest_started=True)
+            document = partial(diagnostics, backends, tracker, latest_started=True)
+            if tracker is not None and tracker.connection_count() > OFF_LOOP_CONNECTIONS:
+                return await trio.to_thread.run_sync(document)  # as diagnostics_document
+            return document()
         if op == "activity":
             return _activity_part(tracker)
         if op == "recent":
@@ -181,9 +185,15 @@ class ClusterView:
         documents, unreachable = await self._gather({"op": "diagnostics"})
         worker = self._cluster.worker
         roster = read_roster(self._cluster.runtime_dir)
-        with collector_paused():  # as diagnostics_json: a large document for a moment
-            documents[worker] = diagnostics(self._backends, self._tracker, latest_started=True)
-            return orjson.dumps(merge_diagnostics(worker, documents, unreachable, roster))
+
+        def merged() -> bytes:
+            with collector_paused():  # as diagnostics_json: a large document for a moment
+                documents[worker] = diagnostics(self._backends, self._tracker, latest_started=True)
+                return orjson.dumps(merge_diagnostics(worker, documents, unreachable, roster))
+
+        if self._tracker is not None and self._tracker.connection_count() > OFF_LOOP_CONNECTIONS:
+            return await trio.to_thread.run_sync(merged)  # as diagnostics_document
+        return merged()
 
     async def activity(self) -> dict[str, Any]:
         parts, unreachable = await self._gather({"op": "activity"})
