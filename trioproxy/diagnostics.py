@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import orjson
 import trio
@@ -76,18 +78,26 @@ def diagnostics(
     }
 
 
+T = TypeVar("T")
+
 #: Connections beyond which the document is built on a thread, off the event loop: at
 #: thousands of streams it takes tens of milliseconds, which on the loop would delay every
 #: stream's chunks by as much; a small one is quicker than the hop to a thread.
 OFF_LOOP_CONNECTIONS = 256
 
 
-async def diagnostics_document(backends: Backends, tracker: ActivityTracker | None) -> bytes:
-    """:func:`diagnostics_json`, on a worker thread once the tracker holds more than
-    :data:`OFF_LOOP_CONNECTIONS` connections."""
+async def off_loop_if_large(tracker: ActivityTracker | None, build: Callable[[], T]) -> T:
+    """``build()`` (a document of the tracker's connections), on a worker thread once the
+    tracker holds more than :data:`OFF_LOOP_CONNECTIONS` connections, else here."""
     if tracker is not None and tracker.connection_count() > OFF_LOOP_CONNECTIONS:
-        return await trio.to_thread.run_sync(diagnostics_json, backends, tracker)
-    return diagnostics_json(backends, tracker)
+        return await trio.to_thread.run_sync(build)
+    return build()
+
+
+async def diagnostics_document(backends: Backends, tracker: ActivityTracker | None) -> bytes:
+    """:func:`diagnostics_json`, off the event loop when it is large
+    (:func:`off_loop_if_large`)."""
+    return await off_loop_if_large(tracker, partial(diagnostics_json, backends, tracker))
 
 
 def diagnostics_json(backends: Backends, tracker: ActivityTracker | None) -> bytes:

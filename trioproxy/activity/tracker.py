@@ -305,9 +305,9 @@ class ActivityTracker:
         """
         now, offset = self._clock.now()
         lifetime = LifetimeCounters()
-        # Under the lock only the shallow copy: which connections there are, and the
-        # counts. The rows are built from the copy, so a snapshot taken from another thread
-        # (the diagnostics document is) holds up a request's registration for that long.
+        # Under the lock only the shallow copy (which connections there are, and the
+        # counts); the rows are built from it. A snapshot taken from another thread (a
+        # large diagnostics document is) holds a request's registration up only that long.
         with self._lock:
             copied = [
                 (name, list(record.connections.values()), record.lifetime.freeze())

@@ -32,7 +32,7 @@ from ..activity import ActivityTracker
 from ..activity.snapshot import InstanceMetrics
 from ..admin import Cancelled
 from ..backends.instance import Backends
-from ..diagnostics import OFF_LOOP_CONNECTIONS, diagnostics, recent_document
+from ..diagnostics import diagnostics, off_loop_if_large, recent_document
 from ..gcpolicy import collector_paused
 from ..metrics import ProxyCollector, activity_families
 from .channel import ask_all, serve_channel, socket_path
@@ -103,9 +103,7 @@ class Cluster:
         op = request.get("op")
         if op == "diagnostics":
             document = partial(diagnostics, backends, tracker, latest_started=True)
-            if tracker is not None and tracker.connection_count() > OFF_LOOP_CONNECTIONS:
-                return await trio.to_thread.run_sync(document)  # as diagnostics_document
-            return document()
+            return await off_loop_if_large(tracker, document)
         if op == "activity":
             return _activity_part(tracker)
         if op == "recent":
@@ -191,9 +189,7 @@ class ClusterView:
                 documents[worker] = diagnostics(self._backends, self._tracker, latest_started=True)
                 return orjson.dumps(merge_diagnostics(worker, documents, unreachable, roster))
 
-        if self._tracker is not None and self._tracker.connection_count() > OFF_LOOP_CONNECTIONS:
-            return await trio.to_thread.run_sync(merged)  # as diagnostics_document
-        return merged()
+        return await off_loop_if_large(self._tracker, merged)
 
     async def activity(self) -> dict[str, Any]:
         parts, unreachable = await self._gather({"op": "activity"})
