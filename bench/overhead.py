@@ -33,6 +33,7 @@ import trio
 from trioproxy.activity import set_activity_tracker
 from trioproxy.app import TrioProxyApp, create_app
 from trioproxy.cli import load_settings
+from trioproxy.hangup import HANGUP, Hangup
 
 _BODY = b"x" * 542
 _RESPONSE_HEADERS = [
@@ -93,15 +94,18 @@ def build(tracking: bool, workdir: Path, access_log: str = "off") -> TrioProxyAp
 
 
 async def one(app: TrioProxyApp) -> None:
-    """One request through the ASGI app, with hypercorn's kind of receive channel."""
+    """One request through the ASGI app, with hypercorn's kind of receive channel and the
+    scope's :class:`~trioproxy.hangup.Hangup` of our server."""
     to_app, from_client = trio.open_memory_channel[dict[str, Any]](10)
     to_app.send_nowait({"type": "http.request", "body": _REQUEST, "more_body": False})
+    hangup = Hangup()
     scope = {
         "type": "http",
         "path": "/v1/chat/completions",
         "method": "POST",
         "headers": _SCOPE_HEADERS,
         "client": ("127.0.0.1", 50000),
+        HANGUP: hangup,
     }
     status = 0
 
@@ -110,7 +114,8 @@ async def one(app: TrioProxyApp) -> None:
         if message["type"] == "http.response.start":
             status = message["status"]
         elif not message.get("more_body", False):
-            to_app.send_nowait({"type": "http.disconnect"})  # as hypercorn does
+            hangup.fire()  # as our server does
+            to_app.send_nowait({"type": "http.disconnect"})
 
     await app(scope, from_client.receive, send)
     if status != 200:

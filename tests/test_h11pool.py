@@ -13,7 +13,6 @@ that timeout is missing.
 from __future__ import annotations
 
 import contextlib
-import functools
 import gzip
 import math
 import ssl
@@ -697,107 +696,6 @@ async def test_aclose_closes_idle_connections_and_refuses_new_requests(
     assert pool.statistics().connections_open == 0
     with pytest.raises(RuntimeError, match="closed"):
         await fetch(pool)
-
-
-# --- on_wait: telling the caller the request may take long ---------------------------------
-
-
-class WaitCounter:
-    """An ``on_wait`` hook that counts its calls."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self) -> None:
-        self.calls += 1
-
-
-async def test_on_wait_before_dialling_but_not_for_a_quick_answer(
-    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
-) -> None:
-    # The mock clock stands still, so no wait ever lasts WAIT_PATIENCE.
-    upstream = await start(nursery, answer_ok)
-    async with H11Pool(upstream.url()) as pool:
-        first, second = WaitCounter(), WaitCounter()
-        assert await fetch(pool, on_wait=first) == (200, b"ok")
-        assert first.calls == 1  # a new connection was dialled
-        assert await fetch(pool, on_wait=second) == (200, b"ok")
-        assert second.calls == 0  # reused, answered at once
-    assert upstream.connections == 1
-
-
-async def test_on_wait_before_queueing_for_a_connection(
-    nursery: trio.Nursery, mock_clock: trio.testing.MockClock
-) -> None:
-    release = trio.Event()
-
-    async def held(conn: ServerConn, request: h11.Request, body: bytes) -> None:
-        await release.wait()
-        await conn.respond(b"ok")
-
-    upstream = await start(nursery, held)
-    queued = WaitCounter()
-    async with H11Pool(upstream.url(), max_connections=1) as pool, trio.open_nursery() as client:
-        client.start_soon(fetch, pool)
-        await trio.testing.wait_all_tasks_blocked()
-        client.start_soon(functools.partial(fetch, pool, on_wait=queued))
-        await trio.testing.wait_all_tasks_blocked()
-        assert pool.statistics().requests_waiting == 1
-        assert queued.calls == 1
-        release.set()
-    assert queued.calls == 1  # once only, though it also waited for its answer
-
-
-@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
-@pytest.mark.parametrize("stall", ["before the head", "mid-body"])
-async def test_on_wait_once_after_the_patience_and_the_receive_resumes_intact(
-    nursery: trio.Nursery, mock_clock: trio.testing.MockClock, ca: trustme.CA, stall: str, tls: bool
-) -> None:
-    body = b"x" * 100_000
-    stalled, release = trio.Event(), trio.Event()
-
-    async def slow(conn: ServerConn, request: h11.Request, _: bytes) -> None:
-        is_slow = request.target == b"/slow"
-        if is_slow and stall == "before the head":
-            stalled.set()
-            await release.wait()
-        await conn.send_head(headers=[(b"content-length", b"%d" % len(body))])
-        await conn.send(h11.Data(data=body[:10]))
-        if is_slow and stall == "mid-body":
-            stalled.set()
-            await release.wait()
-        await conn.send(h11.Data(data=body[10:]))
-        await conn.send(h11.EndOfMessage())
-
-    if tls:
-        upstream = await start(nursery, slow, server_context(ca, []))
-        client_ctx = ssl.create_default_context()
-        ca.configure_trust(client_ctx)
-        pool = H11Pool(upstream.url(host="localhost"), ssl_context=client_ctx)
-    else:
-        upstream = await start(nursery, slow)
-        pool = H11Pool(upstream.url())
-    waited = WaitCounter()
-    received: list[bytes] = []
-
-    async def slow_fetch() -> None:
-        async with pool.stream("POST", "/slow", on_wait=waited) as resp:
-            received.extend([chunk async for chunk in resp.aiter_raw()])
-
-    async with pool, trio.open_nursery() as client:
-        assert await fetch(pool) == (200, body)  # an idle connection to reuse
-        client.start_soon(slow_fetch)
-        await stalled.wait()
-        await trio.testing.wait_all_tasks_blocked()
-        assert waited.calls == 0  # the mock clock stands still: no patience has run out
-        mock_clock.jump(0.2)
-        await trio.testing.wait_all_tasks_blocked()
-        assert waited.calls == 1
-        release.set()
-    # The receive cancelled by its patience resumed: every byte arrived, in order.
-    assert b"".join(received) == body
-    assert waited.calls == 1
-    assert upstream.connections == 1
 
 
 # --- TLS -------------------------------------------------------------------------------------

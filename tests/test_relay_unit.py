@@ -7,7 +7,8 @@ way a request can end is reached deterministically (MockClock for anything timed
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+import functools
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from trioproxy.backends.instance import BackendInstance
 from trioproxy.cancellation import Attempt, Ending, Stop, ending
 from trioproxy.client_out import ClientOut, event_end, next_sequence_number
 from trioproxy.errors import UpstreamConnectFailed, UpstreamError, UpstreamProtocolError
+from trioproxy.hangup import Hangup
 from trioproxy.relay import Call, relay
 from trioproxy.routes import BY_PATH, ProxyRoute
 from trioproxy.settings import BackendSpec, ConnectorType
@@ -124,19 +126,12 @@ class ScriptedConnector:
         return []
 
     @asynccontextmanager
-    async def open(
-        self, request: UpstreamRequest, *, on_wait: Callable[[], None] | None = None
-    ) -> AsyncIterator[_ScriptedResponse]:
+    async def open(self, request: UpstreamRequest) -> AsyncIterator[_ScriptedResponse]:
         self.opened.append(request)
         script = self.scripts.pop(0)
         try:
             if script.refuse is not None:
                 raise script.refuse
-            waits = script.before_head is not None or any(
-                isinstance(s, trio.Event) for s in script.steps
-            )
-            if on_wait is not None and waits:
-                on_wait()
             if script.before_head is not None:
                 await script.before_head.wait()
             yield _ScriptedResponse(script)
@@ -170,11 +165,17 @@ def instance(
 
 @dataclass
 class Client:
-    """The ASGI side of one request: what the app sent, and a hang-up the test triggers."""
+    """The ASGI side of one request: what the app sent, and a hang-up the test triggers
+    (:meth:`leave`), which ``receive()`` says and ``hangup`` (our server's way) tells."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     hang_up: trio.Event = field(default_factory=trio.Event)
     sent_some: trio.Event = field(default_factory=trio.Event)
+    hangup: Hangup = field(default_factory=Hangup)
+
+    def leave(self) -> None:
+        self.hang_up.set()
+        self.hangup.fire()
 
     async def receive(self) -> dict[str, Any]:
         await self.hang_up.wait()
@@ -220,7 +221,11 @@ async def run(
     client: Client,
     tracker: ActivityTracker | None = None,
     in_flight: set[Attempt] | None = None,
+    *,
+    told: bool = False,
 ) -> None:
+    """Relay ``the_call``; with ``told``, the hang-up comes by the client's ``hangup`` (as
+    from our server), else only by ``receive()`` (as from another server)."""
     await relay(
         the_call,
         instances,
@@ -228,6 +233,7 @@ async def run(
         ClientOut(client.send, the_call.session_id),
         tracker,
         set() if in_flight is None else in_flight,
+        client.hangup if told else None,
     )
 
 
@@ -367,27 +373,40 @@ async def test_an_attempt_cancels_the_scope_it_is_bound_to_whenever_it_is_stoppe
     assert (after.cancel_called, late.reason) == (True, Stop.DISCONNECT)
 
 
-async def test_a_hang_up_mid_stream_closes_the_upstream_and_counts_cancelled() -> None:
+@pytest.mark.parametrize("told", [True, False], ids=["told", "received"])
+async def test_a_hang_up_mid_stream_closes_the_upstream_and_counts_cancelled(
+    told: bool, autojump_clock: trio.testing.MockClock
+) -> None:
     never = trio.Event()
     inst, connector = instance("o", Script(steps=[b"data: 1\n\n", never]))
     client = Client()
     tracker = ActivityTracker(instances=("o",))
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(run, call(), [inst], client, tracker)
-        await client.sent_some.wait()
-        client.hang_up.set()
+    # On the mock clock a relay that misses the hang-up fails at once instead of hanging.
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(run, call(), [inst], client, tracker, told=told))
+            await client.sent_some.wait()
+            client.leave()
     assert connector.closed == 1
     assert not client.finished  # nothing more was sent to a client that is gone
     assert tracker.get_global_snapshot().lifetime.cancelled == 1
     assert tracker.get_global_snapshot().total_active_connections == 0
 
 
-async def test_a_hang_up_after_the_last_byte_changes_nothing() -> None:
+@pytest.mark.parametrize("told", [True, False], ids=["told", "received"])
+async def test_a_hang_up_after_the_last_byte_changes_nothing(told: bool) -> None:
     inst, _ = instance("o", Script(steps=[b"data: 1\n\n"]))
     client = Client()
-    client.hang_up.set()
     tracker = ActivityTracker(instances=("o",))
-    await run(call(), [inst], client, tracker)
+    last_byte = ClientOut.end
+
+    async def end_then_leave(out: ClientOut) -> None:
+        await last_byte(out)
+        client.leave()  # as our server does: the stream closes with the last byte
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ClientOut, "end", end_then_leave)
+        await run(call(), [inst], client, tracker, told=told)
     assert client.finished
     life = tracker.get_global_snapshot().lifetime
     assert (life.requests, life.cancelled, life.errors) == (1, 0, 0)

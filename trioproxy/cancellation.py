@@ -27,13 +27,12 @@ class Attempt:
     """The cancel handle of one attempt: whoever cancels it says why.
 
     The tracker calls :meth:`cancel_as_stale` (its sweeper) and :meth:`cancel_by_operator`
-    (an operator's cancel), the shutdown deadline :meth:`shut_down`, the disconnect
-    watcher :meth:`disconnect`. The first reason wins;
-    the relay reads it after the attempt's scope has unwound.
+    (an operator's cancel), the shutdown deadline :meth:`shut_down`, the request's
+    hang-up :meth:`disconnect`. The first reason wins; the relay reads it after the
+    attempt's scope has unwound.
 
-    The scope is the attempt's nursery's own (:meth:`bind`), not one more around it: a
-    cancel scope per request is a measurable part of a quick request's cost. A stop that
-    comes before the scope is bound cancels it as it is bound.
+    The scope is the attempt's own (:meth:`bind`). A stop that comes before the scope
+    is bound cancels it as it is bound.
     """
 
     __slots__ = ("_scope", "reason")

@@ -31,6 +31,7 @@ from .errors import (
     Unauthorized,
     error_body,
 )
+from .hangup import hangup_of
 from .headers import REQUEST_DROP, Headers, header_value
 from .jsonbody import encode, parse_object
 from .relay import Call, relay
@@ -262,7 +263,9 @@ class ProxyRoutes:
                 return
             out = ClientOut(send, call.session_id)
             candidates = [self.backends[name] for name in names]
-            await relay(call, candidates, receive, out, self.tracker, self.in_flight)
+            await relay(
+                call, candidates, receive, out, self.tracker, self.in_flight, hangup_of(scope)
+            )
             outcome = out.outcome
         except BaseException as exc:
             outcome = "cancelled" if _only_cancelled(exc) else "error"

@@ -1,14 +1,13 @@
 """One proxied request, from a routed call to the last byte handed to the client.
 
-Each attempt (one per instance tried, at most MAX_ATTEMPTS) owns one nursery, whose
-cancel scope its :class:`~.cancellation.Attempt` handle cancels. It holds everything the
-attempt opened: the upstream response (``async with``, so it is closed on every way out) and the
-task that watches for the client hanging up. That task starts with a stream, or once the
-connector says the exchange may take long (it queues, dials, or has waited 0.1 s for the
-backend): a quick JSON answer is relayed without it, since a task costs more than the
-rest of such a relay. The tracker registration (when tracking is on) encloses the scope,
-so the bytes of an error answer sent after a cancellation are still counted. Nothing
-outlives the attempt.
+Each attempt (one per instance tried, at most MAX_ATTEMPTS) owns one cancel scope, which
+its :class:`~.cancellation.Attempt` handle cancels, around everything the attempt opened:
+the upstream response (``async with``, so it is closed on every way out). The client
+hanging up is told by the request's :class:`~.hangup.Hangup`, a callback our server fires
+as it queues ``http.disconnect``, so no task waits for it; under another server one task
+per request watches ``receive()`` and fires it. The tracker registration (when tracking
+is on) encloses the scope, so the bytes of an error answer sent after a cancellation are
+still counted. Nothing outlives the attempt.
 
 Four things cancel an attempt's scope, through its :class:`~.cancellation.Attempt`
 handle, which records why: the client hanging up (nothing more is sent), the stale
@@ -29,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +50,7 @@ from .errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from .hangup import Hangup
 from .headers import Headers, header_value
 from .ratelimit import retry_after_seconds
 from .routes import ProxyRoute, upstream_route
@@ -228,7 +228,6 @@ async def _exchange(
     instance: BackendInstance,
     out: ClientOut,
     meter: RequestMeter | None,
-    on_wait: Callable[[], None],
     *,
     may_retry: bool,
 ) -> None:
@@ -240,7 +239,7 @@ async def _exchange(
         _Retry: a 429 or a connection failure, and another instance may take the call.
     """
     try:
-        async with instance.connector.open(request, on_wait=on_wait) as response:
+        async with instance.connector.open(request) as response:
             instance.record_success()
             status = response.status
             if meter is not None:
@@ -270,43 +269,35 @@ async def _exchange(
         await out.fail(call.route, exc)
 
 
-class _Watch:
-    """Starts, at most once, the task that notices the client hanging up."""
+async def _watch(receive: Receive, hangup: Hangup) -> None:
+    """Fire ``hangup`` when ``receive()`` says the client hung up (under another server
+    than ours, which tells no :class:`~.hangup.Hangup` itself)."""
+    while True:
+        if (await receive())["type"] == "http.disconnect":
+            hangup.fire()
+            return
 
-    __slots__ = ("_attempt", "_nursery", "_out", "_receive", "started")
 
-    def __init__(
-        self, nursery: trio.Nursery, receive: Receive, attempt: Attempt, out: ClientOut
-    ) -> None:
-        self._nursery = nursery
-        self._receive = receive
+class _Listener:
+    """What a hang-up does to one attempt: cancel it, unless its answer is complete."""
+
+    __slots__ = ("_attempt", "_out")
+
+    def __init__(self, attempt: Attempt, out: ClientOut) -> None:
         self._attempt = attempt
         self._out = out
-        self.started = False
 
     def __call__(self) -> None:
-        # Watching takes a task of its own, which costs more than a quick answer's whole
-        # relay: so it starts only once the exchange may take long (the connector says
-        # when), and at once for a stream.
-        if not self.started:
-            self.started = True
-            self._nursery.start_soon(self._watch)
-
-    async def _watch(self) -> None:
-        while True:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                # A client that hangs up after the last byte ended nothing early.
-                if not self._out.complete:
-                    self._attempt.disconnect()
-                return
+        # A client that hangs up after the last byte ended nothing early.
+        if not self._out.complete:
+            self._attempt.disconnect()
 
 
 async def _attempt(
     call: Call,
     instance: BackendInstance,
     out: ClientOut,
-    receive: Receive,
+    hangup: Hangup,
     tracker: ActivityTracker | None,
     in_flight: set[Attempt],
     *,
@@ -345,27 +336,19 @@ async def _attempt(
         with registration as meter:
             out.meter = meter
             retry = False
-            async with trio.open_nursery() as nursery:
-                attempt.bind(nursery.cancel_scope)
-                watch = _Watch(nursery, receive, attempt, out)
-                if call.streaming:
-                    watch()
+            # The attempt's own scope: a hang-up (told by ``hangup``, with no task of
+            # ours waiting for it), the sweeper, an operator or the shutdown cancel it.
+            with trio.CancelScope() as scope:
+                attempt.bind(scope)
+                hangup.listen(_Listener(attempt, out))
                 try:
                     await _exchange(
-                        call,
-                        request,
-                        crossing,
-                        instance,
-                        out,
-                        meter,
-                        watch,
-                        may_retry=may_retry,
+                        call, request, crossing, instance, out, meter, may_retry=may_retry
                     )
                 except _Retry:
-                    # Raised out of the nursery it would arrive wrapped in a group.
                     retry = True
-                if watch.started:
-                    nursery.cancel_scope.cancel()  # the watcher is no longer needed
+                finally:
+                    hangup.listen(None)
             end = ending(attempt.reason, complete=out.complete, retry=retry)
             if end is Ending.DONE:
                 return
@@ -403,18 +386,39 @@ async def relay(
     out: ClientOut,
     tracker: ActivityTracker | None,
     in_flight: set[Attempt],
+    hangup: Hangup | None = None,
 ) -> None:
     """Serve ``call`` through the first of ``candidates`` that answers, answering on ``out``.
 
     Errors of the backend reach the client as a JSON error or an SSE error event;
-    a client that hangs up cancels everything the request opened, at once. ``out`` says
-    afterwards what happened (status, bytes, instance, outcome).
+    a client that hangs up cancels everything the request opened, at once. Our server
+    says so through ``hangup`` (:mod:`.hangup`); without one (another server), a task
+    watches ``receive()`` for it. ``out`` says afterwards what happened (status, bytes,
+    instance, outcome).
     """
+    if hangup is not None:
+        await _relay(call, candidates, out, hangup, tracker, in_flight)
+        return
+    hangup = Hangup()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_watch, receive, hangup)
+        await _relay(call, candidates, out, hangup, tracker, in_flight)
+        nursery.cancel_scope.cancel()  # the watcher is no longer needed
+
+
+async def _relay(
+    call: Call,
+    candidates: Sequence[BackendInstance],
+    out: ClientOut,
+    hangup: Hangup,
+    tracker: ActivityTracker | None,
+    in_flight: set[Attempt],
+) -> None:
     tried = candidates[:MAX_ATTEMPTS]
     for number, instance in enumerate(tried, start=1):
         try:
             await _attempt(
-                call, instance, out, receive, tracker, in_flight, may_retry=number < len(tried)
+                call, instance, out, hangup, tracker, in_flight, may_retry=number < len(tried)
             )
         except _Retry:
             log.info("failing over from %s", instance.name)

@@ -1,8 +1,8 @@
 """Serving an ASGI app with hypercorn's Trio worker, and what we change about it.
 
 :func:`serve_app` is the one way the proxy is served, in production (:mod:`.server`) and in
-the tests alike. It runs ``hypercorn.trio.serve`` with three changes, each for a defect
-hypercorn 0.18's Trio worker has on the wire:
+the tests alike. It runs ``hypercorn.trio.serve`` with four changes: three for defects
+hypercorn 0.18's Trio worker has on the wire, one for the cost of a hang-up:
 
 * **Connections are served by** :class:`ProxyTCPServer`, a subclass of hypercorn's trio
   ``TCPServer``. hypercorn's ``worker_serve`` looks the class up by its module-global name
@@ -16,6 +16,10 @@ hypercorn 0.18's Trio worker has on the wire:
   connection closed (:class:`FramingGuard`). h11 follows the transfer coding and keeps the
   connection alive, which RFC 9112 §6.3 forbids: a front end that believed the
   Content-Length would see a different request boundary (request smuggling).
+* **A request's hang-up is told by a callback** (:class:`ProxyTaskGroup`, put in place of
+  hypercorn's ``TaskGroup`` the same way): each request's scope gets a
+  :class:`~.hangup.Hangup`, fired as its ``http.disconnect`` is queued, so the relay
+  needs no task of its own to ``receive()`` it.
 * **A full descriptor table logs one line a second**, not a traceback every 0.1 s
   (:class:`AcceptErrorFilter` on Trio's ``trio.serve_listeners`` logger). Trio's accept
   loop itself already does the right thing: it retries every 0.1 s while the connections
@@ -30,17 +34,22 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import hypercorn.trio
 import hypercorn.trio.run
+import hypercorn.trio.tcp_server
 import trio
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
+from hypercorn.typing import AppWrapper, ASGIReceiveEvent, ASGISendEvent
 
 from .asgi import Asgi, Receive, Scope, Send
 from .client_out import JSON_HEADERS
 from .errors import BadRequest, error_body
+from .hangup import HANGUP, Hangup
 from .routes import api_of_path
 from .turnstile import turnstile
 
@@ -144,22 +153,54 @@ class ProxyTCPServer(TCPServer):
         await self.idle_task.stop()
 
 
-def install_tcp_server() -> None:
-    """Make hypercorn's Trio worker serve every connection with :class:`ProxyTCPServer`.
+class ProxyTaskGroup(TaskGroup):
+    """hypercorn's task group of one connection, whose requests each get a
+    :class:`~.hangup.Hangup` in their scope, fired as their ``http.disconnect`` is queued:
+    the relay learns of a hang-up from it without a task of its own to ``receive()`` it."""
 
-    Idempotent. Raises:
-        RuntimeError: hypercorn's worker no longer looks ``TCPServer`` up where this
-            patch puts it (a hypercorn upgrade): serving without the fixes is refused.
-    """
-    current = getattr(hypercorn.trio.run, "TCPServer", None)
-    if current is ProxyTCPServer:
+    async def spawn_app(
+        self,
+        app: AppWrapper,
+        config: Config,
+        scope: Any,
+        send: Callable[[ASGISendEvent | None], Awaitable[None]],
+    ) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
+        hangup = scope[HANGUP] = Hangup()
+        put = await super().spawn_app(app, config, scope, send)
+
+        async def app_put(message: ASGIReceiveEvent) -> None:
+            if message["type"] == "http.disconnect":
+                hangup.fire()
+            await put(message)
+
+        return app_put
+
+
+def _replace(module: Any, name: str, original: type, replacement: type) -> None:
+    """Point ``module.name`` at ``replacement``, refusing unless it is ``original`` (or
+    ``replacement`` already)."""
+    current = getattr(module, name, None)
+    if current is replacement:
         return
-    if current is not TCPServer:
+    if current is not original:
         raise RuntimeError(
-            "hypercorn.trio.run.TCPServer is not hypercorn's TCPServer: this hypercorn "
+            f"{module.__name__}.{name} is not hypercorn's {original.__name__}: this hypercorn "
             "version needs trioproxy/serving.py reviewed"
         )
-    setattr(hypercorn.trio.run, "TCPServer", ProxyTCPServer)  # noqa: B010 - the patch itself
+    setattr(module, name, replacement)
+
+
+def install_tcp_server() -> None:
+    """Make hypercorn's Trio worker serve every connection with :class:`ProxyTCPServer`,
+    whose requests are run by :class:`ProxyTaskGroup`.
+
+    Idempotent. Raises:
+        RuntimeError: hypercorn's worker no longer looks ``TCPServer`` or ``TaskGroup`` up
+            where this patch puts them (a hypercorn upgrade): serving without the fixes
+            is refused.
+    """
+    _replace(hypercorn.trio.run, "TCPServer", TCPServer, ProxyTCPServer)
+    _replace(hypercorn.trio.tcp_server, "TaskGroup", TaskGroup, ProxyTaskGroup)
 
 
 def ambiguous_framing(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -10,7 +10,7 @@ subclasses; no transport exception escapes a connector.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -55,13 +55,6 @@ class UpstreamResponse(Protocol):
 class Connector(Protocol):
     """A backend instance as the relay sees it."""
 
-    def open(
-        self, request: UpstreamRequest, *, on_wait: Callable[[], None] | None = None
-    ) -> AbstractAsyncContextManager[UpstreamResponse]:
-        """Send ``request``; the response is usable inside the block and closed after it.
-
-        ``on_wait`` is called at most once, synchronously, when the exchange may take
-        long: before the connector queues, dials or sleeps, or once it has waited about
-        0.1 s for the backend. A quick answer never calls it.
-        """
+    def open(self, request: UpstreamRequest) -> AbstractAsyncContextManager[UpstreamResponse]:
+        """Send ``request``; the response is usable inside the block and closed after it."""
         ...

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import select
 import ssl
-from collections.abc import Callable
 
 import h11
 import trio
@@ -36,8 +35,6 @@ from trioproxy.errors import (
 RECEIVE_BUFFER_SIZE = 65536
 #: Largest response head h11 will buffer before calling it a protocol error.
 MAX_HEAD_SIZE = 65536
-#: A receive that has waited this long (seconds) calls the connection's ``on_wait`` hook.
-WAIT_PATIENCE = 0.1
 #: Bodies up to this size are sent in the same write as the head: one segment for the
 #: typical small JSON request, while a large body is not copied just to join it.
 _JOIN_BODY_LIMIT = 65536
@@ -58,7 +55,6 @@ class H11Connection:
         "_socket",
         "_stream",
         "idle_since",
-        "on_wait",
     )
 
     def __init__(
@@ -73,9 +69,6 @@ class H11Connection:
         self._response_started = False
         #: ``trio.current_time()`` when the connection last went idle.
         self.idle_since = 0.0
-        #: Called once, by the request using the connection, when a receive has waited
-        #: ``WAIT_PATIENCE`` seconds (see :meth:`H11Pool.stream`); then cleared.
-        self.on_wait: Callable[[], None] | None = None
         # One poller for the liveness probe, registered once: the fd never changes.
         self._poll: select.poll | None = None
 
@@ -155,7 +148,7 @@ class H11Connection:
     async def _feed(self) -> None:
         """Receive once, without a timeout, and hand the bytes (or EOF) to h11."""
         try:
-            data = await self._receive_some()
+            data = await self._stream.receive_some(RECEIVE_BUFFER_SIZE)
         except trio.ClosedResourceError as exc:
             raise RuntimeError("response read after its connection was closed") from exc
         except (trio.BrokenResourceError, OSError) as exc:
@@ -170,18 +163,6 @@ class H11Connection:
         # raise for a body cut short. SSLStream returns bytearray; h11 only appends what it
         # gets to its own bytearray, so it takes one as is (its annotation says bytes).
         self._h11.receive_data(data)  # type: ignore[arg-type]
-
-    async def _receive_some(self) -> bytes | bytearray:
-        """One ``receive_some``; a wait past ``WAIT_PATIENCE`` calls ``on_wait`` first."""
-        on_wait = self.on_wait
-        if on_wait is not None:
-            with trio.move_on_after(WAIT_PATIENCE):
-                return await self._stream.receive_some(RECEIVE_BUFFER_SIZE)
-            # Cancelled while waiting, so nothing was read: the receive can resume.
-            # (Trio streams, TLS included once the handshake is done, allow this.)
-            self.on_wait = None
-            on_wait()
-        return await self._stream.receive_some(RECEIVE_BUFFER_SIZE)
 
     def start_next_cycle(self) -> bool:
         """After a complete response: ready the connection for another request if it can be.

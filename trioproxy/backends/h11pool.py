@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import ssl
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -248,7 +248,6 @@ class H11Pool:
         *,
         headers: Sequence[tuple[bytes, bytes]] = (),
         body: bytes = b"",
-        on_wait: Callable[[], None] | None = None,
     ) -> AbstractAsyncContextManager[H11Response]:
         """Send one request; the block gets the response once its head has arrived.
 
@@ -257,12 +256,6 @@ class H11Pool:
         caller's ``Content-Length`` and ``Transfer-Encoding`` are dropped, since the pool
         frames the body. A reused idle connection that fails before any response byte
         is retried once on a fresh connection.
-
-        ``on_wait``, when given, is called (synchronously, at most once) as soon as the
-        request may wait for long: before queueing for a connection or dialling one, or
-        once a receive of the head or body has waited ``WAIT_PATIENCE`` (0.1 s). A caller
-        that must also watch for something else — the relay, for its client hanging
-        up — can start doing so then, and skip that cost for quick answers.
 
         Raises (from entering the block):
             UpstreamUnreachable: DNS, refused, reset, TLS failure, closed before a response.
@@ -285,7 +278,7 @@ class H11Pool:
             request = h11.Request(method=method, target=target, headers=out)
         except h11.LocalProtocolError as exc:
             raise ValueError(f"invalid request: {exc}") from exc
-        return _ResponseContext(self, request, body, on_wait)
+        return _ResponseContext(self, request, body)
 
     def path_of(self, path: str) -> str:
         """The request target for ``path``: the base URL's path, then ``path``."""
@@ -324,9 +317,7 @@ class H11Pool:
     ) -> None:
         await self.aclose()
 
-    async def _send(
-        self, request: h11.Request, body: bytes, on_wait: Callable[[], None] | None
-    ) -> H11Response:
+    async def _send(self, request: h11.Request, body: bytes) -> H11Response:
         """Take a slot and a connection, send, and return the response with its head.
 
         On any failure the connection is closed and the slot released before raising.
@@ -339,9 +330,6 @@ class H11Pool:
         try:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
-            if on_wait is not None:
-                on_wait()
-                on_wait = None
             await self._slots.acquire()
         conn: H11Connection | None = None
         try:
@@ -349,21 +337,16 @@ class H11Pool:
                 raise RuntimeError("this H11Pool is closed")
             conn = self._checkout_idle()
             if conn is not None:
-                conn.on_wait = on_wait
                 try:
                     head = await conn.send_request(request, body)
                 except NoResponseError:
                     # The server closed this idle connection after our liveness probe.
                     # No byte of a response was seen, so a fresh connection may retry.
                     dead, conn = conn, None
-                    # This retry is the only slow path left: let the caller know.
-                    on_wait = dead.on_wait
                     self._discard(dead)
                 else:
                     self._served += 1
                     return H11Response(conn, head, self.name)
-            if on_wait is not None:
-                on_wait()
             conn = await self._connect()
             head = await conn.send_request(request, body)
             self._served += 1
@@ -385,7 +368,6 @@ class H11Pool:
         """Return the response's connection to the pool, or close it; release the slot."""
         response._closed = True
         conn = response._conn
-        conn.on_wait = None
         try:
             if response._is_complete() and conn.start_next_cycle():
                 self._keep(conn)
@@ -457,25 +439,18 @@ class H11Pool:
 class _ResponseContext:
     """``async with pool.stream(...) as response``: owns the request's slot and connection."""
 
-    __slots__ = ("_body", "_on_wait", "_pool", "_request", "_response")
+    __slots__ = ("_body", "_pool", "_request", "_response")
 
-    def __init__(
-        self,
-        pool: H11Pool,
-        request: h11.Request,
-        body: bytes,
-        on_wait: Callable[[], None] | None,
-    ) -> None:
+    def __init__(self, pool: H11Pool, request: h11.Request, body: bytes) -> None:
         self._pool = pool
         self._request = request
         self._body = body
-        self._on_wait = on_wait
         self._response: H11Response | None = None
 
     async def __aenter__(self) -> H11Response:
         if self._response is not None:
             raise RuntimeError("a stream() context can be entered once")
-        self._response = await self._pool._send(self._request, self._body, self._on_wait)
+        self._response = await self._pool._send(self._request, self._body)
         return self._response
 
     async def __aexit__(

@@ -90,7 +90,6 @@ class HttpConnector:
         path: str,
         headers: Headers,
         body: bytes = b"",
-        on_wait: Callable[[], None] | None = None,
     ) -> AbstractAsyncContextManager[H11Response]:
         if self.pool is None:
             raise UpstreamConnectFailed(
@@ -103,18 +102,16 @@ class HttpConnector:
         if b"accept-encoding" not in present:
             # Bodies are relayed undecoded, so never ask for an encoding the client did not.
             out.append((b"accept-encoding", b"identity"))
-        return self.pool.stream(method, path, headers=out, body=body, on_wait=on_wait)
+        return self.pool.stream(method, path, headers=out, body=body)
 
-    def open(
-        self, request: UpstreamRequest, *, on_wait: Callable[[], None] | None = None
-    ) -> AbstractAsyncContextManager[H11Response]:
+    def open(self, request: UpstreamRequest) -> AbstractAsyncContextManager[H11Response]:
         """POST ``request`` to its path; see :class:`~.base.Connector`.
 
         Raises:
             UpstreamError: here for an invalid base URL, else when the block is entered;
                 its ``backend`` is this instance's name.
         """
-        return self._stream("POST", request.path, request.headers, request.body, on_wait)
+        return self._stream("POST", request.path, request.headers, request.body)
 
     async def list_models(self) -> list[str]:
         """The models the backend lists.

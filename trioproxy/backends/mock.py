@@ -10,7 +10,7 @@ body it cannot read with a 400 in the API's error shape; it never raises.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -123,13 +123,8 @@ class MockConnector:
         return list(self.spec.models or MOCK_MODELS)
 
     @asynccontextmanager
-    async def open(
-        self, request: UpstreamRequest, *, on_wait: Callable[[], None] | None = None
-    ) -> AsyncIterator[_MockResponse]:
-        """Answer ``request``: 200 in the endpoint's shape, or 400 for an unreadable body.
-
-        A streamed answer waits between chunks, so ``on_wait`` is called at once.
-        """
+    async def open(self, request: UpstreamRequest) -> AsyncIterator[_MockResponse]:
+        """Answer ``request``: 200 in the endpoint's shape, or 400 for an unreadable body."""
         route = BY_ENDPOINT[request.endpoint]
         try:
             payload = json.loads(request.body)
@@ -139,8 +134,6 @@ class MockConnector:
             error = BadRequest("The mock backend needs a JSON object body.")
             yield _MockResponse(400, _JSON, [error_body(route.api, error)], 0.0)
             return
-        if on_wait is not None and request.streaming and self.spec.mock_chunk_delay:
-            on_wait()
         pieces = split_reply(REPLY, self.spec.mock_chunks)
         chunks = _answer(route, payload, request.streaming, pieces)
         if request.streaming:

@@ -1,0 +1,95 @@
+"""A request's hang-up told by our server (``trioproxy.hangup``, ``serving.ProxyTaskGroup``).
+
+The relay learns that its client hung up from the request's ``Hangup``, which our server
+fires as it queues ``http.disconnect``: no task of the app waits on ``receive()`` for it.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+
+import hypercorn.trio.tcp_server
+import pytest
+import trio
+
+from trioproxy.asgi import Receive, Scope, Send
+from trioproxy.hangup import HANGUP, Hangup, hangup_of
+from trioproxy.server import hypercorn_config
+from trioproxy.serving import install_tcp_server, serve_app
+from trioproxy.settings import Settings
+
+GUARD = 20  # seconds
+
+
+def test_a_listener_is_told_once_and_at_once_if_the_client_is_already_gone() -> None:
+    calls: list[str] = []
+    hangup = Hangup()
+    hangup.listen(lambda: calls.append("first"))
+    hangup.fire()
+    hangup.fire()
+    assert (hangup.gone, calls) == (True, ["first"])
+    hangup.listen(lambda: calls.append("late"))  # listening after the hang-up
+    assert calls == ["first", "late"]
+
+
+def test_a_listener_that_stopped_listening_is_not_told() -> None:
+    calls: list[str] = []
+    hangup = Hangup()
+    hangup.listen(lambda: calls.append("gone"))
+    hangup.listen(None)
+    hangup.fire()
+    assert (hangup.gone, calls) == (True, [])
+
+
+def test_only_our_servers_hangup_is_found_in_a_scope() -> None:
+    hangup = Hangup()
+    assert hangup_of({HANGUP: hangup}) is hangup
+    assert hangup_of({}) is None
+    assert hangup_of({HANGUP: "something else"}) is None
+
+
+async def test_our_server_fires_a_requests_hangup_with_no_task_receiving(
+    nursery: trio.Nursery,
+) -> None:
+    told = trio.Event()
+    listening = trio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                await send({"type": message["type"] + ".complete"})
+                if message["type"] == "lifespan.shutdown":
+                    return
+        hangup = hangup_of(scope)
+        assert hangup is not None
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        hangup.listen(told.set)
+        listening.set()
+        await told.wait()  # never receive(): only the Hangup can say the client left
+
+    stop = trio.Event()
+    config = hypercorn_config(replace(Settings(), host="127.0.0.1", port=0))
+    binds: list[str] = await nursery.start(
+        functools.partial(serve_app, app, config, shutdown_trigger=stop.wait)
+    )
+    host, port = binds[0].removeprefix("http://").rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    await stream.send_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200")
+    await listening.wait()
+    await stream.aclose()
+    with trio.fail_after(GUARD):  # a guard against hanging, not a timing
+        await told.wait()
+    stop.set()
+
+
+def test_serving_refuses_a_hypercorn_whose_task_group_is_not_where_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    install_tcp_server()
+    monkeypatch.setattr(hypercorn.trio.tcp_server, "TaskGroup", type("Other", (), {}))
+    with pytest.raises(RuntimeError, match="TaskGroup is not hypercorn's TaskGroup"):
+        install_tcp_server()
