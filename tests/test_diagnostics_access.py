@@ -176,6 +176,36 @@ async def test_loopback_peer_is_served(app: TrioProxyApp, peer: str, path: str) 
         assert_served(path, await client.get(path))
 
 
+# The documents the app serves itself (trioproxy.admin.AdminDocuments) answer every
+# method as the operator's routes served by Quart do.
+@pytest.mark.parametrize("path", ["/v1/diagnostics", "/v1/diagnostics/activity", "/metrics"])
+async def test_the_operators_routes_answer_other_methods_alike(
+    app: TrioProxyApp, path: str
+) -> None:
+    async with asgi_client(app, "127.0.0.1") as client:
+        get = await client.get(path)
+        head = await client.head(path)
+        assert (head.status_code, head.content) == (200, b"")
+        assert abs(int(head.headers["content-length"]) - len(get.content)) <= 2  # timestamp
+        options = await client.options(path)
+        assert options.status_code == 200
+        assert set(options.headers["allow"].split(", ")) == {"HEAD", "GET", "OPTIONS"}
+        for method in ("POST", "PUT", "DELETE"):
+            refused = await client.request(method, path)
+            assert refused.status_code == 405
+            assert set(refused.headers["allow"].split(", ")) == {"HEAD", "GET", "OPTIONS"}
+            assert refused.json()["error"] == {
+                "message": f"Method Not Allowed: {method} {path}",
+                "type": "invalid_request_error",
+                "code": "method_not_allowed",
+            }
+    async with asgi_client(app, "203.0.113.9") as client:
+        # Routing comes first: a wrong method is 405 to any peer, the right one 403.
+        assert (await client.post(path)).status_code == 405
+        assert (await client.head(path)).status_code == 403
+        assert_forbidden(await client.get(path))
+
+
 async def test_forwarding_headers_cannot_lock_out_a_loopback_peer(app: TrioProxyApp) -> None:
     """The headers are ignored both ways: a loopback peer claiming to be remote is served."""
     headers = {

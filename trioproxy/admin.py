@@ -6,6 +6,13 @@ client presenting one as ``Authorization: Bearer <key>`` (compared in constant t
 Client keys never open these routes, and admin keys never open the proxy routes. Anyone
 else gets 403 with a JSON error and nothing more.
 
+The two documents pollers ask for again and again — ``GET /v1/diagnostics`` (the live
+view's) and ``GET /v1/diagnostics/activity`` — are served by :class:`AdminDocuments`, plain
+ASGI like the proxy routes; the other routes by Quart-Trio. A request through Quart's
+request and response machinery took 14 turns of the event loop here, a plain one 5; with
+thousands of streams in flight every turn is as long as the work of all the tasks ready
+in it, so the answer came about three times later.
+
 What the routes answer comes from an :class:`AdminView`: :class:`LocalView` (this
 process's tracker and instances), or with ``--workers N`` the worker's view of all its
 siblings (:class:`trioproxy.workers.cluster.ClusterView`), which adds the fields that say
@@ -15,13 +22,15 @@ which workers the answer covers.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from quart import Response, request
 from quart_trio import QuartTrio
 
 from .activity import ActivityTracker
+from .asgi import Receive, Scope, Send
 from .auth import bearer_key_is
 from .backends.instance import Backends
 from .diagnostics import activity_summary, diagnostics_document, is_loopback, recent_document
@@ -107,23 +116,79 @@ class LocalView:
         return exposition(self._registry)
 
 
-def add_admin_routes(quart: QuartTrio, view: AdminView, admin_keys: tuple[bytes, ...]) -> None:
-    """Serve the operator's routes on ``quart`` (see the module docstring for access)."""
+def _admitted(scope: Scope, admin_keys: tuple[bytes, ...]) -> bool:
+    """Whether the request's peer may use the operator's routes (the module docstring)."""
+    if is_loopback(scope.get("client")):
+        return True
+    return bool(admin_keys) and bearer_key_is(scope["headers"], admin_keys)
+
+
+_ALLOW = b"HEAD, GET, OPTIONS"
+
+
+class AdminDocuments:
+    """``GET`` (and ``HEAD``, ``OPTIONS``) of the documents in :attr:`paths`, plain ASGI.
+
+    Answers as the Quart routes would: 403 to a peer that is not admitted, 405 with
+    ``Allow`` to any other method (before the peer is looked at, as routing does), and the
+    JSON document with its ``Content-Length``.
+    """
+
+    def __init__(self, view: AdminView, admin_keys: tuple[bytes, ...]) -> None:
+        self._view = view
+        self._keys = admin_keys
+        #: What each path answers: the document's JSON bytes.
+        self.paths: dict[str, Callable[[], Awaitable[bytes]]] = {
+            "/v1/diagnostics": view.diagnostics,
+            "/v1/diagnostics/activity": self._activity,
+        }
+
+    async def _activity(self) -> bytes:
+        return json.dumps(await self._view.activity()).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method, path = scope["method"], scope["path"]
+        if method == "OPTIONS":
+            await _answer(send, 200, b"", allow=True)
+        elif method not in ("GET", "HEAD"):
+            payload = error_payload(
+                Api.OPENAI,
+                f"Method Not Allowed: {method} {path}",
+                error_type="invalid_request_error",
+                code="method_not_allowed",
+            )
+            await _answer(send, 405, json.dumps(payload).encode(), allow=True)
+        elif not _admitted(scope, self._keys):
+            payload = error_payload(
+                Api.OPENAI, FORBIDDEN, error_type="permission_error", code="forbidden"
+            )
+            await _answer(send, 403, json.dumps(payload).encode())
+        else:
+            body = await self.paths[path]()
+            await _answer(send, 200, body, head=method == "HEAD")
+
+
+async def _answer(
+    send: Send, status: int, body: bytes, *, allow: bool = False, head: bool = False
+) -> None:
+    """A complete JSON response (``head``: its headers only; ``allow``: with ``Allow``)."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if allow:
+        headers.append((b"allow", _ALLOW))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+def add_admin_routes(
+    quart: QuartTrio, view: AdminView, admin_keys: tuple[bytes, ...]
+) -> AdminDocuments:
+    """Serve the operator's routes on ``quart``, but for those of the returned
+    :class:`AdminDocuments`, which the app serves itself (see the module docstring)."""
 
     def refused() -> Response | None:
-        if is_loopback(request.scope.get("client")):
-            return None
-        if admin_keys and bearer_key_is(request.scope["headers"], admin_keys):
+        if _admitted(cast("Scope", request.scope), admin_keys):
             return None
         return _error(403, FORBIDDEN, "permission_error", "forbidden")
-
-    @quart.get("/v1/diagnostics")
-    async def get_diagnostics() -> Response:
-        return refused() or Response(await view.diagnostics(), content_type="application/json")
-
-    @quart.get("/v1/diagnostics/activity")
-    async def get_activity() -> Response:
-        return refused() or json_response(await view.activity())
 
     @quart.get("/v1/diagnostics/recent")
     async def get_recent() -> Response:
@@ -169,3 +234,5 @@ def add_admin_routes(quart: QuartTrio, view: AdminView, admin_keys: tuple[bytes,
     @quart.get("/metrics")
     async def metrics() -> Response:
         return refused() or Response(await view.metrics(), content_type=_PROMETHEUS)
+
+    return AdminDocuments(view, admin_keys)

@@ -14,8 +14,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from . import __version__
 from .accesslog import AccessLog, entry_for
 from .activity import ActivityTracker, set_activity_tracker
-from .admin import AdminView, LocalView, add_admin_routes, json_response
-from .asgi import Receive, Send
+from .admin import AdminDocuments, AdminView, LocalView, add_admin_routes, json_response
+from .asgi import Asgi, Receive, Send
 from .auth import is_authorized
 from .backends.instance import Backends
 from .client_out import JSON_HEADERS
@@ -67,10 +67,11 @@ async def refuse_websocket(receive: Receive, send: Send) -> None:
 
 
 class TrioProxyApp:
-    """The ASGI application: the route table's paths lean, everything else via Quart-Trio.
+    """The ASGI application: the route table's paths and the polled operator's documents
+    (``admin``) lean, everything else via Quart-Trio.
 
     Attributes:
-        settings, backends, tracker (None when tracking is off), quart, proxy.
+        settings, backends, tracker (None when tracking is off), quart, proxy, admin.
     """
 
     def __init__(
@@ -80,15 +81,18 @@ class TrioProxyApp:
         tracker: ActivityTracker | None,
         quart: QuartTrio,
         proxy: ProxyRoutes,
+        admin: AdminDocuments,
     ) -> None:
         self.settings = settings
         self.backends = backends
         self.tracker = tracker
         self.quart = quart
         self.proxy = proxy
+        self.admin = admin
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         kind = scope["type"]
+        handler: Asgi = self.quart  # type: ignore[assignment]
         if kind == "http":
             path = scope["path"]
             proxy_route = BY_PATH.get(path)
@@ -98,6 +102,8 @@ class TrioProxyApp:
             if proxy_route is not None:
                 await self.proxy(proxy_route, scope, receive, send)
                 return
+            if path in self.admin.paths:
+                handler = self.admin
         elif kind == "websocket":
             if "websocket.http.response" in scope.get("extensions", {}):
                 await refuse_websocket(receive, send)
@@ -106,31 +112,32 @@ class TrioProxyApp:
                 await send({"type": "websocket.close", "code": 1003})
             return
         if kind == "http" and self.proxy.access_log is not None:
-            await self._logged_quart(scope, receive, send, self.proxy.access_log)
+            await _logged(handler, scope, receive, send, self.proxy.access_log)
         else:
-            await self.quart(scope, receive, send)  # type: ignore[arg-type]
+            await handler(scope, receive, send)
 
-    async def _logged_quart(
-        self, scope: MutableMapping[str, Any], receive: Receive, send: Send, log: AccessLog
-    ) -> None:
-        """Serve a non-proxy route through Quart, and write its access log line."""
-        arrived = trio.current_time()
-        status: int | None = None
-        sent = 0
 
-        async def counting_send(message: MutableMapping[str, Any]) -> None:
-            nonlocal status, sent
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                sent += len(message.get("body", b""))
-            await send(message)
+async def _logged(
+    handler: Asgi, scope: MutableMapping[str, Any], receive: Receive, send: Send, log: AccessLog
+) -> None:
+    """Serve a request that is not a proxy route, and write its access log line."""
+    arrived = trio.current_time()
+    status: int | None = None
+    sent = 0
 
-        try:
-            await self.quart(scope, receive, counting_send)  # type: ignore[arg-type]
-        finally:
-            outcome = "completed" if status is not None and status < 400 else "refused"
-            log.write(entry_for(scope, arrived, status=status, outcome=outcome, bytes_tx=sent))
+    async def counting_send(message: MutableMapping[str, Any]) -> None:
+        nonlocal status, sent
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            sent += len(message.get("body", b""))
+        await send(message)
+
+    try:
+        await handler(scope, receive, counting_send)
+    finally:
+        outcome = "completed" if status is not None and status < 400 else "refused"
+        log.write(entry_for(scope, arrived, status=status, outcome=outcome, bytes_tx=sent))
 
 
 def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioProxyApp:
@@ -177,7 +184,6 @@ def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioPro
     view: AdminView = (
         LocalView(backends, tracker) if cluster is None else cluster.view(backends, tracker)
     )
-    add_admin_routes(quart, view, tuple(k.value.encode() for k in settings.admin_keys))
 
     @quart.before_serving
     async def start() -> None:
@@ -251,4 +257,5 @@ def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioPro
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response
 
-    return TrioProxyApp(settings, backends, tracker, quart, proxy)
+    admin = add_admin_routes(quart, view, tuple(k.value.encode() for k in settings.admin_keys))
+    return TrioProxyApp(settings, backends, tracker, quart, proxy, admin)

@@ -106,9 +106,23 @@ class ProxyTCPServer(TCPServer):
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, RawData):
+            if not event.data:
+                # h11 frames the end of a sized body as no bytes at all; sending them
+                # would still take two turns of the event loop.
+                return
+            lock = self.send_lock
             try:
-                async with self.send_lock:
+                try:
+                    # Free, as it nearly always is: taken without a turn of the loop (the
+                    # send takes one). A waiter queued first makes this raise: no one
+                    # jumps the queue.
+                    lock.acquire_nowait()
+                except trio.WouldBlock:
+                    await lock.acquire()
+                try:
                     await self.stream.send_all(event.data)
+                finally:
+                    lock.release()
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
                 # Busy: the reading task is closing the connection (send_eof) right now.
                 await self.protocol.handle(Closed())
