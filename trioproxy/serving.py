@@ -57,7 +57,7 @@ ACCEPT_LOGGER = "trio.serve_listeners"
 
 
 class ProxyTCPServer(TCPServer):
-    """hypercorn's Trio connection handler, with five fixes.
+    """hypercorn's Trio connection handler, with five changes.
 
     * **A send can be cancelled.** hypercorn shields every ``send_all`` so that a
       cancelled sender never leaves half a frame on the wire. But a client that stops
@@ -67,7 +67,10 @@ class ProxyTCPServer(TCPServer):
       cancelled (or fails in any other way than the peer having gone) closes the
       connection at once, so no half-written response is ever continued. The app's later
       sends on it find it closed and the app gets ``http.disconnect``, as for a client
-      that hung up.
+      that hung up. A free send lock is taken without a checkpoint and h11's empty
+      end of a sized body is not sent at all: each was one more turn of the event loop
+      per send (every chunk of every stream), and under load a turn is as long as the
+      work of every task ready in it.
     * **What follows a response's last message is not cancelled with the app's task.**
       hypercorn restarts the keep-alive timer, or closes the socket of a connection that
       must close (``connection: close``), from whatever task sends the response's last

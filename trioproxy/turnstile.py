@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import trio
 
-#: Tasks let through per turn of the event loop. Ending a connection whose client hung
-#: up mid-stream costs most of a millisecond of the benchmark machine's CPU, spread over
-#: the turns that follow. With 32, after 5,000 streams hung up the longest turn was
-#: 140 to 300 ms (against about a second without the turnstile); with 16 the release
-#: took a third longer, with 64 its turns were no shorter (``bench/release.py --pauses``).
-#: A count that adapted to the turns' length did no better: the release is CPU-bound
-#: either way, and takes longer than without the turnstile only by what the loop now
-#: serves meanwhile (diagnostics polls, chunks still arriving for the queued).
-PER_TURN = 32
+#: Tasks let through per turn of the event loop. Each one let through takes several more
+#: turns to end its connection (its request unwinds, its sockets close), so a turn holds
+#: the work of several times this many, and anything else the loop serves meanwhile
+#: waits that long per turn it needs: ``GET /v1/diagnostics``, about 8. After 5,000
+#: streams hung up at once (``bench/release.py --pauses``, 2026-12-02), with 32 the poll
+#: took 100 ms (p50) during the release, with 4 20 to 30 ms, while the release took 10
+#: to 20 % longer (1.2 s); 2 was no better for the poll and slower again. A count that
+#: adapted to the turns' length did no better either (2026-12-01): the release is
+#: CPU-bound whatever the count.
+PER_TURN = 4
 
 
 class Turnstile:
