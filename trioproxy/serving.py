@@ -153,8 +153,11 @@ class ProxyTCPServer(TCPServer):
         timeout = self.config.read_timeout or math.inf
         while True:
             try:
-                with trio.fail_after(timeout):
+                if timeout == math.inf:  # hypercorn's default: no scope to enter and leave
                     data: bytes | bytearray | None = await self.stream.receive_some(MAX_RECV)
+                else:
+                    with trio.fail_after(timeout):
+                        data = await self.stream.receive_some(MAX_RECV)
             except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
                 data = None
             if not data:
