@@ -86,6 +86,8 @@ class ProxyTCPServer(TCPServer):
       75 s. Worse, a response that ended just after a reset (which h11 never sees: the
       read fails instead) recycled the connection and started the timer afresh. Here
       the timer stops as soon as reading ends and is never started again after that.
+      Its socket is then closed without the half-close first: nothing is left to read,
+      so the close sends the same FIN.
     * **The end of a connection's input passes a turnstile** (:mod:`.turnstile`): when
       thousands of clients hang up at once, their connections are ended a few per turn
       of the event loop rather than all in one, so the loop goes on serving everything
@@ -146,6 +148,16 @@ class ProxyTCPServer(TCPServer):
             await super().protocol_send(event)
 
     _reading_ended = False
+
+    async def _close(self) -> None:
+        if self._reading_ended:
+            # Reading has ended (the client's end of stream, a reset, the read timeout)
+            # with nothing left unread: the close sends our FIN, as the half-close
+            # before it would (a shutdown syscall and one more turn of the loop, per
+            # connection).
+            await self.stream.aclose()
+            return
+        await super()._close()
 
     async def _read_data(self) -> None:
         # hypercorn 0.18's loop, but the end of the input (end of stream, reset, read
