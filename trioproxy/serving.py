@@ -155,7 +155,13 @@ class ProxyTCPServer(TCPServer):
             # with nothing left unread: the close sends our FIN, as the half-close
             # before it would (a shutdown syscall and one more turn of the loop, per
             # connection).
-            await self.stream.aclose()
+            if isinstance(self.stream, trio.SocketStream):
+                # Closed now, without the checkpoint of aclose(): Trio's listener closes
+                # the stream again (a no-op then) as the connection's task ends, and
+                # checkpoints there.
+                self.stream.socket.close()
+            else:
+                await self.stream.aclose()  # TLS: its close_notify is sent first
             return
         await super()._close()
 
@@ -199,10 +205,21 @@ class ProxyTaskGroup(TaskGroup):
     ) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
         hangup = scope[HANGUP] = Hangup()
         put = await super().spawn_app(app, config, scope, send)
+        channel = getattr(put, "__self__", None)
+        put_nowait = channel.send_nowait if isinstance(channel, trio.MemorySendChannel) else None
 
         async def app_put(message: ASGIReceiveEvent) -> None:
             if message["type"] == "http.disconnect":
                 hangup.fire()
+            if put_nowait is not None:
+                # Queued at once when there is room, as there nearly always is (the
+                # request's body parts, its disconnect): without the turn of the event
+                # loop a channel's send takes.
+                try:
+                    put_nowait(message)
+                    return
+                except trio.WouldBlock:
+                    pass
             await put(message)
 
         return app_put
