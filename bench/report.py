@@ -683,18 +683,24 @@ def _workers(fig: Figures) -> list[str]:
             "",
             f"Relay capacity: {one.count:,} streams, each offered a chunk every "
             f"{one.chunk_interval:g} s by the slow upstream; chunks the client received per "
-            "second while they were held (the proxy's CPU in cores, all its processes).",
+            "second while they were held. *CPU*: in cores, of the proxy (all its processes) / "
+            "the slow upstream / the client, which share this machine's cores.",
             "",
-            "| Round | 1 worker chunks/s (CPU) | 2 workers chunks/s (CPU) | ratio |",
-            "|--:|--:|--:|--:|",
+            "| Round | 1 worker chunks/s | CPU | 2 workers chunks/s | CPU | ratio |",
+            "|--:|--:|--:|--:|--:|--:|",
         ]
         for number, (a, b) in enumerate(pairs, start=1):
             lines.append(
-                f"| {number} | {a.chunks_per_second:,.0f} ({_f(a.proxy_cpu)}) "
-                f"| {b.chunks_per_second:,.0f} ({_f(b.proxy_cpu)}) "
+                f"| {number} | {a.chunks_per_second:,.0f} | {_cpus(a)} "
+                f"| {b.chunks_per_second:,.0f} | {_cpus(b)} "
                 f"| {_f(ratio(b.chunks_per_second, a.chunks_per_second))} |"
             )
     return lines
+
+
+def _cpus(held: Held) -> str:
+    """Cores used by the proxy / the upstream / the client while ``held`` was held."""
+    return f"{_f(held.proxy_cpu)} / {_f(held.upstream_cpu)} / {_f(held.client_cpu)}"
 
 
 def _access_log(fig: Figures) -> list[str]:
