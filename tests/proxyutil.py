@@ -23,6 +23,7 @@ import trio.testing
 
 from trioproxy.activity import ActivityTracker
 from trioproxy.app import TrioProxyApp, create_app
+from trioproxy.asgi import Receive, Send
 from trioproxy.server import hypercorn_config
 from trioproxy.serving import serve_app
 from trioproxy.settings import BackendSpec, ConnectorType, Secret, Settings
@@ -153,6 +154,15 @@ def mock_spec(name: str = "mock.1", chunks: int = 4, delay: float = 0.0) -> Back
     return BackendSpec(
         name=name, type=ConnectorType.MOCK, mock_chunks=chunks, mock_chunk_delay=delay
     )
+
+
+async def serve_lifespan(receive: Receive, send: Send) -> None:
+    """A bare test app's answer to the server's lifespan messages, until its shutdown."""
+    while True:
+        message = await receive()
+        await send({"type": message["type"] + ".complete"})
+        if message["type"] == "lifespan.shutdown":
+            return
 
 
 async def released(tracker: ActivityTracker | None) -> None:

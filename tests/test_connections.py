@@ -26,7 +26,7 @@ import trio
 
 from tests.fdcount import open_fds, wait_for_fds
 from tests.proxyprocess import trioproxy_process
-from tests.proxyutil import mock_spec, running_proxy
+from tests.proxyutil import mock_spec, running_proxy, serve_lifespan
 from trioproxy.asgi import Receive, Scope, Send
 from trioproxy.server import hypercorn_config
 from trioproxy.serving import (
@@ -148,11 +148,8 @@ async def test_a_request_that_says_connection_close_is_answered_and_the_connecti
 async def finish_after_disconnect(scope: Scope, receive: Receive, send: Send) -> None:
     """An ASGI app that answers only once the client is gone (it ignores the hang-up)."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            await send({"type": message["type"] + ".complete"})
-            if message["type"] == "lifespan.shutdown":
-                return
+        await serve_lifespan(receive, send)
+        return
     while (await receive())["type"] != "http.disconnect":
         pass
     await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -13,6 +13,7 @@ import hypercorn.trio.tcp_server
 import pytest
 import trio
 
+from tests.proxyutil import serve_lifespan
 from trioproxy.asgi import Receive, Scope, Send
 from trioproxy.hangup import HANGUP, Hangup, hangup_of
 from trioproxy.server import hypercorn_config
@@ -57,11 +58,8 @@ async def test_our_server_fires_a_requests_hangup_with_no_task_receiving(
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                await send({"type": message["type"] + ".complete"})
-                if message["type"] == "lifespan.shutdown":
-                    return
+            await serve_lifespan(receive, send)
+            return
         hangup = hangup_of(scope)
         assert hangup is not None
         await send({"type": "http.response.start", "status": 200, "headers": []})
