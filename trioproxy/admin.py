@@ -33,6 +33,7 @@ from .activity import ActivityTracker
 from .asgi import Receive, Scope, Send
 from .auth import bearer_key_is
 from .backends.instance import Backends
+from .client_out import JSON_HEADERS
 from .diagnostics import activity_summary, diagnostics_document, is_loopback, recent_document
 from .errors import Api, error_payload
 from .metrics import exposition, metrics_registry
@@ -49,9 +50,14 @@ def json_response(payload: Any, status: int = 200) -> Response:
     return Response(json.dumps(payload), status=status, content_type="application/json")
 
 
+def _error_body(message: str, error_type: str, code: str) -> bytes:
+    """An operator's route's error, in the OpenAI shape, as JSON bytes."""
+    return json.dumps(error_payload(Api.OPENAI, message, error_type=error_type, code=code)).encode()
+
+
 def _error(status: int, message: str, error_type: str, code: str) -> Response:
-    return json_response(
-        error_payload(Api.OPENAI, message, error_type=error_type, code=code), status
+    return Response(
+        _error_body(message, error_type, code), status=status, content_type="application/json"
     )
 
 
@@ -151,18 +157,11 @@ class AdminDocuments:
         if method == "OPTIONS":
             await _answer(send, 200, b"", allow=True)
         elif method not in ("GET", "HEAD"):
-            payload = error_payload(
-                Api.OPENAI,
-                f"Method Not Allowed: {method} {path}",
-                error_type="invalid_request_error",
-                code="method_not_allowed",
-            )
-            await _answer(send, 405, json.dumps(payload).encode(), allow=True)
+            message = f"Method Not Allowed: {method} {path}"
+            body = _error_body(message, "invalid_request_error", "method_not_allowed")
+            await _answer(send, 405, body, allow=True)
         elif not _admitted(scope, self._keys):
-            payload = error_payload(
-                Api.OPENAI, FORBIDDEN, error_type="permission_error", code="forbidden"
-            )
-            await _answer(send, 403, json.dumps(payload).encode())
+            await _answer(send, 403, _error_body(FORBIDDEN, "permission_error", "forbidden"))
         else:
             body = await self.paths[path]()
             await _answer(send, 200, body, head=method == "HEAD")
@@ -172,7 +171,7 @@ async def _answer(
     send: Send, status: int, body: bytes, *, allow: bool = False, head: bool = False
 ) -> None:
     """A complete JSON response (``head``: its headers only; ``allow``: with ``Allow``)."""
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body))]
     if allow:
         headers.append((b"allow", _ALLOW))
     await send({"type": "http.response.start", "status": status, "headers": headers})
