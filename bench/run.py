@@ -43,7 +43,7 @@ from procs import (
     python_argv,
     raise_fd_limit,
 )
-from scenarios import Held, Target
+from scenarios import Held, Relayed, Target
 
 import trioproxy.backends.http as trioproxy_http
 
@@ -70,8 +70,8 @@ class Plan:
     relay_streams: int
     """Streams of the relay-capacity comparison (chunks/s relayed, 1 and 2 workers)."""
     relay_interval: float
-    """Seconds between chunks of each stream there: the upstream offers more than a
-    worker relays."""
+    """Seconds between chunks of each stream in the run that measures what one worker
+    relays (which sets what the rounds offer): more than a worker relays."""
     relay_rounds: int
 
 
@@ -86,7 +86,7 @@ FULL = Plan(
     ramp_timeout=60,
     workers_rounds=5,
     relay_streams=1000,
-    relay_interval=0.05,
+    relay_interval=0.02,
     relay_rounds=3,
 )
 QUICK = Plan(
@@ -100,7 +100,7 @@ QUICK = Plan(
     ramp_timeout=40,
     workers_rounds=2,
     relay_streams=1000,
-    relay_interval=0.05,
+    relay_interval=0.02,
     relay_rounds=1,
 )
 
@@ -363,7 +363,7 @@ def run(plan: Plan, workdir: Path) -> report.Figures:
         )
 
     held: list[Held] = []
-    relayed: list[Held] = []
+    relayed: list[Relayed] = []
     if plan.stream_counts or plan.relay_rounds:
         held, relayed = concurrency(plan, workdir, slow_port, upstreams)
     return report.Figures(targets, tput, timing, held, workers, relayed, access)
@@ -428,7 +428,7 @@ STREAMS_PER_INSTANCE: int = getattr(trioproxy_http, "MAX_CONNECTIONS", 1000)
 
 def concurrency(
     plan: Plan, workdir: Path, slow_port: int, upstreams: dict[str, str]
-) -> tuple[list[Held], list[Held]]:
+) -> tuple[list[Held], list[Relayed]]:
     """Each stream count directly, then through a fresh proxy with tracking on; then the
     relay-capacity rounds. Returns both lists of runs.
 
@@ -445,7 +445,7 @@ def concurrency(
         ]
 
     held: list[Held] = []
-    relayed: list[Held] = []
+    relayed: list[Relayed] = []
     slow = Service(
         "slow-upstream",
         python_argv(HERE / "slow_upstream.py", "--port", str(slow_port)),
@@ -504,43 +504,57 @@ def concurrency(
                     held.append(result)
                 # Let the sockets of this run close before the next one.
                 time.sleep(1)
-        relayed = relay_capacity(plan, workdir, slow, upstreams)
+    relayed = relay_capacity(plan, workdir, upstreams)
     return held, relayed
 
 
-def relay_capacity(
-    plan: Plan, workdir: Path, slow: Service, upstreams: dict[str, str]
-) -> list[Held]:
+def relay_capacity(plan: Plan, workdir: Path, upstreams: dict[str, str]) -> list[Relayed]:
     """Chunks/s relayed with ``plan.relay_streams`` streams, 1 and 2 workers alternating.
 
-    Each stream is offered a chunk every ``plan.relay_interval`` s, more than a worker
-    relays, so the figure is how many the proxy gets through.
+    The load is ``paced_upstream.py`` and ``paced_client.py``, whose CPU per chunk is a
+    fraction of the proxy's: on a 2-core machine they share the cores with the workers,
+    and every core they use is one the second worker does not get. For the same reason
+    the upstream offers no more than the workers could relay: a one-worker run at
+    ``plan.relay_interval`` first measures what one worker relays, and every round then
+    offers :data:`scenarios.RELAY_OFFER` times that, to 1 and to 2 workers alike (chunks offered and
+    not read would cost the upstream a send each all the same).
     """
-    count, interval = plan.relay_streams, plan.relay_interval
-    chunks = math.ceil((plan.ramp_timeout + plan.hold_seconds + 30) / interval)
-    body = request_body(SLOW_MODEL, stream=True, bench_chunks=chunks, bench_delay=interval)
-    out = []
-    for number in range(1, plan.relay_rounds + 1):
-        for workers in (1, 2):
-            name = f"relay-{number}-{workers}"
-            with proxy_service(workdir, name, True, upstreams, workers=workers) as proxy:
-                result = scenarios.concurrency(
+    count, hold = plan.relay_streams, min(plan.hold_seconds, 10)
+    port = free_port()
+    paced = Service(
+        "paced-upstream",
+        python_argv(HERE / "paced_upstream.py", "--port", str(port)),
+        port,
+        workdir / "paced-upstream.log",
+    )
+    out: list[Relayed] = []
+    with paced:
+        paced_upstreams = {**upstreams, "slow": f"http://{LOOPBACK}:{port}/v1"}
+
+        def run(name: str, workers: int, interval: float) -> Relayed:
+            with proxy_service(workdir, name, True, paced_upstreams, workers=workers) as proxy:
+                result = scenarios.relay(
                     count,
-                    via=f"proxy, {workers} worker{'s' if workers > 1 else ''}",
                     proxy=proxy,
-                    upstream=slow,
-                    bodies=[body],
+                    upstream=paced,
                     chunk_interval=interval,
-                    hold_seconds=min(plan.hold_seconds, 10),
+                    hold_seconds=hold,
                     ramp_timeout=plan.ramp_timeout,
                     workers=workers,
                 )
             log(
-                f"round {number}/{plan.relay_rounds} relay {workers} worker(s): "
-                f"{result.chunks_per_second:,.0f} chunks/s, proxy CPU {result.proxy_cpu:.2f}"
+                f"{name}: {result.chunks_per_second:,.0f} chunks/s of "
+                f"{result.offered_per_second:,.0f} offered, {result.opened:,} streams, CPU "
+                f"{result.proxy_cpu:.2f} / {result.upstream_cpu:.2f} / {result.client_cpu:.2f}"
             )
-            out.append(result)
             time.sleep(1)
+            return result
+
+        one = run("relay-calibration", 1, plan.relay_interval)
+        interval = count / (scenarios.RELAY_OFFER * one.chunks_per_second)
+        for number in range(1, plan.relay_rounds + 1):
+            for workers in (1, 2):
+                out.append(run(f"relay-{number}-{workers}", workers, interval))
     return out
 
 

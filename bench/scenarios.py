@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 import wrk
@@ -423,3 +424,83 @@ def concurrency(
     if gc_log is not None:
         read_gc_log(held, gc_log)
     return held
+
+
+# What the relay-capacity rounds offer, in multiples of what one worker relays: over the
+# most two workers could (2), so neither target relays all it is offered.
+RELAY_OFFER = 2.2
+
+
+@dataclass
+class Relayed:
+    """One relay-capacity run (``paced_client.py`` through the proxy): events relayed per
+    second while held, and the cores each process used meanwhile."""
+
+    count: int
+    workers: int
+    chunk_interval: float
+    """Seconds between chunks of each stream, as the paced upstream offered them."""
+    opened: int = 0
+    events: int = 0
+    hold_seconds: float = math.nan
+    proxy_cpu: float = math.nan
+    upstream_cpu: float = math.nan
+    client_cpu: float = math.nan
+
+    @property
+    def chunks_per_second(self) -> float:
+        """Chunks the client received per second while the streams were held."""
+        return self.events / self.hold_seconds if self.hold_seconds else math.nan
+
+    @property
+    def offered_per_second(self) -> float:
+        """Chunks per second the upstream offered over all streams."""
+        return self.count / self.chunk_interval
+
+
+def relay(
+    count: int,
+    *,
+    proxy: Service,
+    upstream: Service,
+    chunk_interval: float,
+    hold_seconds: float,
+    ramp_timeout: float,
+    workers: int,
+) -> Relayed:
+    """Hold ``count`` paced streams through ``proxy`` with ``paced_client.py`` (a process
+    of its own) and count what they relay.
+
+    Raises:
+        RuntimeError: the client failed or printed no result.
+    """
+    argv = [
+        sys.executable,
+        str(Path(__file__).with_name("paced_client.py")),
+        *("--port", str(proxy.port), "--streams", str(count)),
+        *("--delay", f"{chunk_interval:.6f}", "--hold", str(hold_seconds)),
+        *("--ramp-timeout", str(ramp_timeout)),
+    ]
+    out = Relayed(count=count, workers=workers, chunk_interval=chunk_interval)
+    pids = _tree(proxy.pid)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as client:
+        assert client.stdout is not None
+        result: dict[str, Any] = {}
+        before = after = (0.0, 0.0)
+        for line in client.stdout:
+            message = json.loads(line)
+            # The proxy's and the upstream's CPU are read as the client starts and ends
+            # its hold: its own is in its result.
+            if message["event"] == "hold":
+                before = (sum(cpu_seconds(p) for p in pids), cpu_seconds(upstream.pid))
+            elif message["event"] == "done":
+                after = (sum(cpu_seconds(p) for p in pids), cpu_seconds(upstream.pid))
+                result = message
+    if client.returncode or not result:
+        raise RuntimeError(f"paced_client.py ended with {client.returncode} and no result")
+    seconds = result["held_until"] - result["held_from"]
+    out.opened, out.events, out.hold_seconds = result["opened"], result["events"], seconds
+    out.proxy_cpu = (after[0] - before[0]) / seconds
+    out.upstream_cpu = (after[1] - before[1]) / seconds
+    out.client_cpu = result["cpu_seconds"] / seconds
+    return out
