@@ -13,7 +13,9 @@ import hypercorn.trio.tcp_server
 import pytest
 import trio
 
-from tests.proxyutil import serve_lifespan
+import trioproxy.serving
+from tests.fake_upstream import FakeUpstream, Scenario
+from tests.proxyutil import openai_spec, released, running_proxy, serve_lifespan
 from trioproxy.asgi import Receive, Scope, Send
 from trioproxy.hangup import HANGUP, Hangup, hangup_of
 from trioproxy.server import hypercorn_config
@@ -82,6 +84,60 @@ async def test_our_server_fires_a_requests_hangup_with_no_task_receiving(
     with trio.fail_after(GUARD):  # a guard against hanging, not a timing
         await told.wait()
     stop.set()
+
+
+class Gate:
+    """A turnstile whose turn does not come until the test opens it."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.opened = trio.Event()
+
+    async def through(self) -> None:
+        self.waiting += 1
+        await self.opened.wait()
+
+
+async def test_a_relay_sends_nothing_more_once_its_clients_end_is_read(
+    nursery: trio.Nursery, fake: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Thousands hung up at once wait their turn to be told; meanwhile their relays must
+    # not go on reading from the backend and sending to no one.
+    gate = Gate()
+    monkeypatch.setattr(trioproxy.serving, "turnstile", lambda: gate)
+    rest = trio.Event()
+    fake.default = Scenario(chunks=5, hold=rest)
+    async with running_proxy(
+        nursery, backends=(openai_spec(fake.base_url),), enable_activity_tracking=True
+    ) as proxy:
+        tracker = proxy.app.tracker
+        assert tracker is not None
+        host, port = proxy.url.removeprefix("http://").rsplit(":", 1)
+        stream = await trio.open_tcp_stream(host, int(port))
+        body = b'{"model": "gpt-fake", "stream": true, "messages": []}'
+        await stream.send_all(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        with trio.fail_after(GUARD):  # guards against hanging, not timings
+            got = b""
+            while b"content" not in got:  # the first piece, before the fake holds
+                got += await stream.receive_some(65536)
+            await stream.aclose()
+            await trio.testing.wait_all_tasks_blocked()  # the last send is counted
+            assert gate.waiting == 1  # the proxy has read the end of its input
+            sent_before = fake.bytes_sent
+            _, rx, tx = tracker.totals()
+            rest.set()  # the backend sends the rest of its answer
+            while fake.bytes_sent == sent_before:
+                await trio.testing.wait_all_tasks_blocked()
+            await trio.testing.wait_all_tasks_blocked()
+            assert tracker.totals()[0] == 1  # not yet told
+            # What arrived after the end of the client's input was not sent on.
+            assert tracker.totals()[2] == tx and rx <= tracker.totals()[1]
+            gate.opened.set()
+            await released(tracker)
+        assert (await proxy.diagnostics())["global_activity"]["lifetime"]["cancelled"] == 1
 
 
 def test_serving_refuses_a_hypercorn_whose_task_group_is_not_where_it_was(

@@ -19,6 +19,7 @@ import trio
 from .activity import RequestMeter
 from .asgi import Send
 from .errors import ProxyError, StreamShape, error_body, sse_error_event
+from .hangup import Hangup
 from .headers import RESPONSE_DROP, SESSION_HEADER, Headers
 from .routes import ProxyRoute
 
@@ -46,6 +47,7 @@ class ClientOut:
     """
 
     __slots__ = (
+        "_hangup",
         "_send",
         "_session",
         "error",
@@ -61,8 +63,9 @@ class ClientOut:
         "tx",
     )
 
-    def __init__(self, send: Send, session_id: str) -> None:
+    def __init__(self, send: Send, session_id: str, hangup: Hangup | None = None) -> None:
         self._send = send
+        self._hangup = hangup
         self._session = (SESSION_HEADER, session_id.encode())
         self.meter: RequestMeter | None = None
         self.phase = Phase.PENDING
@@ -82,6 +85,12 @@ class ClientOut:
     def started(self) -> bool:
         """Whether the response head has been sent (so the status can no longer change)."""
         return self.phase is not Phase.PENDING
+
+    @property
+    def ending(self) -> bool:
+        """Whether the client has hung up and is about to be told so: our server has read
+        the end of its input (``hangup``'s :attr:`~.hangup.Hangup.ending`)."""
+        return self._hangup is not None and self._hangup.ending
 
     @property
     def complete(self) -> bool:

@@ -11,6 +11,10 @@ Our server (:mod:`.serving`) therefore puts a :class:`Hangup` in each request's 
 under :data:`HANGUP`, and fires it as it queues the request's ``http.disconnect``; the
 relay listens to it with a plain callback (:meth:`Hangup.listen`) and needs no task.
 The message is queued as before, so everything that reads ``receive()`` still sees it.
+
+Before it is told, a hang-up can already be *ending*: the server has read the end of
+the client's input, and the hang-up waits its turn (:mod:`.turnstile`) to be told. A
+relay that finds it ending sends nothing more (:func:`.relay.relay_body`).
 An app served by another server finds no Hangup in its scope and watches ``receive()``
 (:mod:`.relay`).
 """
@@ -27,11 +31,14 @@ HANGUP = "trioproxy.hangup"
 class Hangup:
     """Whether one request's client has hung up, and whom to tell when it does."""
 
-    __slots__ = ("_listener", "gone")
+    __slots__ = ("_listener", "ending", "gone")
 
     def __init__(self) -> None:
         #: Whether the client has hung up.
         self.gone = False
+        #: Whether the server has read the end of the client's input: the hang-up is
+        #: told (:meth:`fire`) once it has passed the server's turnstile.
+        self.ending = False
         self._listener: Callable[[], None] | None = None
 
     def listen(self, listener: Callable[[], None] | None) -> None:

@@ -261,11 +261,10 @@ class ProxyRoutes:
             if call is None:
                 outcome = "cancelled" if status is None else "refused"
                 return
-            out = ClientOut(send, call.session_id)
+            hangup = hangup_of(scope)
+            out = ClientOut(send, call.session_id, hangup)
             candidates = [self.backends[name] for name in names]
-            await relay(
-                call, candidates, receive, out, self.tracker, self.in_flight, hangup_of(scope)
-            )
+            await relay(call, candidates, receive, out, self.tracker, self.in_flight, hangup)
             outcome = out.outcome
         except BaseException as exc:
             outcome = "cancelled" if _only_cancelled(exc) else "error"

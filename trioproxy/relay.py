@@ -159,6 +159,11 @@ async def relay_body(
                 chunk = chunk[:cut]
                 if not chunk:
                     continue
+        if out.ending:
+            # The client is gone and about to be told so, which cancels this attempt:
+            # relaying until then would read and send for no one. Thousands hung up at
+            # once are told a few per turn of the loop, and the rest would go on.
+            await trio.sleep_forever()
         await out.body(chunk)
     else:
         chunk = b""

@@ -165,6 +165,11 @@ class ProxyTCPServer(TCPServer):
             return
         await super()._close()
 
+    def _hangup(self) -> Hangup | None:
+        """The :class:`~.hangup.Hangup` of this connection's latest request, if any."""
+        group = self.__dict__.get("_task_group")
+        return group.hangup if isinstance(group, ProxyTaskGroup) else None
+
     async def _read_data(self) -> None:
         # hypercorn 0.18's loop, but the end of the input (end of stream, reset, read
         # timeout) passes the run's turnstile before the protocol hears of it.
@@ -179,12 +184,22 @@ class ProxyTCPServer(TCPServer):
             except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
                 data = None
             if not data:
+                hangup = self._hangup()
+                if hangup is not None:
+                    # Its relay sends nothing more from now (the client is gone), and so
+                    # reads nothing more while this waits at the turnstile.
+                    hangup.ending = True
                 await turnstile().through()
                 if data is not None:
                     await self.protocol.handle(RawData(b""))
                 break
             await self.protocol.handle(RawData(bytes(data)))
         await self.protocol.handle(Closed())
+        hangup = self._hangup()
+        if hangup is not None and hangup.ending:
+            # hypercorn has queued the request's http.disconnect and so fired this; were
+            # that ever not so, a relay waiting for it must not wait for ever.
+            hangup.fire()
         # Nothing more will be read: the keep-alive timer has nothing left to wait for,
         # and a response that ends after this must not start it again.
         self._reading_ended = True
@@ -196,6 +211,9 @@ class ProxyTaskGroup(TaskGroup):
     :class:`~.hangup.Hangup` in their scope, fired as their ``http.disconnect`` is queued:
     the relay learns of a hang-up from it without a task of its own to ``receive()`` it."""
 
+    #: The Hangup of the connection's latest request (HTTP/1.1: one at a time).
+    hangup: Hangup | None = None
+
     async def spawn_app(
         self,
         app: AppWrapper,
@@ -203,7 +221,7 @@ class ProxyTaskGroup(TaskGroup):
         scope: Any,
         send: Callable[[ASGISendEvent | None], Awaitable[None]],
     ) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
-        hangup = scope[HANGUP] = Hangup()
+        hangup = self.hangup = scope[HANGUP] = Hangup()
         put = await super().spawn_app(app, config, scope, send)
         channel = getattr(put, "__self__", None)
         put_nowait = channel.send_nowait if isinstance(channel, trio.MemorySendChannel) else None
