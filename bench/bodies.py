@@ -6,6 +6,7 @@ same bytes, so the only difference between them is the server (and relay) work.
 
 from __future__ import annotations
 
+import argparse
 import json
 
 SSE_CHUNKS = 40
@@ -103,3 +104,13 @@ def request_body(model: str, *, stream: bool, **extra: object) -> bytes:
         payload["stream"] = True
     payload.update(extra)
     return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def upstream_arguments(description: str) -> argparse.Namespace:
+    """The command line of the bench's slow upstreams: ``--port``, and the defaults of
+    ``--chunks`` and ``--delay`` (a request's ``bench_chunks`` and ``bench_delay`` win)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--chunks", type=int, default=20, help="events per stream")
+    parser.add_argument("--delay", type=float, default=1.0, help="seconds between events")
+    return parser.parse_args()

@@ -20,7 +20,6 @@ Run: ``python bench/paced_upstream.py --port N``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import heapq
 import itertools
@@ -29,7 +28,7 @@ import select
 import socket
 import time
 
-from bodies import SLOW_MODEL, SSE_DONE, sse_event
+from bodies import SLOW_MODEL, SSE_DONE, sse_event, upstream_arguments
 
 HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
@@ -208,11 +207,7 @@ class PacedUpstream:
 
 def main() -> None:
     """Serve until killed."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--chunks", type=int, default=20, help="events per stream")
-    parser.add_argument("--delay", type=float, default=1.0, help="seconds between events")
-    args = parser.parse_args()
+    args = upstream_arguments(__doc__.splitlines()[0])
     listener = socket.create_server(("127.0.0.1", args.port), backlog=4096)
     with contextlib.suppress(KeyboardInterrupt):  # ^C by hand: no traceback
         PacedUpstream(listener, args.chunks, args.delay).run()

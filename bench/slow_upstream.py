@@ -14,7 +14,6 @@ Run: ``python bench/slow_upstream.py --port N [--chunks C] [--delay S]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import h11
 import trio
-from bodies import SLOW_MODEL, SSE_DONE, sse_event
+from bodies import SLOW_MODEL, SSE_DONE, sse_event, upstream_arguments
 
 # Run as a script, this directory is on sys.path but the repository root, which holds the
 # server core, is not.
@@ -76,11 +75,7 @@ async def serve(
 
 def main() -> None:
     """Serve until killed."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--chunks", type=int, default=20, help="events per stream")
-    parser.add_argument("--delay", type=float, default=1.0, help="seconds between events")
-    args = parser.parse_args()
+    args = upstream_arguments(__doc__.splitlines()[0])
     trio.run(partial(serve, args.port, chunks=args.chunks, delay=args.delay))
 
 
