@@ -31,7 +31,8 @@ class StreamTiming:
     body_bytes: int
 
 
-def _request_bytes(host: str, port: int, path: str, body: bytes) -> bytes:
+def request_bytes(host: str, port: int, path: str, body: bytes) -> bytes:
+    """A streaming POST of ``body`` (JSON) to ``path``, head and body, as sent on the wire."""
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
         f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
@@ -276,7 +277,7 @@ async def hold_streams(
     """
     result = HoldResult(requested=count)
     hold = _Hold(result)
-    requests = [_request_bytes(host, port, path, body) for body in bodies]
+    requests = [request_bytes(host, port, path, body) for body in bodies]
     limiter = trio.CapacityLimiter(parallel_connects)
     cpu0 = time.process_time()
     start = time.monotonic()

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 
 from bodies import SLOW_MODEL, request_body
-from clients import _request_bytes
+from clients import request_bytes
 from procs import LOOPBACK, raise_fd_limit
 
 RECEIVE_SIZE = 65536
@@ -55,7 +55,7 @@ class Client:
         body = request_body(
             SLOW_MODEL, stream=True, bench_chunks=args.chunks, bench_delay=args.delay
         )
-        self.request = _request_bytes(LOOPBACK, args.port, args.path, body)
+        self.request = request_bytes(LOOPBACK, args.port, args.path, body)
         self.epoll = select.epoll()
         self.held: dict[int, Held] = {}
         self.to_open = args.streams
