@@ -35,7 +35,7 @@ RECEIVE_SIZE = 65536
 TICK = 0.1  # seconds between polls while holding: each read then finds more events
 
 
-class Held:
+class HeldStream:
     """One connection: its state (connecting, head, body), head bytes so far, last byte."""
 
     __slots__ = ("head", "last", "sock", "state")
@@ -57,7 +57,7 @@ class Client:
         )
         self.request = request_bytes(LOOPBACK, args.port, args.path, body)
         self.epoll = select.epoll()
-        self.held: dict[int, Held] = {}
+        self.held: dict[int, HeldStream] = {}
         self.to_open = args.streams
         self.opening = 0
         self.opened = 0
@@ -107,11 +107,11 @@ class Client:
                 sock.close()
                 continue
             self.opening += 1
-            held = Held(sock)
+            held = HeldStream(sock)
             self.held[sock.fileno()] = held
             self.epoll.register(sock.fileno(), select.EPOLLOUT)
 
-    def _drop(self, held: Held, why: str | None = None) -> None:
+    def _drop(self, held: HeldStream, why: str | None = None) -> None:
         if why is not None:
             self.failures[why] += 1
         if held.state != "body":
@@ -133,7 +133,7 @@ class Client:
         if self.to_open:
             self._open_more()
 
-    def _connected(self, held: Held) -> None:
+    def _connected(self, held: HeldStream) -> None:
         code = held.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             self._drop(held, f"connect: {errno.errorcode.get(code, code)}")
@@ -146,7 +146,7 @@ class Client:
         held.state = "head"
         self.epoll.modify(held.sock.fileno(), select.EPOLLIN)
 
-    def _read(self, held: Held) -> None:
+    def _read(self, held: HeldStream) -> None:
         try:
             data = held.sock.recv(RECEIVE_SIZE)
         except BlockingIOError:

@@ -684,8 +684,8 @@ def _workers(fig: Figures) -> list[str]:
             f"Relay capacity: {one.count:,} streams from `paced_upstream.py`, each offered a "
             f"chunk every {one.chunk_interval * 1000:.1f} ms ({one.offered_per_second:,.0f} "
             f"chunks/s in all: {RELAY_OFFER:g} times what one worker relayed in a first run); "
-            "chunks "
-            "`paced_client.py` received per second while they were held. *CPU*: in cores, of "
+            "chunks `paced_client.py` received per second while they were held. *CPU*: in "
+            "cores, of "
             "the proxy (all its processes) / the paced upstream / the client, which share "
             "this machine's cores.",
             "",

@@ -516,8 +516,8 @@ def relay_capacity(plan: Plan, workdir: Path, upstreams: dict[str, str]) -> list
     and every core they use is one the second worker does not get. For the same reason
     the upstream offers no more than the workers could relay: a one-worker run at
     ``plan.relay_interval`` first measures what one worker relays, and every round then
-    offers :data:`scenarios.RELAY_OFFER` times that, to 1 and to 2 workers alike (chunks offered and
-    not read would cost the upstream a send each all the same).
+    offers :data:`scenarios.RELAY_OFFER` times that, to 1 and to 2 workers alike (chunks
+    offered and not read would cost the upstream a send each all the same).
     """
     count, hold = plan.relay_streams, min(plan.hold_seconds, 10)
     port = free_port()

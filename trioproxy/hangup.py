@@ -11,12 +11,12 @@ Our server (:mod:`.serving`) therefore puts a :class:`Hangup` in each request's 
 under :data:`HANGUP`, and fires it as it queues the request's ``http.disconnect``; the
 relay listens to it with a plain callback (:meth:`Hangup.listen`) and needs no task.
 The message is queued as before, so everything that reads ``receive()`` still sees it.
+An app served by another server finds no Hangup in its scope and watches ``receive()``
+(:mod:`.relay`).
 
 Before it is told, a hang-up can already be *ending*: the server has read the end of
 the client's input, and the hang-up waits its turn (:mod:`.turnstile`) to be told. A
 relay that finds it ending sends nothing more (:func:`.relay.relay_body`).
-An app served by another server finds no Hangup in its scope and watches ``receive()``
-(:mod:`.relay`).
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ class ProxyTCPServer(TCPServer):
             await self.protocol.handle(RawData(bytes(data)))
         await self.protocol.handle(Closed())
         hangup = self._hangup()
-        if hangup is not None and hangup.ending:
+        if hangup is not None:
             # hypercorn has queued the request's http.disconnect and so fired this; were
             # that ever not so, a relay waiting for it must not wait for ever.
             hangup.fire()
