@@ -31,6 +31,7 @@ from trioproxy.asgi import Receive, Scope, Send
 from trioproxy.server import hypercorn_config
 from trioproxy.serving import (
     AcceptErrorFilter,
+    IdleTimer,
     ambiguous_framing,
     serve_app,
 )
@@ -143,6 +144,62 @@ async def test_a_request_that_says_connection_close_is_answered_and_the_connecti
         with trio.fail_after(GUARD):
             answer = await read_to_eof(stream)
     assert answer.startswith(b"HTTP/1.1 200 ")
+
+
+# --- the keep-alive timer ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("requests", [1, 3])
+async def test_an_idle_kept_alive_connection_is_closed_when_its_timer_runs_out(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, requests: int
+) -> None:
+    keep_alive = hypercorn_config(Settings()).keep_alive_timeout
+    async with (
+        running_proxy(nursery, backends=(mock_spec(chunks=2),)) as proxy,
+        await connect(proxy.url) as stream,
+    ):
+        conn = h11.Connection(h11.CLIENT)
+        for _ in range(requests):  # each response restarts the timer, each request stops it
+            await send_request(stream, conn, "POST", "/v1/chat/completions", CHAT)
+            assert (await read_response(stream, conn))[0] == 200
+            conn.start_next_cycle()
+        idle_from = trio.current_time()
+        with trio.fail_after(keep_alive + GUARD):
+            assert await read_to_eof(stream) == b""
+        assert trio.current_time() - idle_from >= keep_alive
+
+
+async def test_the_idle_timer_starts_and_stops_without_a_turn_of_the_loop(
+    nursery: trio.Nursery,
+) -> None:
+    class Group:  # what IdleTimer uses of hypercorn's TaskGroup
+        _nursery = nursery
+
+    running: set[str] = set()
+
+    async def timer(name: str) -> None:
+        running.add(name)
+        try:
+            await trio.sleep_forever()
+        finally:
+            running.discard(name)
+
+    idle = IdleTimer()
+    with trio.CancelScope() as scope:
+        scope.cancel()  # any checkpoint in here would raise Cancelled
+        await idle.restart(Group(), lambda: timer("first"))
+        await idle.restart(Group(), lambda: timer("second"))  # stops the first
+        await idle.stop()
+        await idle.restart(Group(), lambda: timer("third"))
+    assert not scope.cancelled_caught
+    await trio.testing.wait_all_tasks_blocked()
+    # The first two were stopped before they ran: each ends at its first checkpoint.
+    assert running == {"third"}
+    assert len(nursery.child_tasks) == 1
+    await idle.stop()
+    await trio.testing.wait_all_tasks_blocked()
+    assert not running
+    assert not nursery.child_tasks
 
 
 async def finish_after_disconnect(scope: Scope, receive: Receive, send: Send) -> None:
