@@ -1,5 +1,5 @@
-"""Client connections on the wire: released when the client closes, framed once, and served
-on when the descriptor table is full.
+"""Client connections on the wire: released when the client closes, closed when their
+keep-alive timer runs out, framed once, and served on when the descriptor table is full.
 
 Raw sockets speak HTTP/1.1 here, so each test controls exactly what the server sees: a
 half-close, a pipelined request behind an ambiguous one. The bounds are guards against a
