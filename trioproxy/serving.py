@@ -228,7 +228,8 @@ class IdleTimer(TrioSingleTask):
     """
 
     def __init__(self) -> None:
-        super().__init__()
+        # Not TrioSingleTask's __init__: its lock and handle would go unused, and this is
+        # made once per connection.
         self._scope: trio.CancelScope | None = None
 
     async def restart(self, task_group: Any, action: Callable[[], Awaitable[None]]) -> None:
