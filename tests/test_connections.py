@@ -33,6 +33,8 @@ from trioproxy.serving import (
     AcceptErrorFilter,
     IdleTimer,
     ambiguous_framing,
+    install_tcp_server,
+    run_handler,
     serve_app,
 )
 from trioproxy.settings import Settings
@@ -200,6 +202,50 @@ async def test_the_idle_timer_starts_and_stops_without_a_turn_of_the_loop(
     await trio.testing.wait_all_tasks_blocked()
     assert not running
     assert not nursery.child_tasks
+
+
+async def test_a_connection_task_whose_socket_is_closed_ends_without_a_turn() -> None:
+    left, right = trio.socket.socketpair()
+    stream = trio.SocketStream(left)
+
+    async def closes_its_socket(s: trio.SocketStream) -> None:
+        s.socket.close()  # as ProxyTCPServer closes it
+
+    # Trio's own _run_handler closes the stream again here, with two checkpoints.
+    with trio.testing.assert_no_checkpoints():
+        await run_handler(stream, closes_its_socket)
+    assert stream.socket.fileno() == -1
+    right.close()
+
+
+async def test_a_connection_task_closes_a_stream_its_handler_left_open() -> None:
+    left, right = trio.socket.socketpair()
+    stream = trio.SocketStream(left)
+
+    async def fails_early(s: trio.SocketStream) -> None:
+        raise OSError("before the socket was closed")
+
+    with pytest.raises(OSError, match="before the socket"):
+        await run_handler(stream, fails_early)
+    assert stream.socket.fileno() == -1
+    right.close()
+
+
+def test_serving_puts_run_handler_in_place_of_trios_and_refuses_a_trio_that_moved_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import trio._highlevel_serve_listeners as listeners
+
+    install_tcp_server()
+    assert listeners._run_handler is run_handler
+
+    async def elsewhere(*args: object) -> None:  # an accept loop that names no _run_handler
+        pass
+
+    monkeypatch.setattr(listeners, "_run_handler", lambda *a: None)
+    monkeypatch.setattr(listeners, "_serve_one_listener", elsewhere)
+    with pytest.raises(RuntimeError, match="no longer starts connections with _run_handler"):
+        install_tcp_server()
 
 
 async def finish_after_disconnect(scope: Scope, receive: Receive, send: Send) -> None:

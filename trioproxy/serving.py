@@ -1,8 +1,8 @@
 """Serving an ASGI app with hypercorn's Trio worker, and what we change about it.
 
 :func:`serve_app` is the one way the proxy is served, in production (:mod:`.server`) and in
-the tests alike. It runs ``hypercorn.trio.serve`` with four changes: three for defects
-hypercorn 0.18's Trio worker has on the wire, one for the cost of a hang-up:
+the tests alike. It runs ``hypercorn.trio.serve`` with five changes: three for defects
+hypercorn 0.18's Trio worker has on the wire, two for the cost of a hang-up:
 
 * **Connections are served by** :class:`ProxyTCPServer`, a subclass of hypercorn's trio
   ``TCPServer``. hypercorn's ``worker_serve`` looks the class up by its module-global name
@@ -20,6 +20,9 @@ hypercorn 0.18's Trio worker has on the wire, one for the cost of a hang-up:
   hypercorn's ``TaskGroup`` the same way): each request's scope gets a
   :class:`~.hangup.Hangup`, fired as its ``http.disconnect`` is queued, so the relay
   needs no task of its own to ``receive()`` it.
+* **A connection's task ends as its handler returns** (:func:`run_handler`, put in place
+  of Trio's ``_run_handler`` the same way): Trio's closes the already closed socket again,
+  two turns of the event loop per connection released.
 * **A full descriptor table logs one line a second**, not a traceback every 0.1 s
   (:class:`AcceptErrorFilter` on Trio's ``trio.serve_listeners`` logger). Trio's accept
   loop itself already does the right thing: it retries every 0.1 s while the connections
@@ -40,6 +43,7 @@ import hypercorn.trio
 import hypercorn.trio.run
 import hypercorn.trio.tcp_server
 import trio
+import trio._highlevel_serve_listeners
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.trio.task_group import TaskGroup
@@ -164,9 +168,8 @@ class ProxyTCPServer(TCPServer):
             # before it would (a shutdown syscall and one more turn of the loop, per
             # connection).
             if isinstance(self.stream, trio.SocketStream):
-                # Closed now, without the checkpoint of aclose(): Trio's listener closes
-                # the stream again (a no-op then) as the connection's task ends, and
-                # checkpoints there.
+                # Closed now, without the checkpoint of aclose(); run_handler then leaves
+                # it as it is (Trio's own would close it again, with two checkpoints).
                 self.stream.socket.close()
             else:
                 await self.stream.aclose()  # TLS: its close_notify is sent first
@@ -304,15 +307,55 @@ def _replace(module: Any, name: str, original: type, replacement: type) -> None:
 
 def install_tcp_server() -> None:
     """Make hypercorn's Trio worker serve every connection with :class:`ProxyTCPServer`,
-    whose requests are run by :class:`ProxyTaskGroup`.
+    whose requests are run by :class:`ProxyTaskGroup`, each in a :func:`run_handler`.
 
     Idempotent. Raises:
         RuntimeError: hypercorn's worker no longer looks ``TCPServer`` or ``TaskGroup`` up
-            where this patch puts them (a hypercorn upgrade): serving without the fixes
-            is refused.
+            where this patch puts them (a hypercorn upgrade), or Trio's accept loop no
+            longer starts its connections' tasks by the name ``_run_handler`` (a Trio
+            upgrade): serving without the changes is refused.
     """
     _replace(hypercorn.trio.run, "TCPServer", TCPServer, ProxyTCPServer)
     _replace(hypercorn.trio.tcp_server, "TaskGroup", TaskGroup, ProxyTaskGroup)
+    _replace_run_handler()
+
+
+async def run_handler(
+    stream: trio.abc.AsyncResource, handler: Callable[[Any], Awaitable[object]]
+) -> None:
+    """One connection's task under ``trio.serve_listeners``: ``handler(stream)``, and the
+    stream closed after it if the handler left it open.
+
+    Trio's own ``_run_handler`` always ends with ``trio.aclose_forcefully(stream)``. On a
+    socket :class:`ProxyTCPServer` has already closed, that closes nothing, yet takes two
+    turns of the event loop and a deadline-heap entry in the connection's last moments:
+    when thousands of clients hang up at once, their release waits on these turns. Here
+    a ``SocketStream`` whose socket is closed is left as it is; any other stream (TLS, or
+    a socket still open because the handler failed early) is closed as Trio closes it.
+    """
+    try:
+        await handler(stream)
+    finally:
+        if not (isinstance(stream, trio.SocketStream) and stream.socket.fileno() == -1):
+            await trio.aclose_forcefully(stream)
+
+
+def _replace_run_handler() -> None:
+    """Point Trio's accept loop at :func:`run_handler`, refusing unless it still starts
+    each connection's task by the module-global name ``_run_handler``."""
+    module = trio._highlevel_serve_listeners
+    loop = getattr(module, "_serve_one_listener", None)
+    current = getattr(module, "_run_handler", None)
+    if current is run_handler:
+        return
+    if current is None or "_run_handler" not in getattr(
+        getattr(loop, "__code__", None), "co_names", ()
+    ):
+        raise RuntimeError(
+            "trio.serve_listeners no longer starts connections with _run_handler: this Trio "
+            "version needs trioproxy/serving.py reviewed"
+        )
+    module._run_handler = run_handler
 
 
 def ambiguous_framing(headers: list[tuple[bytes, bytes]]) -> bool:
