@@ -180,6 +180,17 @@ def test_merge_connections(rows: list[Any], expected: list[dict[str, Any]]) -> N
         assert ConnectionActivity.from_dict(got).workers == tuple(got["workers"])
 
 
+def test_merged_connections_are_in_the_fields_order_whatever_order_the_rows_came_in() -> None:
+    # An older worker's rows: no "workers", and keys in another order.
+    older = dict(reversed(list(connection("a").items())))
+    del older["workers"]
+    own = connection("b", started_at=950.0)
+    merged = merge_connections([(1, older), (0, own), (1, connection("b"))], NOW)
+    assert [list(row) for row in merged] == [list(CONNECTION_FIELDS)] * 2
+    assert [(row["session_id"], row["workers"]) for row in merged] == [("a", [1]), ("b", [0, 1])]
+    assert "latest_started_at" in own  # the workers' own rows are left as they were
+
+
 def test_merged_diagnostics_sum_counters_and_keep_the_answering_workers_instance_fields() -> None:
     zero = document(
         instance(

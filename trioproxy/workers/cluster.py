@@ -102,8 +102,7 @@ class Cluster:
             raise ValueError(f"not a channel request: {request!r}")
         op = request.get("op")
         if op == "diagnostics":
-            document = partial(diagnostics, backends, tracker, latest_started=True)
-            return await off_loop_if_large(tracker, document)
+            return await off_loop_if_large(tracker, partial(worker_document, backends, tracker))
         if op == "activity":
             return _activity_part(tracker)
         if op == "recent":
@@ -119,6 +118,14 @@ class Cluster:
             shared.adopt(request["states"])
             return {"ok": True}
         raise ValueError(f"unknown channel op {op!r}")
+
+
+def worker_document(backends: Backends, tracker: ActivityTracker | None) -> Document:
+    """One worker's part of the merged ``GET /v1/diagnostics``: its own document, each
+    connection with ``latest_started_at`` (built with the collector paused, as
+    :func:`~trioproxy.diagnostics.diagnostics_json` builds one)."""
+    with collector_paused():
+        return diagnostics(backends, tracker, latest_started=True)
 
 
 def _activity_part(tracker: ActivityTracker | None) -> Document:
@@ -180,13 +187,24 @@ class ClusterView:
         return await ask_all(self._cluster.siblings, request)
 
     async def diagnostics(self) -> bytes:
-        documents, unreachable = await self._gather({"op": "diagnostics"})
         worker = self._cluster.worker
+        own: dict[int, Document] = {}
+
+        async def own_document() -> None:
+            # Built while the siblings build theirs, each on its own core: with thousands
+            # of streams each document takes tens of milliseconds.
+            own[worker] = await off_loop_if_large(
+                self._tracker, partial(worker_document, self._backends, self._tracker)
+            )
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(own_document)
+            documents, unreachable = await self._gather({"op": "diagnostics"})
+        documents.update(own)
         roster = read_roster(self._cluster.runtime_dir)
 
         def merged() -> bytes:
             with collector_paused():  # as diagnostics_json: a large document for a moment
-                documents[worker] = diagnostics(self._backends, self._tracker, latest_started=True)
                 return orjson.dumps(merge_diagnostics(worker, documents, unreachable, roster))
 
         return await off_loop_if_large(self._tracker, merged)

@@ -76,12 +76,19 @@ def merge_connections(rows: Iterable[tuple[int, Mapping[str, Any]]], now: float)
     ``rows`` are connection objects, each with ``latest_started_at``; the result lists
     the merged connections oldest first, in the fields' order, ``workers`` ascending,
     durations against ``now``. See the module docstring for the rule.
+
+    A worker's rows come in the fields' order with ``latest_started_at`` last (as
+    ``snapshot_dicts`` makes them and the channel keeps them), and then each merged
+    connection is its first row's copy, updated in place: thousands of rows are merged
+    on every poll of a proxy with thousands of streams. A row in any other order (an
+    older worker's) is put in order at the end.
     """
     merged: dict[str, dict[str, Any]] = {}
     for worker, row in rows:
         into = merged.get(row["session_id"])
         if into is None:
-            merged[row["session_id"]] = {**row, "workers": [worker]}
+            into = merged[row["session_id"]] = dict(row)
+            into["workers"] = [worker]
             continue
         into["workers"].append(worker)
         into["requests"] += row["requests"]
@@ -96,13 +103,23 @@ def merge_connections(rows: Iterable[tuple[int, Mapping[str, Any]]], now: float)
             into[LATEST_STARTED] = row[LATEST_STARTED]
             for name in LATEST_FIELDS:
                 into[name] = row[name]
-    out = []
-    for connection in sorted(merged.values(), key=lambda c: c["started_at"]):
-        connection["duration_seconds"] = max(0.0, now - connection["started_at"])
-        connection["idle_seconds"] = max(0.0, now - connection["last_activity_at"])
-        connection["workers"].sort()
-        out.append({name: connection[name] for name in CONNECTION_FIELDS})
+    out = sorted(merged.values(), key=_started_at)
+    for index, connection in enumerate(out):
+        duration = now - connection["started_at"]
+        idle = now - connection["last_activity_at"]
+        connection["duration_seconds"] = duration if duration > 0.0 else 0.0
+        connection["idle_seconds"] = idle if idle > 0.0 else 0.0
+        del connection[LATEST_STARTED]
+        if len(connection["workers"]) > 1:
+            connection["workers"].sort()
+        if tuple(connection) != CONNECTION_FIELDS:
+            out[index] = {name: connection[name] for name in CONNECTION_FIELDS}
     return out
+
+
+def _started_at(connection: Mapping[str, Any]) -> float:
+    started: float = connection["started_at"]
+    return started
 
 
 def merge_diagnostics(
