@@ -9,7 +9,7 @@ SIGINT/SIGTERM (then it finishes the request in progress). Prints one JSON objec
 ``samples`` (``[time.monotonic() when sent, milliseconds]`` of each answer; one clock for
 all processes, so the bench can tell ramp, hold and release apart), ``latency_ms`` (the
 same milliseconds), ``active`` (``total_active_connections`` of each answer), ``bytes``
-(size of the last answer) and ``errors``.
+(size of the largest answer) and ``errors``.
 
 Run: ``python bench/diag_probe.py --port N [--seconds S] [--interval I]``.
 """
@@ -58,7 +58,7 @@ def probe(port: int, seconds: float, interval: float, stop: _Stop) -> dict[str, 
             errors += 1
         else:
             samples.append((sent, elapsed * 1000))
-            size = len(body)
+            size = max(size, len(body))
             activity = json.loads(body).get("global_activity") or {}
             active.append(int(activity.get("total_active_connections", 0)))
         time.sleep(max(0.0, interval - elapsed))

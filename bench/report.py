@@ -7,6 +7,7 @@ them (analysis, the history of optimisation steps) is kept as it is.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,16 @@ def budgets_14(fig: Figures, largest: int) -> list[Budget]:
                 None if math.isnan(value) else value >= 1.6,
             )
         )
+        ceiling = median([relay_ceiling(a, b) for a, b in pairs])
+        out.append(
+            Budget(
+                "the same: the ratio the cores left to the proxy allow (ceiling) / chunks/s "
+                "per proxy core, 2 workers over 1",
+                "(reported)",
+                f"{_f(ceiling, 2)} / {_f(median([per_core(a, b) for a, b in pairs]), 2)}",
+                None,
+            )
+        )
     single = fig.find(largest, "proxy")
     if single is not None and single.gc_tracked:
         out.append(
@@ -509,7 +520,7 @@ def _concurrency(fig: Figures) -> list[str]:
         "(`STREAMS_PER_INSTANCE` in bench/run.py).",
         "",
         "| Streams | Path | Opened | Failed | Unanswered at hold | Ramp s | Proxy RSS idle → peak "
-        "| RSS per stream | Proxy fds peak | Diagnostics p50 / p99 ms (n, body) "
+        "| RSS per stream | Proxy fds peak | Diagnostics p50 / p99 ms (n, largest body) "
         "| CPU proxy / upstream / client | Released after hang-up |",
         "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
@@ -687,19 +698,42 @@ def _workers(fig: Figures) -> list[str]:
             "chunks `paced_client.py` received per second while they were held. *CPU*: in "
             "cores, of "
             "the proxy (all its processes) / the paced upstream / the client, which share "
-            "this machine's cores.",
+            "this machine's cores. *Ceiling*: the ratio the 2 workers would reach if they "
+            "relayed as much per core as the one worker did, on every core the upstream and "
+            f"the client left them (of {_machine_cores()}); *per core*: chunks/s per core of "
+            "the proxy, 2 workers over 1.",
             "",
             "| Round | 1 worker chunks/s | CPU | streams | 2 workers chunks/s | CPU | streams "
-            "| ratio |",
-            "|--:|--:|--:|--:|--:|--:|--:|--:|",
+            "| ratio | ceiling | per core |",
+            "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         ]
         for number, (a, b) in enumerate(pairs, start=1):
             lines.append(
                 f"| {number} | {a.chunks_per_second:,.0f} | {_cpus(a)} | {a.opened:,} "
                 f"| {b.chunks_per_second:,.0f} | {_cpus(b)} | {b.opened:,} "
-                f"| {_f(ratio(b.chunks_per_second, a.chunks_per_second))} |"
+                f"| {_f(ratio(b.chunks_per_second, a.chunks_per_second))} "
+                f"| {_f(relay_ceiling(a, b))} | {_f(per_core(a, b))} |"
             )
     return lines
+
+
+def _machine_cores() -> int:
+    return len(os.sched_getaffinity(0))
+
+
+def relay_ceiling(one: Relayed, two: Relayed) -> float:
+    """The 2-worker / 1-worker ratio of chunks/s that the cores left to the proxy allow:
+    the machine's cores less what the upstream and the client used in the 2-worker run (at
+    most the workers' 2), over what the one worker used (one worker saturates its core,
+    and the load generator shares the machine)."""
+    left = min(_machine_cores() - two.upstream_cpu - two.client_cpu, 2.0)
+    return ratio(left, one.proxy_cpu)
+
+
+def per_core(one: Relayed, two: Relayed) -> float:
+    """Chunks/s per core of the proxy, 2 workers over 1: below 1, a worker relays less per
+    core than a lone process does."""
+    return ratio(two.chunks_per_second / two.proxy_cpu, one.chunks_per_second / one.proxy_cpu)
 
 
 def _cpus(held: Relayed) -> str:
