@@ -74,11 +74,15 @@ async def release_seconds(
 
     started = time.monotonic()
 
+    cpu_at_hang_up = 0.0
+
     async def while_held() -> None:
+        nonlocal cpu_at_hang_up
         await trio.sleep(hold)
         if on_hold is not None:
             on_hold()
             await trio.sleep(1)  # py-spy attaches
+        cpu_at_hang_up = cpu_seconds(pid)
 
     result = await hold_streams(
         LOOPBACK,
@@ -89,8 +93,9 @@ async def release_seconds(
         while_held=while_held,
         ramp_timeout=90,
     )
-    hung_up = time.monotonic()
-    cpu_at_hang_up = cpu_seconds(pid)
+    # The hang-up began as the hold ended: the client then takes a while to close
+    # thousands of sockets, and the proxy releases them meanwhile.
+    hung_up = result.held_until
     print(f"{result.opened:,} streams opened in {result.ramp_seconds:.1f} s", flush=True)
     async with httpx.AsyncClient(timeout=30) as client:
         url = f"http://{LOOPBACK}:{port}/v1/diagnostics/activity"

@@ -324,14 +324,16 @@ def _active(port: int, timeout: float) -> int | None:
         conn.close()
 
 
-def _wait_released(held: Held, proxy: Service, timeout: float = 60.0) -> float:
-    """After the hang-up: how long until the proxy's tracker holds no connection.
+def _wait_released(held: Held, proxy: Service, hung_up: float, timeout: float = 60.0) -> float:
+    """After the hang-up, which began at ``hung_up`` (``time.monotonic()``): how long from
+    then until the proxy's tracker holds no connection.
 
-    Also records the longest the proxy took to answer one of these polls. Returns when
-    the release ended (``time.monotonic()``).
+    From the hang-up's beginning, not from when the client has closed its last socket:
+    with thousands of streams the client takes a while to close them all, and the proxy
+    releases them meanwhile. Also records the longest the proxy took to answer one of
+    these polls. Returns when the release ended (``time.monotonic()``).
     """
-    start = time.monotonic()
-    deadline = start + timeout
+    deadline = time.monotonic() + timeout
     while True:
         asked = time.monotonic()
         active = _active(proxy.port, deadline - asked)
@@ -341,7 +343,7 @@ def _wait_released(held: Held, proxy: Service, timeout: float = 60.0) -> float:
             break
         time.sleep(0.05)
     released = time.monotonic()
-    held.release_seconds = released - start
+    held.release_seconds = released - hung_up
     time.sleep(0.5)
     held.fds_after = sum(_fds(pid) for pid in _tree(proxy.pid))
     return released
@@ -418,7 +420,7 @@ def concurrency(
     hold = held.hold
     held.phases = {"ramp": (ramp_start, hold.held_from), "hold": (hold.held_from, hold.held_until)}
     if proxy is not None and probe is not None:
-        released = _wait_released(held, proxy)
+        released = _wait_released(held, proxy, hold.held_until)
         held.phases["release"] = (hold.held_until, released)
         _stop_probe(held, probe)
     if gc_log is not None:
