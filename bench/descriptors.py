@@ -11,8 +11,9 @@ with every client connection closed:
   descriptor table this way).
 
 For each run it reports the proxy's open descriptors (``/proc/PID/fd``) before the run
-(the base), at their peak, and how long after the last client close they were back at the
-base. ``tests/test_descriptors.py`` runs the same two shapes, smaller, in the suite.
+(the base), at their peak, and how long they took to be back at the base: for the streams
+from the moment the client began closing them, for the requests from the last answer.
+``tests/test_descriptors.py`` runs the same two shapes, smaller, in the suite.
 
 Run: ``python bench/descriptors.py [--streams N] [--requests N] [--concurrency N]
 [--source TREE]``; it exits 1 if a run failed requests or did not get back to its base.
@@ -101,8 +102,9 @@ class Sampler:
 
 
 def wait_for_base(run: Run, pid: int, closed_at: float, cpu_at_close: float) -> None:
-    """Poll until the proxy holds no more descriptors than at its base; record when, and
-    the CPU time the proxy spent from the last client close until then."""
+    """Poll until the proxy holds no more descriptors than at its base; record how long
+    after ``closed_at`` (the held streams' closing began, or the last request ended),
+    and the CPU time the proxy spent from then."""
     while True:
         now = time.monotonic()
         count = fds(pid)
@@ -117,7 +119,8 @@ def wait_for_base(run: Run, pid: int, closed_at: float, cpu_at_close: float) -> 
 async def hold_streams(port: int, count: int, run: Run) -> tuple[float, float]:
     """Open ``count`` streams, each until its first event, then close them all.
 
-    Returns when the last was closed, and the proxy's CPU time then.
+    Returns when the closing began, and the proxy's CPU time then: the proxy releases
+    the first while the last are still being closed.
     """
     opened: list[trio.SocketStream] = []
     limit = trio.Semaphore(200)
@@ -141,15 +144,17 @@ async def hold_streams(port: int, count: int, run: Run) -> tuple[float, float]:
     async with trio.open_nursery() as nursery:
         for _ in range(count):
             nursery.start_soon(one)
+    closing_from = time.monotonic(), cpu_seconds(run.pid)
     for stream in opened:
         await trio.aclose_forcefully(stream)
-    return time.monotonic(), cpu_seconds(run.pid)
+    return closing_from
 
 
 async def short_requests(port: int, count: int, concurrency: int, run: Run) -> tuple[float, float]:
     """``count`` JSON requests, each on its own connection.
 
-    Returns when the last was closed, and the proxy's CPU time then.
+    Returns when the closing began, and the proxy's CPU time then: the proxy releases
+    the first while the last are still being closed.
     """
     remaining = count
 
