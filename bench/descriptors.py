@@ -153,8 +153,7 @@ async def hold_streams(port: int, count: int, run: Run) -> tuple[float, float]:
 async def short_requests(port: int, count: int, concurrency: int, run: Run) -> tuple[float, float]:
     """``count`` JSON requests, each on its own connection.
 
-    Returns when the closing began, and the proxy's CPU time then: the proxy releases
-    the first while the last are still being closed.
+    Returns when the last was closed, and the proxy's CPU time then.
     """
     remaining = count
 

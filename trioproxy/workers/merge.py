@@ -103,23 +103,17 @@ def merge_connections(rows: Iterable[tuple[int, Mapping[str, Any]]], now: float)
             into[LATEST_STARTED] = row[LATEST_STARTED]
             for name in LATEST_FIELDS:
                 into[name] = row[name]
-    out = sorted(merged.values(), key=_started_at)
+    out = sorted(merged.values(), key=lambda c: c["started_at"])
     for index, connection in enumerate(out):
         duration = now - connection["started_at"]
         idle = now - connection["last_activity_at"]
         connection["duration_seconds"] = duration if duration > 0.0 else 0.0
         connection["idle_seconds"] = idle if idle > 0.0 else 0.0
-        del connection[LATEST_STARTED]
-        if len(connection["workers"]) > 1:
-            connection["workers"].sort()
+        connection.pop(LATEST_STARTED, None)
+        connection["workers"].sort()
         if tuple(connection) != CONNECTION_FIELDS:
             out[index] = {name: connection[name] for name in CONNECTION_FIELDS}
     return out
-
-
-def _started_at(connection: Mapping[str, Any]) -> float:
-    started: float = connection["started_at"]
-    return started
 
 
 def merge_diagnostics(
