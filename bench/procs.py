@@ -57,11 +57,16 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds ``pid`` has used so far (``/proc/PID/stat``)."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """The user and the system CPU seconds ``pid`` has used so far (``/proc/PID/stat``)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds ``pid`` has used so far (``/proc/PID/stat``)."""
+    return sum(cpu_times(pid))
 
 
 def children(pid: int) -> list[int]:

@@ -4,6 +4,7 @@ Starts the slow upstream and one ``trioproxy`` (tracking on, this tree), opens
 ``--streams`` (5,000) slow streams through it with the bench's own client, holds them a
 few seconds, hangs them all up, and prints how long until ``GET
 /v1/diagnostics/activity`` says no connection is left, and the proxy's CPU meanwhile.
+With ``--floor`` the proxy is ``release_floor.py``, the least a Trio program can do.
 With ``--py-spy``, ``py-spy record`` (``pip install py-spy``; attaching needs ptrace
 rights) samples the proxy from just before the hang-up for ``--spy-seconds`` and the
 script prints the frames with the most samples, own and inclusive; the raw stacks stay
@@ -38,7 +39,7 @@ import httpx
 import trio
 from bodies import SLOW_MODEL, request_body
 from clients import hold_streams
-from procs import LOOPBACK, Service, free_port, python_argv, raise_fd_limit
+from procs import LOOPBACK, Service, cpu_times, free_port, python_argv, raise_fd_limit
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -48,12 +49,6 @@ RELEASE_DEADLINE = 120.0  # seconds: a release that takes longer raises trio.Too
 
 
 Phases = dict[str, tuple[float, float]]
-
-
-def cpu_seconds(pid: int) -> float:
-    """The CPU time (user and system) process ``pid`` has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def release_seconds(
@@ -74,7 +69,7 @@ async def release_seconds(
 
     started = time.monotonic()
 
-    cpu_at_hang_up = 0.0
+    cpu_at_hang_up = (0.0, 0.0)
 
     async def while_held() -> None:
         nonlocal cpu_at_hang_up
@@ -82,7 +77,7 @@ async def release_seconds(
         if on_hold is not None:
             on_hold()
             await trio.sleep(1)  # py-spy attaches
-        cpu_at_hang_up = cpu_seconds(pid)
+        cpu_at_hang_up = cpu_times(pid)
 
     result = await hold_streams(
         LOOPBACK,
@@ -97,6 +92,7 @@ async def release_seconds(
     # thousands of sockets, and the proxy releases them meanwhile.
     hung_up = result.held_until
     print(f"{result.opened:,} streams opened in {result.ramp_seconds:.1f} s", flush=True)
+    print(f"the client hung up in {result.hang_up_seconds:.3f} s", flush=True)
     async with httpx.AsyncClient(timeout=30) as client:
         url = f"http://{LOOPBACK}:{port}/v1/diagnostics/activity"
         # A connection that never leaves is what this looks for: fail, do not hang.
@@ -105,7 +101,8 @@ async def release_seconds(
                 try:
                     if (await client.get(url)).json().get("total_active_connections") == 0:
                         released = time.monotonic()
-                        phases["proxy CPU"] = (cpu_at_hang_up, cpu_seconds(pid))
+                        user, system = cpu_times(pid)
+                        phases["proxy CPU"] = (user - cpu_at_hang_up[0], system - cpu_at_hang_up[1])
                         phases["ramp"] = (started, result.held_from)
                         phases["hold"] = (result.held_from, result.held_until)
                         phases["release"] = (result.held_until, released)
@@ -162,6 +159,9 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=5000)
     parser.add_argument("--hold", type=float, default=HOLD)
     parser.add_argument("--pauses", action="store_true")
+    parser.add_argument(
+        "--floor", action="store_true", help="time release_floor.py's release, not trioproxy's"
+    )
     parser.add_argument("--py-spy", action="store_true")
     parser.add_argument("--spy-seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=None)
@@ -190,6 +190,10 @@ def main() -> None:
         "warning",
         *args.proxy_args,
     ]
+    if args.floor:
+        proxy_argv = python_argv(
+            HERE / "release_floor.py", "--port", str(port), "--upstream-port", str(slow_port)
+        )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_GC_LOG": str(gc_log)}
     slow = Service(
         "slow",
@@ -216,8 +220,11 @@ def main() -> None:
         seconds = trio.run(
             release_seconds, port, proxy.pid, args.streams, args.hold, on_hold, phases
         )
-        before, after = phases.pop("proxy CPU")
-        print(f"released after {seconds:.2f} s, {after - before:.2f} s of the proxy's CPU")
+        user, system = phases.pop("proxy CPU")
+        print(
+            f"released after {seconds:.2f} s, {user + system:.2f} s of the proxy's CPU "
+            f"({user:.2f} s user, {system:.2f} s system)"
+        )
         for spy in spies:
             spy.wait()
         if probe is not None:

@@ -426,6 +426,10 @@ def compare(
 STREAMS_PER_INSTANCE: int = getattr(trioproxy_http, "MAX_CONNECTIONS", 1000)
 
 
+#: The ``via`` of the largest count's run through ``release_floor.py``.
+RELEASE_FLOOR = "release floor"
+
+
 def concurrency(
     plan: Plan, workdir: Path, slow_port: int, upstreams: dict[str, str]
 ) -> tuple[list[Held], list[Relayed]]:
@@ -434,7 +438,8 @@ def concurrency(
 
     Through the proxy the streams first go to one backend instance; when the count is over
     :data:`STREAMS_PER_INSTANCE`, once more spread round-robin over enough instances. The
-    largest count also runs through ``--workers 2`` (the merged diagnostics' latency).
+    largest count also runs through ``--workers 2`` (the merged diagnostics' latency) and
+    through ``release_floor.py`` (the least a Trio program's release takes here).
     """
 
     def bodies(instances: list[str] | None, interval: float) -> list[bytes]:
@@ -463,11 +468,25 @@ def concurrency(
                 runs.append((f"proxy, {spread} instances", spread, 1))
             if count == max(plan.stream_counts):
                 runs.append(("proxy, 2 workers", 1, 2))
+                runs.append((RELEASE_FLOOR, 0, 1))
             for via, instances, workers in runs:
                 gc_log = workdir / f"gc-{count}-{instances}-{workers}.log"
                 with ExitStack() as stack:
                     proxy = None
-                    if instances:
+                    if via == RELEASE_FLOOR:
+                        port = free_port()
+                        proxy = stack.enter_context(
+                            Service(
+                                "release-floor",
+                                python_argv(
+                                    HERE / "release_floor.py",
+                                    *("--port", str(port), "--upstream-port", str(slow_port)),
+                                ),
+                                port,
+                                workdir / "release-floor.log",
+                            )
+                        )
+                    elif instances:
                         proxy = stack.enter_context(
                             proxy_service(
                                 workdir,

@@ -1,0 +1,116 @@
+"""The release's floor: the least a Trio program can do to relay streams and let them go.
+
+Each connection's task reads one request (head and ``Content-Length`` body), opens a
+socket to the upstream, sends it on, and relays the upstream's bytes raw (head included)
+from a child task while it waits for the client's end of stream; then it cancels the
+child and closes both sockets. No HTTP library, no ASGI, no routing, tracking, access log
+or error handling, and the collector tuned as trioproxy tunes it. What is left is
+Trio's and the kernel's part of a release: the wake-ups, the cancellation, two socket
+closes per stream. ``GET /v1/diagnostics…``
+answers ``{"total_active_connections": N}``, all the bench asks of a proxy, so
+``python bench/release.py --floor`` and ``run.py`` time this program's release as they
+time trioproxy's.
+
+Run: ``python bench/release_floor.py --port N --upstream-port M``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from functools import partial
+
+import trio
+
+from trioproxy.gcpolicy import tune_gc
+
+LOOPBACK = "127.0.0.1"
+RECEIVE_SIZE = 65536
+
+
+class Floor:
+    """The connections being relayed, and the handler of each."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.active = 0
+
+    async def handle(self, client: trio.SocketStream) -> None:
+        """Serve one connection (one request) until either side ends it."""
+        try:
+            await self._serve(client)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            client.socket.close()
+
+    async def _serve(self, client: trio.SocketStream) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            more = await client.receive_some(RECEIVE_SIZE)
+            if not more:
+                return
+            data += more
+        head, _, body = data.partition(b"\r\n\r\n")
+        if head.startswith(b"GET /v1/diagnostics"):
+            answer = json.dumps({"total_active_connections": self.active}).encode()
+            await client.send_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(answer), answer)
+            )
+            return
+        length = 0
+        for line in head.lower().split(b"\r\n")[1:]:
+            if line.startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        while len(body) < length:
+            more = await client.receive_some(RECEIVE_SIZE)
+            if not more:
+                return
+            body += more
+        request_line = head.split(b"\r\n", 1)[0]
+        upstream = await trio.open_tcp_stream(LOOPBACK, self.upstream_port)
+        self.active += 1
+        try:
+            await upstream.send_all(
+                request_line + b"\r\nhost: upstream\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope)
+                try:
+                    while await client.receive_some(RECEIVE_SIZE):
+                        pass
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                nursery.cancel_scope.cancel()
+        finally:
+            self.active -= 1
+            upstream.socket.close()
+            client.socket.close()
+
+    @staticmethod
+    async def _pump(
+        upstream: trio.SocketStream, client: trio.SocketStream, scope: trio.CancelScope
+    ) -> None:
+        try:
+            while data := await upstream.receive_some(RECEIVE_SIZE):
+                await client.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        scope.cancel()
+
+
+def main() -> None:
+    """Serve until SIGINT."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--upstream-port", type=int, required=True)
+    args = parser.parse_args()
+    floor = Floor(args.upstream_port)
+    tune_gc()  # collected as trioproxy's process is
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(partial(trio.serve_tcp, floor.handle, args.port, host=LOOPBACK))
+
+
+if __name__ == "__main__":
+    main()
