@@ -88,8 +88,8 @@ async def release_seconds(
         while_held=while_held,
         ramp_timeout=90,
     )
-    # The hang-up began as the hold ended: the client then takes a while to close
-    # thousands of sockets, and the proxy releases them meanwhile.
+    # The hang-up began as the hold ended: the client then closes thousands of sockets
+    # in one loop (a few tenths of a second), and the proxy releases them meanwhile.
     hung_up = result.held_until
     print(f"{result.opened:,} streams opened in {result.ramp_seconds:.1f} s", flush=True)
     print(f"the client hung up in {result.hang_up_seconds:.3f} s", flush=True)
