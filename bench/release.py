@@ -4,7 +4,8 @@ Starts the slow upstream and one ``trioproxy`` (tracking on, this tree), opens
 ``--streams`` (5,000) slow streams through it with the bench's own client, holds them a
 few seconds, hangs them all up, and prints how long until ``GET
 /v1/diagnostics/activity`` says no connection is left, and the proxy's CPU meanwhile.
-With ``--floor`` the proxy is ``release_floor.py``, the least a Trio program can do.
+With ``--floor`` the proxy is ``release_floor.py``, the least a Trio program can do
+(``--floor -- --batched``: its variant that tells hang-ups in batches).
 With ``--py-spy``, ``py-spy record`` (``pip install py-spy``; attaching needs ptrace
 rights) samples the proxy from just before the hang-up for ``--spy-seconds`` and the
 script prints the frames with the most samples, own and inclusive; the raw stacks stay
@@ -35,10 +36,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import trio
 from bodies import SLOW_MODEL, request_body
-from clients import hold_streams
+from clients import ReleaseWatch, hold_streams
 from procs import LOOPBACK, Service, cpu_times, free_port, python_argv, raise_fd_limit
 
 HERE = Path(__file__).resolve().parent
@@ -79,6 +79,12 @@ async def release_seconds(
             await trio.sleep(1)  # py-spy attaches
         cpu_at_hang_up = cpu_times(pid)
 
+    watch: list[ReleaseWatch] = []
+
+    def on_hang_up(began: float) -> None:
+        watch.append(ReleaseWatch(LOOPBACK, port, RELEASE_DEADLINE))
+        watch[0].start()
+
     result = await hold_streams(
         LOOPBACK,
         port,
@@ -87,29 +93,24 @@ async def release_seconds(
         count,
         while_held=while_held,
         ramp_timeout=90,
+        on_hang_up=on_hang_up,
     )
     # The hang-up began as the hold ended: the client then closes thousands of sockets
     # in one loop (a few tenths of a second), and the proxy releases them meanwhile.
     hung_up = result.held_until
     print(f"{result.opened:,} streams opened in {result.ramp_seconds:.1f} s", flush=True)
     print(f"the client hung up in {result.hang_up_seconds:.3f} s", flush=True)
-    async with httpx.AsyncClient(timeout=30) as client:
-        url = f"http://{LOOPBACK}:{port}/v1/diagnostics/activity"
+    await trio.to_thread.run_sync(watch[0].join)
+    released = watch[0].released
+    if released is None:
         # A connection that never leaves is what this looks for: fail, do not hang.
-        with trio.fail_after(RELEASE_DEADLINE):
-            while True:
-                try:
-                    if (await client.get(url)).json().get("total_active_connections") == 0:
-                        released = time.monotonic()
-                        user, system = cpu_times(pid)
-                        phases["proxy CPU"] = (user - cpu_at_hang_up[0], system - cpu_at_hang_up[1])
-                        phases["ramp"] = (started, result.held_from)
-                        phases["hold"] = (result.held_from, result.held_until)
-                        phases["release"] = (result.held_until, released)
-                        return released - hung_up
-                except httpx.HTTPError:
-                    pass
-                await trio.sleep(0.02)
+        raise trio.TooSlowError(f"{watch[0].leftover} connections left after the deadline")
+    user, system = cpu_times(pid)
+    phases["proxy CPU"] = (user - cpu_at_hang_up[0], system - cpu_at_hang_up[1])
+    phases["ramp"] = (started, result.held_from)
+    phases["hold"] = (result.held_from, result.held_until)
+    phases["release"] = (result.held_until, released)
+    return released - hung_up
 
 
 def top_frames(raw: Path, most: int = 25) -> None:
@@ -192,7 +193,8 @@ def main() -> None:
     ]
     if args.floor:
         proxy_argv = python_argv(
-            HERE / "release_floor.py", "--port", str(port), "--upstream-port", str(slow_port)
+            HERE / "release_floor.py",
+            *("--port", str(port), "--upstream-port", str(slow_port), *args.proxy_args),
         )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_GC_LOG": str(gc_log)}
     slow = Service(

@@ -11,7 +11,15 @@ answers ``{"total_active_connections": N}``, all the bench asks of a proxy, so
 ``python bench/release.py --floor`` and ``run.py`` time this program's release as they
 time trioproxy's.
 
-Run: ``python bench/release_floor.py --port N --upstream-port M``.
+With ``--batched`` a connection has one task, not two: it relays, and one task of the
+whole program watches every relayed client socket for its end of stream (``EPOLLRDHUP``
+in an epoll set of its own, which Trio waits on as one descriptor) and cancels the
+relays of all the clients that hung up since it last looked, in one step. That is a
+design, not a floor of trioproxy's: what a release costs when hang-ups are told in
+batches instead of waking a task each. Connections are accepted by a loop of its own
+(Trio's ``serve_tcp`` closes each stream again after its handler, two more steps).
+
+Run: ``python bench/release_floor.py --port N --upstream-port M [--batched]``.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import select
 from functools import partial
 
 import trio
@@ -32,9 +41,30 @@ RECEIVE_SIZE = 65536
 class Floor:
     """The connections being relayed, and the handler of each."""
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, *, batched: bool = False) -> None:
         self.upstream_port = upstream_port
         self.active = 0
+        #: With ``--batched``: the relayed client sockets, watched for their end of stream,
+        #: and the cancel scope of each one's relay.
+        self.hang_ups = select.epoll() if batched else None
+        self.relays: dict[int, trio.CancelScope] = {}
+
+    async def serve_batched(self, port: int) -> None:
+        """Accept and serve connections, and tell hang-ups in batches (``--batched``)."""
+        listener = (await trio.open_tcp_listeners(port, host=LOOPBACK))[0]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_hang_ups)
+            while True:
+                nursery.start_soon(self.handle, await listener.accept())
+
+    async def _watch_hang_ups(self) -> None:
+        assert self.hang_ups is not None
+        while True:
+            await trio.lowlevel.wait_readable(self.hang_ups.fileno())
+            for fd, _ in self.hang_ups.poll(0, 4096):
+                relay = self.relays.pop(fd, None)
+                if relay is not None:
+                    relay.cancel()
 
     async def handle(self, client: trio.SocketStream) -> None:
         """Serve one connection (one request) until either side ends it."""
@@ -75,6 +105,9 @@ class Floor:
                 request_line + b"\r\nhost: upstream\r\ncontent-type: application/json\r\n"
                 b"content-length: %d\r\n\r\n%s" % (len(body), body)
             )
+            if self.hang_ups is not None:
+                await self._relay_batched(upstream, client)
+                return
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._pump, upstream, client, nursery.cancel_scope)
                 try:
@@ -87,6 +120,17 @@ class Floor:
             self.active -= 1
             upstream.socket.close()
             client.socket.close()
+
+    async def _relay_batched(self, upstream: trio.SocketStream, client: trio.SocketStream) -> None:
+        assert self.hang_ups is not None
+        fd = client.socket.fileno()
+        with trio.CancelScope() as relay:
+            self.relays[fd] = relay
+            # One-shot: an end of stream is told once, and the socket leaves the set as
+            # it is closed.
+            self.hang_ups.register(fd, select.EPOLLRDHUP | select.EPOLLONESHOT)
+            await self._pump(upstream, client, relay)
+        self.relays.pop(fd, None)
 
     @staticmethod
     async def _pump(
@@ -105,11 +149,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream-port", type=int, required=True)
+    parser.add_argument("--batched", action="store_true", help="hang-ups told in batches")
     args = parser.parse_args()
-    floor = Floor(args.upstream_port)
+    floor = Floor(args.upstream_port, batched=args.batched)
     tune_gc()  # collected as trioproxy's process is
     with contextlib.suppress(KeyboardInterrupt):
-        trio.run(partial(trio.serve_tcp, floor.handle, args.port, host=LOOPBACK))
+        if args.batched:
+            trio.run(floor.serve_batched, args.port)
+        else:
+            trio.run(partial(trio.serve_tcp, floor.handle, args.port, host=LOOPBACK))
 
 
 if __name__ == "__main__":

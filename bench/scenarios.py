@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import os
@@ -33,7 +32,7 @@ from typing import Any
 
 import trio
 import wrk
-from clients import HoldResult, StreamTiming, hold_streams, stream_timings
+from clients import HoldResult, ReleaseWatch, StreamTiming, hold_streams, stream_timings
 from procs import LOOPBACK, Service, children, cpu_seconds, rss_bytes
 from wrk import WrkResult
 
@@ -41,6 +40,8 @@ HERE = Path(__file__).resolve().parent
 # Seconds between diagnostics requests while streams are held. Each answer lists every
 # connection, so polling is itself load; trioproxy-inspect --watch polls every 1 s.
 DIAGNOSTICS_INTERVAL = 0.5
+#: Seconds after the hang-up began by which the proxy must have released every stream.
+RELEASE_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,37 +313,20 @@ async def _observe(held: Held, proxy: Service | None, upstream: Service, seconds
         held.proxy_cpu = (sum(cpu_seconds(pid) for pid in pids) - px0) / elapsed
 
 
-def _active(port: int, timeout: float) -> int | None:
-    """``total_active_connections`` of the proxy, or None if it did not answer in time."""
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=max(0.1, timeout))
-    try:
-        conn.request("GET", "/v1/diagnostics/activity")
-        return int(json.loads(conn.getresponse().read())["total_active_connections"])
-    except (OSError, http.client.HTTPException, ValueError, KeyError):
-        return None
-    finally:
-        conn.close()
-
-
-def _wait_released(held: Held, proxy: Service, hung_up: float, timeout: float = 60.0) -> float:
+def _wait_released(held: Held, proxy: Service, hung_up: float, watch: ReleaseWatch) -> float:
     """After the hang-up, which began at ``hung_up`` (``time.monotonic()``): how long from
-    then until the proxy's tracker holds no connection.
+    then until the proxy's tracker held no connection, as ``watch`` (started as the
+    hang-up began) saw it.
 
-    From the hang-up's beginning, not from when the client has closed its last socket:
-    with thousands of streams the client takes a while to close them all, and the proxy
-    releases them meanwhile. Also records the longest the proxy took to answer one of
-    these polls. Returns when the release ended (``time.monotonic()``).
+    From the hang-up's beginning, not from when the client has closed its last socket
+    or unwound its last task: the proxy releases them meanwhile. Also records the longest
+    the proxy took to answer one of the polls. Returns when the release ended
+    (``time.monotonic()``; when the watch gave up, if it never ended).
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        asked = time.monotonic()
-        active = _active(proxy.port, deadline - asked)
-        held.release_slowest_poll = max(held.release_slowest_poll, time.monotonic() - asked)
-        held.leftover = -1 if active is None else active
-        if active == 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    released = time.monotonic()
+    watch.join()
+    released = watch.released if watch.released is not None else time.monotonic()
+    held.release_slowest_poll = watch.slowest_poll
+    held.leftover = watch.leftover
     held.release_seconds = released - hung_up
     time.sleep(0.5)
     held.fds_after = sum(_fds(pid) for pid in _tree(proxy.pid))
@@ -404,6 +388,12 @@ def concurrency(
         held.rss_idle, held.fds_idle = _rss_and_fds(_tree(proxy.pid))
         probe = _start_probe(proxy)
 
+    watch = ReleaseWatch(LOOPBACK, port, RELEASE_TIMEOUT, interval=0.05)
+
+    def on_hang_up(began: float) -> None:
+        if proxy is not None:
+            watch.start()
+
     async def main() -> HoldResult:
         return await hold_streams(
             LOOPBACK,
@@ -413,6 +403,7 @@ def concurrency(
             count,
             while_held=partial(_observe, held, proxy, upstream, hold_seconds),
             ramp_timeout=ramp_timeout,
+            on_hang_up=on_hang_up,
         )
 
     ramp_start = time.monotonic()
@@ -420,7 +411,7 @@ def concurrency(
     hold = held.hold
     held.phases = {"ramp": (ramp_start, hold.held_from), "hold": (hold.held_from, hold.held_until)}
     if proxy is not None and probe is not None:
-        released = _wait_released(held, proxy, hold.held_until)
+        released = _wait_released(held, proxy, hold.held_until, watch)
         held.phases["release"] = (hold.held_until, released)
         _stop_probe(held, probe)
     if gc_log is not None:
