@@ -285,7 +285,7 @@ async def hold_streams(
     ramp_timeout: float,
     stall_timeout: float = 5.0,
     parallel_connects: int = 64,
-    on_hang_up: Callable[[float], None] | None = None,
+    on_hang_up: Callable[[], None] | None = None,
 ) -> HoldResult:
     """Open ``count`` streams at once, hold them while ``while_held()`` runs, then hang up.
 
@@ -297,7 +297,7 @@ async def hold_streams(
     stream has answered its response head (or failed; or ``ramp_timeout`` passed, or no
     stream was answered for ``stall_timeout`` seconds), chunk delays are sampled until
     ``while_held`` returns; then every connection is closed at once (:meth:`_Hold.hang_up`)
-    and ``on_hang_up(began)`` is called with the moment the hang-up began, before this
+    and ``on_hang_up()`` is called (the hang-up began at ``held_until``), before this
     process's 5,000 tasks unwind (about a second: a release timed from after this returns
     would include it).
     """
@@ -327,7 +327,7 @@ async def hold_streams(
         hold.hang_up()
         result.hang_up_seconds = time.monotonic() - result.held_until
         if on_hang_up is not None:
-            on_hang_up(result.held_until)
+            on_hang_up()
         nursery.cancel_scope.cancel()
     result.client_cpu_seconds = time.process_time() - cpu0
     return result

@@ -40,6 +40,7 @@ import trio
 from bodies import SLOW_MODEL, request_body
 from clients import ReleaseWatch, hold_streams
 from procs import LOOPBACK, Service, cpu_times, free_port, python_argv, raise_fd_limit
+from release_floor import floor_argv
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -79,11 +80,7 @@ async def release_seconds(
             await trio.sleep(1)  # py-spy attaches
         cpu_at_hang_up = cpu_times(pid)
 
-    watch: list[ReleaseWatch] = []
-
-    def on_hang_up(began: float) -> None:
-        watch.append(ReleaseWatch(LOOPBACK, port, RELEASE_DEADLINE))
-        watch[0].start()
+    watch = ReleaseWatch(LOOPBACK, port, RELEASE_DEADLINE)
 
     result = await hold_streams(
         LOOPBACK,
@@ -93,18 +90,18 @@ async def release_seconds(
         count,
         while_held=while_held,
         ramp_timeout=90,
-        on_hang_up=on_hang_up,
+        on_hang_up=watch.start,
     )
     # The hang-up began as the hold ended: the client then closes thousands of sockets
     # in one loop (a few tenths of a second), and the proxy releases them meanwhile.
     hung_up = result.held_until
     print(f"{result.opened:,} streams opened in {result.ramp_seconds:.1f} s", flush=True)
     print(f"the client hung up in {result.hang_up_seconds:.3f} s", flush=True)
-    await trio.to_thread.run_sync(watch[0].join)
-    released = watch[0].released
+    await trio.to_thread.run_sync(watch.join)
+    released = watch.released
     if released is None:
         # A connection that never leaves is what this looks for: fail, do not hang.
-        raise trio.TooSlowError(f"{watch[0].leftover} connections left after the deadline")
+        raise trio.TooSlowError(f"{watch.leftover} connections left after the deadline")
     user, system = cpu_times(pid)
     phases["proxy CPU"] = (user - cpu_at_hang_up[0], system - cpu_at_hang_up[1])
     phases["ramp"] = (started, result.held_from)
@@ -192,10 +189,7 @@ def main() -> None:
         *args.proxy_args,
     ]
     if args.floor:
-        proxy_argv = python_argv(
-            HERE / "release_floor.py",
-            *("--port", str(port), "--upstream-port", str(slow_port), *args.proxy_args),
-        )
+        proxy_argv = floor_argv(port, slow_port, *args.proxy_args)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BENCH_GC_LOG": str(gc_log)}
     slow = Service(
         "slow",

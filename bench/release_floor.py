@@ -29,8 +29,10 @@ import contextlib
 import json
 import select
 from functools import partial
+from pathlib import Path
 
 import trio
+from procs import python_argv
 
 from trioproxy.gcpolicy import tune_gc
 
@@ -142,6 +144,13 @@ class Floor:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         scope.cancel()
+
+
+def floor_argv(port: int, upstream_port: int, *extra: str) -> list[str]:
+    """``argv`` running this floor with this interpreter on ``port`` (``extra``: its other
+    options, ``--batched``)."""
+    argv = ["--port", str(port), "--upstream-port", str(upstream_port), *extra]
+    return python_argv(Path(__file__).resolve(), *argv)
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ from procs import (
     python_argv,
     raise_fd_limit,
 )
+from release_floor import floor_argv
 from scenarios import Held, Relayed, Target
 
 import trioproxy.backends.http as trioproxy_http
@@ -478,10 +479,7 @@ def concurrency(
                         proxy = stack.enter_context(
                             Service(
                                 "release-floor",
-                                python_argv(
-                                    HERE / "release_floor.py",
-                                    *("--port", str(port), "--upstream-port", str(slow_port)),
-                                ),
+                                floor_argv(port, slow_port),
                                 port,
                                 workdir / "release-floor.log",
                             )

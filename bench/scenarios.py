@@ -390,10 +390,6 @@ def concurrency(
 
     watch = ReleaseWatch(LOOPBACK, port, RELEASE_TIMEOUT, interval=0.05)
 
-    def on_hang_up(began: float) -> None:
-        if proxy is not None:
-            watch.start()
-
     async def main() -> HoldResult:
         return await hold_streams(
             LOOPBACK,
@@ -403,7 +399,7 @@ def concurrency(
             count,
             while_held=partial(_observe, held, proxy, upstream, hold_seconds),
             ramp_timeout=ramp_timeout,
-            on_hang_up=on_hang_up,
+            on_hang_up=watch.start if proxy is not None else None,
         )
 
     ramp_start = time.monotonic()
