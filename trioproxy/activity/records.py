@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -113,6 +113,10 @@ class ConnectionRecord:
     bytes_tx: int = 0
     # An insertion-ordered set of the requests in flight: O(1) removal by identity.
     meters: dict[RequestMeter, None] = field(default_factory=dict)
+    # Its diagnostics row as the last snapshot on the Trio thread built it, reused by
+    # the next one (which updates only its times and bytes); None when something else in
+    # it has changed since (a request registered or ended, a status or first byte came).
+    row: dict[str, Any] | None = None
 
 
 class Histogram:
@@ -284,6 +288,7 @@ class RequestMeter:
             self._last_activity = now
             if self._first_byte is None:
                 self._first_byte = now
+                connection.row = None
             self._lifetime[BYTES_RX] += nbytes
             self._bytes_rx += nbytes
         elif nbytes < 0:
@@ -314,6 +319,8 @@ class RequestMeter:
     def set_status(self, status: int) -> None:
         """Record the backend's response status (its head has arrived)."""
         self._status = status
+        if self._connection is not None:
+            self._connection.row = None
 
     def fail(self, message: str | None = None) -> None:
         """Mark the request as ended in error, without raising.
