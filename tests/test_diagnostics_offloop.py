@@ -1,14 +1,16 @@
-"""A large diagnostics document is built off the event loop, a small one on it.
+"""A worker's large document for its siblings is built off the event loop, a small one on it.
 
-With thousands of streams the document takes tens of milliseconds; built on the loop
-that would delay every stream's chunks by as much. Whether it was built off the loop is
-what a task that only yields sees: it runs while the document is built on a thread, and
-cannot while it is built on the loop (the build has no checkpoint).
+``off_loop_if_large`` serves the cluster's documents (``trioproxy.workers.cluster``),
+whose rows are new each time; this process's own ``GET /v1/diagnostics`` reuses its rows
+on the loop instead (``tests/test_reused_rows.py``). Whether it was built off the loop
+is what a task that only yields sees: it runs while the document is built on a thread,
+and cannot while it is built on the loop (the build has no checkpoint).
 """
 
 from __future__ import annotations
 
 from contextlib import ExitStack
+from functools import partial
 
 import orjson
 import pytest
@@ -17,7 +19,7 @@ import trio
 from tests.proxyutil import mock_spec
 from trioproxy.activity import ActivityTracker
 from trioproxy.backends.instance import Backends
-from trioproxy.diagnostics import OFF_LOOP_CONNECTIONS, diagnostics_document
+from trioproxy.diagnostics import OFF_LOOP_CONNECTIONS, diagnostics_json, off_loop_if_large
 from trioproxy.settings import Settings
 
 
@@ -50,7 +52,9 @@ async def test_the_document_is_built_off_the_loop_beyond_the_threshold(
             nursery.start_soon(yielding)
             await trio.lowlevel.checkpoint()  # the yielding task is running
             before = turns
-            document = orjson.loads(await diagnostics_document(backends, tracker))
+            document = orjson.loads(
+                await off_loop_if_large(tracker, partial(diagnostics_json, backends, tracker))
+            )
             during = turns - before
             nursery.cancel_scope.cancel()
     activity = document["instances"][0]["activity"]

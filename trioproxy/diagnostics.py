@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -38,7 +37,11 @@ def is_loopback(client: Any) -> bool:
 
 
 def diagnostics(
-    backends: Backends, tracker: ActivityTracker | None, *, latest_started: bool = False
+    backends: Backends,
+    tracker: ActivityTracker | None,
+    *,
+    latest_started: bool = False,
+    reuse_rows: bool = False,
 ) -> dict[str, Any]:
     """The ``GET /v1/diagnostics`` document.
 
@@ -48,7 +51,7 @@ def diagnostics(
     ``latest_started`` is passed on (a worker's document for its siblings' merge).
     """
     timestamp, activities, global_activity = (
-        tracker.snapshot_dicts(latest_started=latest_started)
+        tracker.snapshot_dicts(latest_started=latest_started, reuse_rows=reuse_rows)
         if tracker is not None
         else (time.time(), None, None)
     )
@@ -80,9 +83,10 @@ def diagnostics(
 
 T = TypeVar("T")
 
-#: Connections beyond which the document is built on a thread, off the event loop: at
-#: thousands of streams it takes tens of milliseconds, which on the loop would delay every
-#: stream's chunks by as much; a small one is quicker than the hop to a thread.
+#: Connections beyond which a document of new rows (a worker's, for the cluster) is built
+#: on a thread, off the event loop: at thousands of streams it takes tens of milliseconds,
+#: which on the loop would delay every stream's chunks by as much; a small one is quicker
+#: than the hop to a thread. This process's own document reuses its rows on the loop.
 OFF_LOOP_CONNECTIONS = 256
 
 
@@ -95,17 +99,19 @@ async def off_loop_if_large(tracker: ActivityTracker | None, build: Callable[[],
 
 
 async def diagnostics_document(backends: Backends, tracker: ActivityTracker | None) -> bytes:
-    """:func:`diagnostics_json`, off the event loop when it is large
-    (:func:`off_loop_if_large`)."""
-    return await off_loop_if_large(tracker, partial(diagnostics_json, backends, tracker))
+    """:func:`diagnostics_json` of this process, on the event loop, its rows reused."""
+    return diagnostics_json(backends, tracker, reuse_rows=True)
 
 
-def diagnostics_json(backends: Backends, tracker: ActivityTracker | None) -> bytes:
+def diagnostics_json(
+    backends: Backends, tracker: ActivityTracker | None, *, reuse_rows: bool = False
+) -> bytes:
     """The ``GET /v1/diagnostics`` document as JSON bytes (built with the collector paused:
     its rows are garbage a moment later, and collections while they are built doubled
-    its cost with thousands of streams in flight)."""
+    its cost with thousands of streams in flight). ``reuse_rows``: see
+    :meth:`ActivityTracker.snapshot_dicts` (on the Trio thread only)."""
     with collector_paused():
-        return orjson.dumps(diagnostics(backends, tracker))
+        return orjson.dumps(diagnostics(backends, tracker, reuse_rows=reuse_rows))
 
 
 def activity_summary(tracker: ActivityTracker | None) -> dict[str, Any]:
