@@ -123,3 +123,22 @@ async def test_reused_rows_are_for_the_trio_thread_only() -> None:
         tracker.snapshot_dicts(reuse_rows=True, latest_started=True)
     with pytest.raises(RuntimeError, match="Trio thread"):
         await trio.to_thread.run_sync(lambda: tracker.snapshot_dicts(reuse_rows=True))
+
+
+async def test_a_snapshot_with_latest_started_covers_every_instance(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The worker's document for its siblings' merge: each row is the new row plus
+    # latest_started_at, in every instance (not only the first one with connections).
+    tracker = ActivityTracker(instances=("a", "b"))
+    scope = trio.CancelScope()
+    with (
+        tracker.track("a", "s1", model="m1", streaming=True, handle=scope),
+        tracker.track("b", "s2", model="m2", streaming=True, handle=scope),
+    ):
+        _, latest, _ = tracker.snapshot_dicts(latest_started=True)
+        _, fresh, _ = tracker.snapshot_dicts()
+    for name in ("a", "b"):
+        (row,) = latest[name]["connections"]
+        assert isinstance(row.pop("latest_started_at"), float)
+        assert [row] == fresh[name]["connections"]

@@ -313,11 +313,11 @@ class ActivityTracker:
             RuntimeError: ``reuse_rows`` outside the Trio thread, or with
                 ``latest_started``.
         """
-        row = _connection_row
+        make_row = _connection_row
         if reuse_rows:
             if latest_started or not trio.lowlevel.in_trio_run():
                 raise RuntimeError("reuse_rows is for the Trio thread, without latest_started")
-            row = _reused_row
+            make_row = _reused_row
         now, offset = self._clock.now()
         lifetime = LifetimeCounters()
         # Under the lock only the shallow copy (which connections there are, and the
@@ -330,7 +330,7 @@ class ActivityTracker:
             ]
         instances = {}
         for name, connections, counts in copied:
-            instances[name] = _instance_dict(connections, counts, now, offset, row)
+            instances[name] = _instance_dict(connections, counts, now, offset, make_row)
             if latest_started:
                 for row, connection in zip(
                     instances[name]["connections"], connections, strict=True
