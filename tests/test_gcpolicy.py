@@ -1,4 +1,5 @@
-"""The collector's policy (``trioproxy.gcpolicy``): when full collections run.
+"""The collector's policy (``trioproxy.gcpolicy``): when full collections run, and the
+young and middle collections on a timer.
 
 The rule is a pure function with a table; the task is run under
 ``MockClock(autojump_threshold=0)`` with the process's thresholds set as ``tune_gc`` sets
@@ -9,6 +10,7 @@ CPython's own count of full collections says whether it ran one.
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,14 +18,17 @@ import pytest
 import trio
 import trio.testing
 
+from tests.proxyutil import running_proxy
 from trioproxy.gcpolicy import (
     CHECK_EVERY,
     MIDDLE_THRESHOLD,
     MIN_ENDED,
     NO_AUTOMATIC_FULL,
+    TIMED_EVERY,
     YOUNG_THRESHOLD,
     full_collection_due,
     run_full_collections,
+    run_timed_collections,
 )
 
 
@@ -111,3 +116,87 @@ async def test_the_task_leaves_full_collections_to_cpython_when_it_runs_them(
             nursery.cancel_scope.cancel()
     finally:
         gc.enable()
+
+
+@pytest.fixture
+def timed_only() -> Iterator[None]:
+    """``tune_gc``'s thresholds, but no automatic collection at all (a young threshold
+    of 0 turns them off): every collection the test counts is the task's."""
+    before = gc.get_threshold()
+    gc.set_threshold(0, MIDDLE_THRESHOLD, NO_AUTOMATIC_FULL)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+class Node:
+    """An object the collector tracks, made into a cycle that only it frees."""
+
+    other: Node | None = None
+
+
+def garbage_cycle() -> weakref.ref[Node]:
+    node = Node()
+    node.other = node
+    return weakref.ref(node)
+
+
+def collections(generation: int) -> int:
+    return int(gc.get_stats()[generation]["collections"])
+
+
+async def test_young_garbage_is_collected_on_the_timer_though_nothing_is_allocated(
+    timed_only: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_timed_collections)
+        young, middle = collections(0), collections(1)
+        cycle = garbage_cycle()
+        await trio.sleep(TIMED_EVERY / 2)
+        assert cycle() is not None
+        await trio.sleep(TIMED_EVERY)
+        assert cycle() is None  # the first period's young collection freed it
+        await trio.sleep(TIMED_EVERY * 3)
+        # Four periods: young, middle, young, middle.
+        assert (collections(0) - young, collections(1) - middle) == (2, 2)
+        nursery.cancel_scope.cancel()
+
+
+async def test_the_timer_skips_its_turns_while_the_collector_is_disabled(
+    timed_only: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_timed_collections)
+        young, middle = collections(0), collections(1)
+        gc.disable()
+        try:
+            cycle = garbage_cycle()
+            await trio.sleep(TIMED_EVERY * 3.5)
+            assert cycle() is not None
+            assert (collections(0), collections(1)) == (young, middle)
+        finally:
+            gc.enable()
+        await trio.sleep(TIMED_EVERY)
+        assert cycle() is None
+        nursery.cancel_scope.cancel()
+
+
+async def test_no_timer_runs_unless_the_thresholds_are_tuned(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    assert gc.get_threshold()[2] != NO_AUTOMATIC_FULL
+    started = trio.current_time()
+    with trio.fail_after(TIMED_EVERY * 10):
+        await run_timed_collections()
+    assert trio.current_time() == started
+
+
+async def test_the_proxy_runs_the_timer_once_the_thresholds_are_tuned(
+    timed_only: None, nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with running_proxy(nursery) as proxy:
+        cycle = garbage_cycle()
+        await trio.sleep(TIMED_EVERY * 1.5)
+        assert cycle() is None
+        assert (await proxy.diagnostics())["global_activity"] is None  # it serves meanwhile

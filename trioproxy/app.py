@@ -21,7 +21,7 @@ from .backends.instance import Backends
 from .client_out import JSON_HEADERS
 from .diagnostics import model_entry, model_list
 from .errors import Api, NotFound, Unauthorized, error_body, error_payload
-from .gcpolicy import run_full_collections
+from .gcpolicy import run_full_collections, run_timed_collections
 from .proxy import UNAUTHORIZED, ProxyRoutes
 from .routes import BY_PATH, api_of_path
 from .settings import Settings
@@ -190,6 +190,7 @@ def create_app(settings: Settings, *, cluster: Cluster | None = None) -> TrioPro
         await backends.discover_models()
         quart.nursery.start_soon(backends.run_health_checks)
         quart.nursery.start_soon(run_full_collections, proxy)
+        quart.nursery.start_soon(run_timed_collections)
         # Always set: a proxy running without tracking answers None.
         set_activity_tracker(tracker)
         if tracker is not None:
