@@ -12,7 +12,8 @@ script prints the frames with the most samples, own and inclusive; the raw stack
 in ``--out``. With ``--pauses``, the proxy runs under ``gcwatch.py`` and
 ``diag_probe.py`` polls ``GET /v1/diagnostics`` every 0.25 s throughout; the script
 prints, for the ramp, the hold and the release, the longest turn of the event loop, the
-longest collection and the poll's p50 / max.
+longest collection and the poll's p50 / max; the collector's and loop's log
+(``gc.log``) and the polls with the phases' bounds (``pauses.json``) stay in ``--out``.
 
 It is the fast loop for the release (a minute a try), where ``run.py``'s concurrency
 scenario is the measurement of record. Extra arguments after ``--`` go to ``trioproxy``
@@ -175,7 +176,7 @@ def main() -> None:
         "backends:\n  - name: slow\n    type: openai\n"
         f"    base_url: http://{LOOPBACK}:{slow_port}/v1\n    models: [{SLOW_MODEL}]\n"
     )
-    gc_log = work / "gc.log"
+    gc_log = out / "gc.log"
     proxy_argv = [
         sys.executable,
         *((str(HERE / "gcwatch.py"),) if args.pauses else ("-m", "trioproxy")),
@@ -227,6 +228,8 @@ def main() -> None:
             probe.send_signal(signal.SIGINT)
             polls = json.loads(probe.communicate(timeout=120)[0])["samples"]
             print_pauses(phases, gc_log, polls)
+            (out / "pauses.json").write_text(json.dumps({"phases": phases, "polls": polls}))
+            print(f"raw: {gc_log}, {out / 'pauses.json'}")
     if spies:
         top_frames(out / "release.txt")
         print(f"raw stacks: {out / 'release.txt'}")
