@@ -209,6 +209,64 @@ async def test_every_stream_on_either_worker_is_listed_once_by_each_with_exact_b
             assert sorted(row["worker"] for row in recent["recent"]) == [0] * 4 + [1] * 4
 
 
+async def test_streams_on_two_instances_on_both_workers_are_each_listed_under_theirs(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    # Each worker's document for its siblings covers every instance, including those after
+    # one that has connections (the bug of 5b68427, fixed in 2d0baf0).
+    hold = trio.Event()
+    fake.default = Scenario(chunks=3, hold=hold)
+    text = "backends:\n" + "".join(
+        f"  - name: {name}\n    type: openai\n    base_url: {fake.base_url}/v1\n"
+        f"    models: [gpt-{name}]\n"
+        for name in ("a", "b")
+    )
+    async with (
+        workers_proxy(tmp_path, text) as (proxy, _),
+        AsyncExitStack() as stack,
+    ):
+        pinned = await pin(stack, proxy.url, {0: 3, 1: 3})
+        bodies: dict[str, bytes | None] = {}
+
+        async def stream(client: httpx.AsyncClient, session: str, model: str) -> None:
+            response = await client.post(
+                CHAT,
+                json={"model": model, "stream": True, "messages": []},
+                headers={"x-session-id": session},
+            )
+            assert response.status_code == 200
+            bodies[session] = response.content
+
+        async with trio.open_nursery() as nursery:
+            for worker in WORKERS:
+                for i, name in enumerate(("a", "b")):
+                    nursery.start_soon(
+                        stream, pinned[worker][i], f"{name}-on-{worker}", f"gpt-{name}"
+                    )
+            with trio.fail_after(WITHIN):
+                await fake.wait_in_flight(4)
+
+            async def all_bytes_counted() -> bool:
+                doc = await diagnostics(pinned[0][2])
+                return bool(doc["global_activity"]["total_bytes_rx"] == fake.bytes_sent)
+
+            await wait_for(all_bytes_counted)
+            for worker in WORKERS:
+                doc = await diagnostics(pinned[worker][2])
+                assert (doc["worker"], doc["workers_unreachable"]) == (worker, [])
+                for name in ("a", "b"):
+                    rows = connections(doc, name)
+                    assert sorted((row["session_id"], row["workers"]) for row in rows) == [
+                        (f"{name}-on-0", [0]),
+                        (f"{name}-on-1", [1]),
+                    ]
+                assert doc["global_activity"]["total_active_connections"] == 4
+                latest = (await pinned[worker][2].get("/v1/diagnostics/activity")).json()
+                assert latest["total_active_connections"] == 4
+            hold.set()
+        assert all(bodies.values()) and len(bodies) == 4
+
+
 async def test_a_stopped_sibling_is_named_unreachable_and_the_answer_still_comes(
     tmp_path: Path, fake: FakeUpstream
 ) -> None:
