@@ -10,6 +10,7 @@ CPython's own count of full collections says whether it ran one.
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,11 +25,13 @@ from trioproxy.gcpolicy import (
     MIDDLE_THRESHOLD,
     MIN_ENDED,
     NO_AUTOMATIC_FULL,
+    TIMED_DUTY,
     TIMED_EVERY,
     YOUNG_THRESHOLD,
     full_collection_due,
     run_full_collections,
     run_timed_collections,
+    timed_wait,
 )
 
 
@@ -124,6 +127,7 @@ def timed_only() -> Iterator[None]:
     of 0 turns them off): every collection the test counts is the task's."""
     before = gc.get_threshold()
     gc.set_threshold(0, MIDDLE_THRESHOLD, NO_AUTOMATIC_FULL)
+    gc.collect()  # what earlier tests left young: the task's collections find little
     try:
         yield
     finally:
@@ -200,3 +204,53 @@ async def test_the_proxy_runs_the_timer_once_the_thresholds_are_tuned(
         await trio.sleep(TIMED_EVERY * 1.5)
         assert cycle() is None
         assert (await proxy.diagnostics())["global_activity"] is None  # it serves meanwhile
+
+
+@pytest.mark.parametrize(
+    ("took", "wait"),
+    [
+        (0.0, TIMED_EVERY),
+        (TIMED_EVERY * TIMED_DUTY, TIMED_EVERY),
+        # Each collection found much (streams that all move every few ms): fewer of them.
+        (0.01, 0.01 / TIMED_DUTY),
+        (0.05, 1.0),
+    ],
+)
+def test_the_timer_waits_longer_after_a_collection_that_took_long(took: float, wait: float) -> None:
+    assert timed_wait(took) == pytest.approx(wait)
+
+
+async def test_the_timer_backs_off_after_a_collection_that_found_much(
+    timed_only: None, autojump_clock: trio.testing.MockClock
+) -> None:
+    pauses: list[float] = []
+    when: list[float] = []
+    started = 0.0
+
+    def timing(phase: str, info: dict[str, int]) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - started)
+            when.append(trio.current_time())
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(run_timed_collections)
+        # Young and alive, as every stream's wait is when all of them move every few ms.
+        alive: list[list[int]] = [[] for _ in range(500_000)]
+        gc.callbacks.append(timing)
+        try:
+            await trio.sleep(TIMED_EVERY * 1.5)
+            assert len(pauses) == 1 and timed_wait(pauses[0]) > TIMED_EVERY * 2
+            # Not before the first collection's time over the duty (the task's own
+            # measurement encloses the callbacks').
+            await trio.sleep(pauses[0] / TIMED_DUTY - TIMED_EVERY)
+            assert len(pauses) == 1
+            await trio.sleep(TIMED_EVERY * 2)
+            assert len(pauses) == 2
+            assert when[1] - when[0] >= pauses[0] / TIMED_DUTY
+        finally:
+            gc.callbacks.remove(timing)
+        del alive
+        nursery.cancel_scope.cancel()

@@ -22,12 +22,20 @@ streams ramp up (when nearly everything survives) is hundreds of thousands of ob
   change (``bench/overhead.py``);
 * the middle generation collected at every other young collection, so it never holds
   more than two young collections' survivors;
-* besides, a young collection every :data:`TIMED_EVERY` seconds, and a middle one every
-  other time (:func:`run_timed_collections`, a task of the app). Held streams that relay
-  chunks barely move the net count, so the young generation filled for as long as a
-  count of 700 took to come — 0.35 to 0.5 s with 5,000 streams relaying 1,000 chunks/s —
-  and a middle collection then scanned up to 50 ms of it. Collected on a timer as well,
-  each finds what 50 ms left: a few milliseconds, and less in all (docs/performance.md);
+* besides, young collections on a timer, and a middle one every other time
+  (:func:`run_timed_collections`, a task of the app). Held streams that relay chunks
+  barely move the net count, so the young generation filled for as long as a count of
+  700 took to come — 0.35 to 0.5 s with 5,000 streams relaying 1,000 chunks/s — and a
+  middle collection then scanned up to 50 ms of it. Collected every
+  :data:`TIMED_EVERY` (50 ms) as well, each finds a few milliseconds of it, and no more in
+  all: what a young collection scans is what was allocated since the last one and is
+  still alive, and a stream that moves once in seconds is scanned once either way. But
+  streams that move every few milliseconds (a model's tokens) keep every stream's wait
+  young and alive: a collection then scans all of them however soon it comes, and one
+  every 50 ms doubled the collector's time in ``bench/run.py``'s relay scenario. So the
+  timer waits, after each of its collections, at least that collection's time divided
+  by :data:`TIMED_DUTY` (:func:`timed_wait`): its collections never take more than 5 %
+  of the time, and where each finds much it leaves the work to CPython's own;
 * no automatic full collection at all;
 * what start-up allocated frozen out of every collection.
 
@@ -63,8 +71,10 @@ NO_AUTOMATIC_FULL = 2**31 - 1
 MIN_ENDED = 1_000
 ENDED_PER_IN_FLIGHT = 4
 CHECK_EVERY = 1.0
-#: Seconds between the collections :func:`run_timed_collections` runs.
+#: The least time between two of the collections :func:`run_timed_collections` runs.
 TIMED_EVERY = 0.05
+#: The share of the time those collections may take (:func:`timed_wait`).
+TIMED_DUTY = 0.05
 
 
 def tune_gc() -> None:
@@ -140,12 +150,20 @@ async def run_full_collections(
             )
 
 
+def timed_wait(took: float) -> float:
+    """Seconds to wait after a timed collection that took ``took`` seconds (pure):
+    :data:`TIMED_EVERY`, or more when the collection took more than :data:`TIMED_DUTY`
+    of that."""
+    return max(TIMED_EVERY, took / TIMED_DUTY)
+
+
 async def run_timed_collections(
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Every :data:`TIMED_EVERY` seconds a young collection, and a middle one instead
-    every other time, whatever the net count of allocations says (the module docstring).
+    """Young collections on a timer, and a middle one instead every other time, whatever
+    the net count of allocations says: each :func:`timed_wait` after the one before (the
+    module docstring).
 
     Returns at once unless :func:`tune_gc` set the process's thresholds (a test, or an
     application embedding the proxy, keeps CPython's own schedule and no timer); skips a
@@ -155,8 +173,11 @@ async def run_timed_collections(
     if gc.get_threshold()[2] != NO_AUTOMATIC_FULL:
         return
     middle = False
+    wait = TIMED_EVERY
     while True:
-        await trio.sleep(TIMED_EVERY)
+        await trio.sleep(wait)
         if gc.isenabled():
+            started = time.perf_counter()
             gc.collect(1 if middle else 0)
+            wait = timed_wait(time.perf_counter() - started)
             middle = not middle
