@@ -52,8 +52,14 @@ class Client:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        # Every stream's first event waits until all are open (paced_upstream.py).
         body = request_body(
-            SLOW_MODEL, stream=True, bench_chunks=args.chunks, bench_delay=args.delay
+            SLOW_MODEL,
+            stream=True,
+            bench_chunks=args.chunks,
+            bench_delay=args.delay,
+            bench_start_after=args.streams,
+            bench_start_by=args.ramp_timeout,
         )
         self.request = request_bytes(LOOPBACK, args.port, args.path, body)
         self.epoll = select.epoll()

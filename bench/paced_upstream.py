@@ -13,6 +13,14 @@ socket is full queues its due chunks (up to :data:`OUT_LIMIT` bytes past what it
 holds, then skips them) and sends them together once writable, as a real server behind
 a slow reader would.
 
+A request whose body has ``bench_start_after: N`` gets its response head at once and
+its first event only once N such streams are waiting (or ``bench_start_by`` seconds,
+default 60, after the first of them came); the waiting streams then start together, their
+first events spread over one interval. The relay scenario opens every stream before any
+relays, so that a proxy busy relaying the first streams does not slow the opening of
+the rest (under a saturated event loop a Trio server accepts about one connection per
+turn), and every run relays for as many streams.
+
 Any other request gets an empty 404. Connections are HTTP/1.1 keep-alive.
 
 Run: ``python bench/paced_upstream.py --port N``.
@@ -24,6 +32,7 @@ import contextlib
 import heapq
 import itertools
 import json
+import math
 import select
 import socket
 import time
@@ -36,6 +45,7 @@ HEAD = (
 )
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
+START_BY = 60.0  # seconds: streams held back start at the latest this long after the first
 TICK = 0.005  # seconds: chunks due within a tick are sent together, as by a decode step
 OUT_LIMIT = 16 * 1024  # bytes queued for one stream (past its full socket) before its due
 # chunks are skipped: a reader this far behind is not sent more than it reads
@@ -75,6 +85,9 @@ class PacedUpstream:
         self.streams: dict[int, Stream] = {}
         self.due: list[tuple[float, int, Stream]] = []
         self.order = itertools.count()  # ties in the heap never compare two Streams
+        self.waiting: list[Stream] = []  # answered, their first event held back
+        self.start_after = 0
+        self.start_by = math.inf
 
     def run(self) -> None:
         listener = self.listener
@@ -84,6 +97,10 @@ class PacedUpstream:
             # Woken once a tick at most, not once a chunk: with 1,000 streams a chunk is
             # due every few microseconds, and a wake-up costs more than the send.
             timeout = max(TICK, self.due[0][0] - time.monotonic()) if self.due else -1
+            if self.waiting:
+                if time.monotonic() >= self.start_by:
+                    self._start_waiting()
+                timeout = TICK if timeout < 0 else timeout
             for fd, events in self.epoll.poll(timeout):
                 if fd == listener.fileno():
                     self._accept()
@@ -148,20 +165,41 @@ class PacedUpstream:
         if not head.startswith(b"POST "):
             self._queue(stream, NOT_FOUND)
             return
-        stream.count, stream.delay = self._plan(body)
+        stream.count, stream.delay, start_after, start_by = self._plan(body)
         stream.index, stream.start = 0, time.monotonic()
         self._queue(stream, HEAD)
+        if start_after > 1:
+            if not self.waiting:
+                self.start_by = stream.start + start_by
+            self.waiting.append(stream)
+            if len(self.waiting) >= start_after:
+                self._start_waiting()
+            return
         heapq.heappush(self.due, (stream.start, next(self.order), stream))
 
-    def _plan(self, body: bytes) -> tuple[int, float]:
+    def _start_waiting(self) -> None:
+        """Start the streams held back, their first events spread over one interval."""
+        now, waiting = time.monotonic(), self.waiting
+        self.waiting, self.start_by = [], math.inf
+        for number, stream in enumerate(waiting):
+            stream.start = now + number / len(waiting) * stream.delay
+            heapq.heappush(self.due, (stream.start, next(self.order), stream))
+
+    def _plan(self, body: bytes) -> tuple[int, float, int, float]:
+        """Events, seconds between them, streams to wait for and the longest wait."""
         try:
             payload = json.loads(body)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
-            return self.chunks, self.delay
+            return self.chunks, self.delay, 0, 0.0
         chunks = int(payload.get("bench_chunks", self.chunks))
-        return max(chunks, 1), float(payload.get("bench_delay", self.delay))
+        return (
+            max(chunks, 1),
+            float(payload.get("bench_delay", self.delay)),
+            int(payload.get("bench_start_after", 0)),
+            float(payload.get("bench_start_by", START_BY)),
+        )
 
     def _send_due(self) -> None:
         due, now = self.due, time.monotonic()
