@@ -12,6 +12,7 @@ socket is left for the garbage collector and no state leaks into the next test.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -23,7 +24,7 @@ import trio.testing
 
 from trioproxy.activity import ActivityTracker
 from trioproxy.app import TrioProxyApp, create_app
-from trioproxy.asgi import Receive, Send
+from trioproxy.asgi import Asgi, Receive, Send
 from trioproxy.server import hypercorn_config
 from trioproxy.serving import serve_app
 from trioproxy.settings import BackendSpec, ConnectorType, Secret, Settings
@@ -163,6 +164,20 @@ async def serve_lifespan(receive: Receive, send: Send) -> None:
         await send({"type": message["type"] + ".complete"})
         if message["type"] == "lifespan.shutdown":
             return
+
+
+async def connect_to_served(
+    nursery: trio.Nursery, app: Asgi
+) -> tuple[trio.SocketStream, trio.Event]:
+    """Serve a bare test ``app`` as the proxy is served (``serve_app``, 127.0.0.1:0) in
+    ``nursery``: a TCP stream connected to it, and the event that stops the server."""
+    stop = trio.Event()
+    config = hypercorn_config(replace(Settings(), host="127.0.0.1", port=0))
+    binds: list[str] = await nursery.start(
+        functools.partial(serve_app, app, config, shutdown_trigger=stop.wait)
+    )
+    host, port = binds[0].removeprefix("http://").rsplit(":", 1)
+    return await trio.open_tcp_stream(host, int(port)), stop
 
 
 async def released(tracker: ActivityTracker | None) -> None:

@@ -6,21 +6,22 @@ fires as it queues ``http.disconnect``: no task of the app waits on ``receive()`
 
 from __future__ import annotations
 
-import functools
-from dataclasses import replace
-
 import hypercorn.trio.tcp_server
 import pytest
 import trio
 
 import trioproxy.serving
 from tests.fake_upstream import FakeUpstream, Scenario
-from tests.proxyutil import openai_spec, released, running_proxy, serve_lifespan
+from tests.proxyutil import (
+    connect_to_served,
+    openai_spec,
+    released,
+    running_proxy,
+    serve_lifespan,
+)
 from trioproxy.asgi import Receive, Scope, Send
 from trioproxy.hangup import HANGUP, Hangup, hangup_of
-from trioproxy.server import hypercorn_config
-from trioproxy.serving import install_tcp_server, serve_app
-from trioproxy.settings import Settings
+from trioproxy.serving import install_tcp_server
 
 GUARD = 20  # seconds
 
@@ -70,13 +71,7 @@ async def test_our_server_fires_a_requests_hangup_with_no_task_receiving(
         listening.set()
         await told.wait()  # never receive(): only the Hangup can say the client left
 
-    stop = trio.Event()
-    config = hypercorn_config(replace(Settings(), host="127.0.0.1", port=0))
-    binds: list[str] = await nursery.start(
-        functools.partial(serve_app, app, config, shutdown_trigger=stop.wait)
-    )
-    host, port = binds[0].removeprefix("http://").rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
+    stream, stop = await connect_to_served(nursery, app)
     await stream.send_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
     assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200")
     await listening.wait()

@@ -8,21 +8,17 @@ what it does not take is sent on as ``send_all`` sends it, in order; and the err
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import replace
 
 import pytest
 import trio
 import trio.lowlevel
 import trio.testing
 
-from tests.proxyutil import serve_lifespan
+from tests.proxyutil import connect_to_served, serve_lifespan
 from trioproxy.asgi import Receive, Scope, Send
-from trioproxy.server import hypercorn_config
-from trioproxy.serving import serve_app, write_all
-from trioproxy.settings import Settings
+from trioproxy.serving import write_all
 
 
 @pytest.fixture
@@ -148,13 +144,7 @@ async def test_our_server_sends_each_chunk_of_a_stream_without_a_turn_of_the_loo
             yields.append(await yields_of(send({**event, "more_body": True})))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    stop = trio.Event()
-    config = hypercorn_config(replace(Settings(), host="127.0.0.1", port=0))
-    binds: list[str] = await nursery.start(
-        functools.partial(serve_app, app, config, shutdown_trigger=stop.wait)
-    )
-    host, port = binds[0].removeprefix("http://").rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
+    stream, stop = await connect_to_served(nursery, app)
     await stream.send_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
     response = b""
     with trio.fail_after(20):  # a guard against hanging, not a timing
