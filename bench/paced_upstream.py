@@ -86,7 +86,6 @@ class PacedUpstream:
         self.due: list[tuple[float, int, Stream]] = []
         self.order = itertools.count()  # ties in the heap never compare two Streams
         self.waiting: list[Stream] = []  # answered, their first event held back
-        self.start_after = 0
         self.start_by = math.inf
 
     def run(self) -> None:
