@@ -86,9 +86,11 @@ async def test_what_the_socket_does_not_take_at_once_follows_in_order(
     async def read() -> None:
         got.append(await receive_exactly(receiver, len(data)))
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(read)
-        await write_all(sender, data)
+    # A guard against hanging (a remainder never sent), not a timing.
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await write_all(sender, data)
     assert got == [data]
 
 
