@@ -114,8 +114,13 @@ class ClientOut:
             self.meter.add_rx(nbytes)
 
     async def body(self, chunk: bytes) -> None:
+        """Send ``chunk`` and count it as sent (``tx``), unless our server says its write
+        failed: the client is gone, and the chunk never reached its connection."""
         await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
         self.last = chunk
+        hangup = self._hangup
+        if hangup is not None and hangup.broken:
+            return
         self.tx += len(chunk)
         if self.meter is not None:
             self.meter.add_tx(len(chunk))

@@ -31,7 +31,7 @@ HANGUP = "trioproxy.hangup"
 class Hangup:
     """Whether one request's client has hung up, and whom to tell when it does."""
 
-    __slots__ = ("_listener", "ending", "gone")
+    __slots__ = ("_listener", "broken", "ending", "gone")
 
     def __init__(self) -> None:
         #: Whether the client has hung up.
@@ -39,6 +39,10 @@ class Hangup:
         #: Whether the server has read the end of the client's input: the hang-up is
         #: told (:meth:`fire`) once it has passed the server's turnstile.
         self.ending = False
+        #: Whether a write to the client failed (it is gone): what was being sent did
+        #: not reach its connection, and nothing sent after it will
+        #: (:meth:`.client_out.ClientOut.body` counts none of it as sent).
+        self.broken = False
         self._listener: Callable[[], None] | None = None
 
     def listen(self, listener: Callable[[], None] | None) -> None:

@@ -143,6 +143,11 @@ class ProxyTCPServer(TCPServer):
                     lock.release()
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
                 # Busy: the reading task is closing the connection (send_eof) right now.
+                # The app's send returns as if it had been written, so the request is
+                # told here that it was not: bytes_tx counts what reached the client.
+                hangup = self._hangup()
+                if hangup is not None:
+                    hangup.broken = True
                 await self.protocol.handle(Closed())
             except BaseException:
                 # Cancelled mid-send (or before it): part of the frame may be on the wire.
