@@ -324,6 +324,38 @@ async def test_the_text_access_log_quotes_what_clients_chose(
     assert " status=200 " in line and line.endswith(" outcome=completed")
 
 
+async def test_the_access_log_has_a_doubly_framed_refusal_and_no_body_bytes_for_head(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "access.log"
+    async with running_proxy(
+        nursery, backends=(mock_spec(),), access_log="json", access_log_file=str(log_file)
+    ) as proxy:
+        async with httpx.AsyncClient(base_url=proxy.url) as client:
+            head = await client.head("/metrics")
+            got = await client.get("/metrics")
+        host, port = proxy.url.removeprefix("http://").rsplit(":", 1)
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n"
+            b"transfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+        )
+        answer = b""
+        with trio.fail_after(20):  # a guard against a hang, not a timing
+            while chunk := await stream.receive_some(65536):  # the proxy closes it
+                answer += chunk
+        await stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+    head_line, get_line, refused = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert (head.status_code, head.content, head_line["status"]) == (200, b"", 200)
+    assert (head_line["method"], head_line["bytes_tx"]) == ("HEAD", 0)
+    assert get_line["bytes_tx"] == len(got.content) > 0
+    error = answer.partition(b"\r\n\r\n")[2]
+    assert answer.startswith(b"HTTP/1.1 400") and b"Transfer-Encoding" in error
+    assert (refused["path"], refused["status"], refused["outcome"]) == (CHAT, 400, "refused")
+    assert refused["bytes_tx"] == len(error)
+
+
 async def test_no_access_log_when_off(
     nursery: trio.Nursery, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,7 +5,8 @@ Each line says when the request ended, who sent it (the socket peer), what it as
 the instance and endpoint that served it, the model and session, how long it took and
 its time to first byte, the body bytes from the backend and to the client, and how it
 ended: ``completed``, ``error``, ``cancelled``, ``stale``, or ``refused`` (answered by
-the proxy before any backend was asked: 401, 404, 405, 408, 413, a bad body). Requests of
+the proxy before any backend was asked: 401, 404, 405, 408, 413, a bad body, a body
+framed twice). Requests of
 the proxy's other routes (models, diagnostics, ``/metrics``, unknown paths) get a line
 too, with endpoint ``-``. Keys and
 bodies never appear in it. Values a client chose (model, session) are quoted and

@@ -22,8 +22,10 @@ from .client_out import JSON_HEADERS
 from .diagnostics import model_entry, model_list
 from .errors import Api, NotFound, Unauthorized, error_body, error_payload
 from .gcpolicy import run_full_collections, run_timed_collections
+from .hangup import hangup_of
 from .proxy import UNAUTHORIZED, ProxyRoutes
 from .routes import BY_PATH, api_of_path
+from .serving import ambiguous_framing, refuse_ambiguous_framing
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -74,6 +76,10 @@ class TrioProxyApp:
         settings, backends, tracker (None when tracking is off), quart, proxy, admin.
     """
 
+    #: It answers doubly framed requests itself (:func:`.serving.serve_app`), so that
+    #: the refusal has its access log line.
+    refuses_ambiguous_framing = True
+
     def __init__(
         self,
         settings: Settings,
@@ -95,14 +101,14 @@ class TrioProxyApp:
         handler: Asgi = self.quart  # type: ignore[assignment]
         if kind == "http":
             path = scope["path"]
-            proxy_route = BY_PATH.get(path)
-            if proxy_route is None and path[:1] != "/":
+            if path[:1] != "/":
                 path = scope["path"] = origin_form(path)
-                proxy_route = BY_PATH.get(path)
-            if proxy_route is not None:
+            if ambiguous_framing(scope["headers"]):
+                handler = refuse_ambiguous_framing  # and logged, as every refusal
+            elif (proxy_route := BY_PATH.get(path)) is not None:
                 await self.proxy(proxy_route, scope, receive, send)
                 return
-            if path in self.admin.paths:
+            elif path in self.admin.paths:
                 handler = self.admin
         elif kind == "websocket":
             if "websocket.http.response" in scope.get("extensions", {}):
@@ -124,14 +130,19 @@ async def _logged(
     arrived = trio.current_time()
     status: int | None = None
     sent = 0
+    # The server sends no body in answer to HEAD, whatever the handler gives it; and a
+    # write that failed (the client gone) did not reach the client either.
+    head = scope["method"] == "HEAD"
+    hangup = hangup_of(scope)
 
     async def counting_send(message: MutableMapping[str, Any]) -> None:
         nonlocal status, sent
         if message["type"] == "http.response.start":
             status = message["status"]
-        elif message["type"] == "http.response.body":
-            sent += len(message.get("body", b""))
         await send(message)
+        delivered = not head and (hangup is None or not hangup.broken)
+        if message["type"] == "http.response.body" and delivered:
+            sent += len(message.get("body", b""))
 
     try:
         await handler(scope, receive, counting_send)

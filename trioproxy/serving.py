@@ -410,8 +410,8 @@ def ambiguous_framing(headers: list[tuple[bytes, bytes]]) -> bool:
 AMBIGUOUS_FRAMING = "The request has both Transfer-Encoding and Content-Length; send one of them."
 
 
-class FramingGuard:
-    """An ASGI app around ``app`` that answers a doubly framed request 400 and closes.
+async def refuse_ambiguous_framing(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer a doubly framed request (:func:`ambiguous_framing`) 400 and close.
 
     The 400 is in the error shape of the path's API; ``connection: close`` makes the
     server close the connection after it, so what follows the ambiguous body is never read
@@ -420,21 +420,29 @@ class FramingGuard:
     once when the client sends more after a response that said ``connection: close``, and
     an answer sent before the body was read could be cut off by that close.
     """
+    await _drain(receive)
+    body = error_body(api_of_path(scope["path"]), BadRequest(AMBIGUOUS_FRAMING))
+    headers = [*JSON_HEADERS, (b"content-length", b"%d" % len(body)), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 400, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+#: An app's attribute saying that it answers doubly framed requests itself (with
+#: :func:`refuse_ambiguous_framing`), so that :func:`serve_app` puts no
+#: :class:`FramingGuard` around it: the proxy's app does, and logs the refusal.
+REFUSES_AMBIGUOUS_FRAMING = "refuses_ambiguous_framing"
+
+
+class FramingGuard:
+    """An ASGI app around ``app`` that answers a doubly framed request with
+    :func:`refuse_ambiguous_framing`, and passes every other on to ``app``."""
 
     def __init__(self, app: Asgi) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and ambiguous_framing(scope["headers"]):
-            await _drain(receive)
-            body = error_body(api_of_path(scope["path"]), BadRequest(AMBIGUOUS_FRAMING))
-            headers = [
-                *JSON_HEADERS,
-                (b"content-length", b"%d" % len(body)),
-                (b"connection", b"close"),
-            ]
-            await send({"type": "http.response.start", "status": 400, "headers": headers})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
+            await refuse_ambiguous_framing(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -514,8 +522,9 @@ async def serve_app(
     """
     install_tcp_server()
     install_accept_filter()
+    guarded = app if getattr(app, REFUSES_AMBIGUOUS_FRAMING, False) else FramingGuard(app)
     await hypercorn.trio.serve(
-        FramingGuard(app),  # type: ignore[arg-type]
+        guarded,  # type: ignore[arg-type]
         config,
         shutdown_trigger=shutdown_trigger,
         task_status=task_status,
