@@ -9,6 +9,7 @@ what it does not take is sent on as ``send_all`` sends it, in order; and the err
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable
 
 import pytest
@@ -18,7 +19,7 @@ import trio.testing
 
 from tests.proxyutil import connect_to_served, serve_lifespan
 from trioproxy.asgi import Receive, Scope, Send
-from trioproxy.serving import write_all
+from trioproxy.serving import BULK_WRITE, write_all
 
 
 @pytest.fixture
@@ -30,6 +31,28 @@ async def pair() -> AsyncIterator[tuple[trio.SocketStream, trio.SocketStream]]:
     finally:
         for stream in streams:
             stream.socket.close()
+
+
+@pytest.fixture
+async def tcp_pair() -> AsyncIterator[tuple[trio.SocketStream, trio.SocketStream]]:
+    """A loopback TCP connection's two ends, as Trio's streams (with its low-water mark)."""
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = trio.socket.socket()
+    await client.connect(listener.getsockname())
+    server, _ = await listener.accept()
+    listener.close()
+    streams = trio.SocketStream(server), trio.SocketStream(client)
+    try:
+        yield streams
+    finally:
+        for stream in streams:
+            stream.socket.close()
+
+
+def lowat(stream: trio.SocketStream) -> int:
+    return stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)
 
 
 async def receive_exactly(stream: trio.SocketStream, size: int) -> bytes:
@@ -122,6 +145,40 @@ async def test_a_write_on_a_closed_stream_is_a_closed_resource(
     sender.socket.close()
     with pytest.raises(trio.ClosedResourceError):
         await write_all(sender, b"on nothing")
+
+
+async def test_a_whole_document_is_handed_to_the_kernel_in_one_write(
+    tcp_pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    sender, receiver = tcp_pair
+    assert lowat(sender) == 2**14  # Trio's
+    document = bytes(range(256)) * 4096  # 1 MiB: the diagnostics of a few thousand streams
+    # Guards against hanging, not timings: under Trio's limit this write would wait for
+    # a reader, and there is none yet.
+    with trio.fail_after(5):
+        assert await yields_of(write_all(sender, document)) == 0
+    assert lowat(sender) == 2**14  # put back
+    with trio.fail_after(20):
+        assert await receive_exactly(receiver, len(document)) == document
+
+
+async def test_a_write_below_a_document_keeps_trios_low_water_mark(
+    tcp_pair: tuple[trio.SocketStream, trio.SocketStream],
+) -> None:
+    # A stream's chunks are far smaller: their back-pressure stays as Trio made it, and
+    # the kernel takes about 100 KB of them before the writer waits for the reader.
+    sender, receiver = tcp_pair
+    chunk = bytes(range(256)) * (BULK_WRITE // 256)
+    got: list[bytes] = []
+
+    async def read() -> None:
+        got.append(await receive_exactly(receiver, len(chunk)))
+
+    with trio.fail_after(20):  # a guard against hanging, not a timing
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            assert await yields_of(write_all(sender, chunk)) > 0
+    assert got == [chunk] and lowat(sender) == 2**14
 
 
 async def test_another_kind_of_stream_is_sent_to_by_its_send_all() -> None:

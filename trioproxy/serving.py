@@ -31,10 +31,12 @@ hypercorn 0.18's Trio worker has on the wire, two for the cost of a hang-up:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -223,6 +225,14 @@ class ProxyTCPServer(TCPServer):
         await self.idle_task.stop()
 
 
+#: A write larger than this is a whole document the proxy built (the diagnostics of
+#: thousands of streams, ``/metrics``): no relayed chunk comes near it (a backend read is
+#: at most 64 KiB). :func:`write_all` hands it to the kernel in full.
+BULK_WRITE = 256 * 1024
+#: ``TCP_NOTSENT_LOWAT`` for a bulk write: no limit (the kernel's default).
+_NO_LOWAT = 2**31 - 1
+
+
 async def write_all(stream: trio.abc.Stream, data: bytes | bytearray) -> None:
     """``stream.send_all(data)``, but what a plain socket takes at once is written without
     a turn of the event loop.
@@ -234,24 +244,49 @@ async def write_all(stream: trio.abc.Stream, data: bytes | bytearray) -> None:
     socket's descriptor comes first here; whatever it does not take goes through
     ``send_all``, and so does every other kind of stream (TLS).
 
+    Trio also sets ``TCP_NOTSENT_LOWAT`` (16 KiB) on its TCP sockets, so that a stream's
+    back-pressure reaches its sender while little is queued; but then a write takes only
+    about 100 KB, and a 2 MB document went out in a dozen writes, each waiting a turn of
+    the event loop, which with thousands of streams in flight are long (the diagnostics'
+    polls, docs/performance.md). A write over :data:`BULK_WRITE` is made without that
+    limit, which is put back after it.
+
     Raises as ``send_all`` does: ``trio.Cancelled`` before anything is written,
     ``trio.BrokenResourceError`` if the peer is gone, ``trio.ClosedResourceError`` if
     the stream is closed.
     """
     if type(stream) is trio.SocketStream:
-        fd = stream.socket.fileno()
+        sock = stream.socket
+        fd = sock.fileno()
         if fd != -1:
             await trio.lowlevel.checkpoint_if_cancelled()
+            lowat = _lift_lowat(sock) if len(data) > BULK_WRITE else None
             try:
-                sent = os.write(fd, data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
-            if sent == len(data):
-                return
-            data = data[sent:]
+                try:
+                    sent = os.write(fd, data)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
+                if sent < len(data):
+                    await stream.send_all(data[sent:])
+            finally:
+                if lowat is not None:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, lowat)
+            return
     await stream.send_all(data)
+
+
+def _lift_lowat(sock: trio.socket.SocketType) -> int | None:
+    """Lift ``sock``'s ``TCP_NOTSENT_LOWAT``: the value to put back (None: none to lift,
+    as on a Unix socket or a platform without it)."""
+    try:
+        lowat = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, _NO_LOWAT)
+    except (AttributeError, OSError):
+        return None
+    return lowat
 
 
 class IdleTimer(TrioSingleTask):
