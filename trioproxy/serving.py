@@ -13,9 +13,11 @@ hypercorn 0.18's Trio worker has on the wire, two for the cost of a hang-up:
   refuses to start on a hypercorn whose module no longer has that name, so the patch can
   never silently stop applying. What the subclass changes is in its docstring.
 * **Requests with both Transfer-Encoding and Content-Length** are answered 400 and their
-  connection closed (:class:`FramingGuard`). h11 follows the transfer coding and keeps the
-  connection alive, which RFC 9112 §6.3 forbids: a front end that believed the
-  Content-Length would see a different request boundary (request smuggling).
+  connection closed (:func:`refuse_ambiguous_framing`: by the proxy's app itself, which
+  logs it, or by a :class:`FramingGuard` around any other app). h11 follows the transfer
+  coding and keeps the connection alive, which RFC 9112 §6.3 forbids: a front end that
+  believed the Content-Length would see a different request boundary (request
+  smuggling).
 * **A request's hang-up is told by a callback** (:class:`ProxyTaskGroup`, put in place of
   hypercorn's ``TaskGroup`` the same way): each request's scope gets a
   :class:`~.hangup.Hangup`, fired as its ``http.disconnect`` is queued, so the relay
