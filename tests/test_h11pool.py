@@ -754,6 +754,15 @@ def test_pool_rejects_urls_that_are_not_http_origins(url: str) -> None:
         H11Pool(url)
 
 
+@pytest.mark.parametrize(
+    "url", ["http://user:sk-secret@example.com", "http://example.com/?key=sk-secret"]
+)
+def test_a_rejected_urls_message_never_shows_its_key(url: str) -> None:
+    with pytest.raises(ValueError, match="credentials") as error:
+        H11Pool(url)
+    assert "sk-secret" not in str(error.value) and "***" in str(error.value)
+
+
 def test_request_h11_cannot_send_is_a_value_error() -> None:
     pool = H11Pool("http://127.0.0.1:1")
     with pytest.raises(ValueError, match="invalid request"):

@@ -31,6 +31,7 @@ import trio
 
 from trioproxy.backends.h11conn import H11Connection, open_connection
 from trioproxy.errors import NoResponseError, UpstreamError, UpstreamProtocolError
+from trioproxy.urls import shown_url
 
 __all__ = ["H11Pool", "H11Response", "PoolStatistics"]
 
@@ -467,10 +468,11 @@ def _parse_url(url: str) -> tuple[str, str, int, str]:
     """``(scheme, host, port, base path without trailing slash)`` of an http(s) URL."""
     parts = urlsplit(url)
     if parts.scheme not in _DEFAULT_PORTS:
-        raise ValueError(f"not an http(s) URL: {url!r}")
+        raise ValueError(f"not an http(s) URL: {shown_url(url)!r}")
     if not parts.hostname:
-        raise ValueError(f"URL has no host: {url!r}")
+        raise ValueError(f"URL has no host: {shown_url(url)!r}")
     if parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"URL must not have a query, fragment or credentials: {url!r}")
+        shown = shown_url(url)  # the message never repeats a key it found there
+        raise ValueError(f"URL must not have a query, fragment or credentials: {shown!r}")
     port = parts.port or _DEFAULT_PORTS[parts.scheme]  # .port raises ValueError if invalid
     return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
