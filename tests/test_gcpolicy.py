@@ -20,6 +20,7 @@ import trio
 import trio.testing
 
 from tests.proxyutil import running_proxy
+from trioproxy import gcpolicy
 from trioproxy.gcpolicy import (
     CHECK_EVERY,
     MIDDLE_THRESHOLD,
@@ -105,7 +106,7 @@ async def test_the_task_runs_a_full_collection_when_one_is_due_and_only_then(
 async def test_the_task_leaves_full_collections_to_cpython_when_it_runs_them(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    assert gc.get_threshold()[2] != NO_AUTOMATIC_FULL
+    assert not gcpolicy.tuned()
     counts = Counts()
     # So that CPython starts none of its own meanwhile (the thresholds stay as they are).
     gc.disable()
@@ -189,7 +190,7 @@ async def test_the_timer_skips_its_turns_while_the_collector_is_disabled(
 async def test_no_timer_runs_unless_the_thresholds_are_tuned(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    assert gc.get_threshold()[2] != NO_AUTOMATIC_FULL
+    assert not gcpolicy.tuned()
     started = trio.current_time()
     with trio.fail_after(TIMED_EVERY * 10):
         await run_timed_collections()

@@ -83,6 +83,12 @@ def tune_gc() -> None:
     gc.freeze()
 
 
+def tuned() -> bool:
+    """Whether the process's collector runs no full collection itself, as :func:`tune_gc`
+    set it (not so in a test, or in an application embedding the proxy)."""
+    return gc.get_threshold()[2] == NO_AUTOMATIC_FULL
+
+
 @contextmanager
 def collector_paused() -> Iterator[None]:
     """No collection starts inside the block (for synchronous code: no ``await`` in it).
@@ -136,7 +142,7 @@ async def run_full_collections(
     while True:
         await trio.sleep(CHECK_EVERY)
         before, in_flight = in_flight, counts.in_flight_count
-        if gc.get_threshold()[2] != NO_AUTOMATIC_FULL:
+        if not tuned():
             continue
         ended = counts.ended
         if full_collection_due(ended - last, in_flight, before):
@@ -170,7 +176,7 @@ async def run_timed_collections(
     turn while the collector is disabled.
     """
     task_status.started()
-    if gc.get_threshold()[2] != NO_AUTOMATIC_FULL:
+    if not tuned():
         return
     middle = False
     wait = TIMED_EVERY
