@@ -19,7 +19,12 @@ design, not a floor of trioproxy's: what a release costs when hang-ups are told 
 batches instead of waking a task each. Connections are accepted by a loop of its own
 (Trio's ``serve_tcp`` closes each stream again after its handler, two more steps).
 
-Run: ``python bench/release_floor.py --port N --upstream-port M [--batched]``.
+With ``--raw`` there is no Trio at all: one thread, one level-triggered epoll set of
+every socket, each event handled as it comes (``RawFloor``). What is left is the kernel's
+part of a release (each hang-up's event, two closes and their epoll removals) and the
+least Python can do around it: the floor under every event-loop design, not one of them.
+
+Run: ``python bench/release_floor.py --port N --upstream-port M [--batched | --raw]``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import argparse
 import contextlib
 import json
 import select
+import socket
 from functools import partial
 from pathlib import Path
 
@@ -90,10 +96,7 @@ class Floor:
                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(answer), answer)
             )
             return
-        length = 0
-        for line in head.lower().split(b"\r\n")[1:]:
-            if line.startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
+        length = _content_length(head)
         while len(body) < length:
             more = await client.receive_some(RECEIVE_SIZE)
             if not more:
@@ -146,9 +149,121 @@ class Floor:
         scope.cancel()
 
 
+def _content_length(head: bytes) -> int:
+    """The ``Content-Length`` of a request head (0 without one)."""
+    for line in head.lower().split(b"\r\n")[1:]:
+        if line.startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
+class RawFloor:
+    """``--raw``: the same relay with no event-loop library, on one epoll set.
+
+    A client socket is registered for its input and end of stream; while its request is
+    read its bytes gather in ``requests``; once it is relayed, ``peers`` maps it and its
+    upstream socket to each other. A chunk is sent with one non-blocking ``send`` (the
+    slow streams' chunks are small and far apart: a socket buffer never fills, and a
+    chunk that did not fit would be dropped, not queued)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.epoll = select.epoll()
+        self.sockets: dict[int, socket.socket] = {}
+        self.requests: dict[int, bytes] = {}
+        self.peers: dict[int, int] = {}
+        self.upstreams: set[int] = set()
+
+    def serve(self, port: int) -> None:
+        """Accept and relay until interrupted."""
+        listener = socket.create_server((LOOPBACK, port), backlog=4096)
+        listener.setblocking(False)
+        self.epoll.register(listener.fileno(), select.EPOLLIN)
+        watched = select.EPOLLIN | select.EPOLLRDHUP
+        while True:
+            for fd, events in self.epoll.poll():
+                if fd == listener.fileno():
+                    with contextlib.suppress(BlockingIOError):
+                        while True:
+                            client, _ = listener.accept()
+                            client.setblocking(False)
+                            self.sockets[client.fileno()] = client
+                            self.requests[client.fileno()] = b""
+                            self.epoll.register(client.fileno(), watched)
+                elif fd in self.upstreams:
+                    self._relay(fd)
+                elif fd in self.peers:
+                    # A relayed client: anything but more input is its end.
+                    if events & ~select.EPOLLIN or not self._receive(fd):
+                        self._release(fd)
+                elif fd in self.requests:
+                    self._read_request(fd)
+
+    def _receive(self, fd: int) -> bytes:
+        try:
+            return self.sockets[fd].recv(RECEIVE_SIZE)
+        except BlockingIOError:
+            return b"-"  # nothing after all: not an end
+        except OSError:
+            return b""
+
+    def _read_request(self, fd: int) -> None:
+        more = self._receive(fd)
+        if not more:
+            self.requests.pop(fd)
+            self._drop(fd)
+            return
+        data = self.requests[fd] + more
+        head, found, body = data.partition(b"\r\n\r\n")
+        if not found or len(body) < _content_length(head):
+            self.requests[fd] = data
+            return
+        del self.requests[fd]
+        client = self.sockets[fd]
+        if head.startswith(b"GET /v1/diagnostics"):
+            answer = json.dumps({"total_active_connections": len(self.upstreams)}).encode()
+            client.setblocking(True)
+            client.sendall(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(answer), answer)
+            )
+            self._drop(fd)
+            return
+        upstream = socket.create_connection((LOOPBACK, self.upstream_port))
+        upstream.sendall(
+            head.split(b"\r\n", 1)[0] + b"\r\nhost: upstream\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        upstream.setblocking(False)
+        up = upstream.fileno()
+        self.sockets[up] = upstream
+        self.upstreams.add(up)
+        self.peers[fd], self.peers[up] = up, fd
+        self.epoll.register(up, select.EPOLLIN)
+
+    def _relay(self, up: int) -> None:
+        data = self._receive(up)
+        if not data:
+            self._release(self.peers[up])
+            return
+        with contextlib.suppress(OSError):
+            self.sockets[self.peers[up]].send(data)
+
+    def _release(self, fd: int) -> None:
+        up = self.peers.pop(fd)
+        del self.peers[up]
+        self.upstreams.discard(up)
+        self._drop(up)
+        self._drop(fd)
+
+    def _drop(self, fd: int) -> None:
+        self.epoll.unregister(fd)
+        self.sockets.pop(fd).close()
+
+
 def floor_argv(port: int, upstream_port: int, *extra: str) -> list[str]:
     """``argv`` running this floor with this interpreter on ``port`` (``extra``: its other
-    options, ``--batched``)."""
+    options, ``--batched`` or ``--raw``)."""
     argv = ["--port", str(port), "--upstream-port", str(upstream_port), *extra]
     return python_argv(Path(__file__).resolve(), *argv)
 
@@ -159,11 +274,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream-port", type=int, required=True)
     parser.add_argument("--batched", action="store_true", help="hang-ups told in batches")
+    parser.add_argument("--raw", action="store_true", help="no Trio: one epoll loop")
     args = parser.parse_args()
     floor = Floor(args.upstream_port, batched=args.batched)
     tune_gc()  # collected as trioproxy's process is
     with contextlib.suppress(KeyboardInterrupt):
-        if args.batched:
+        if args.raw:
+            RawFloor(args.upstream_port).serve(args.port)
+        elif args.batched:
             trio.run(floor.serve_batched, args.port)
         else:
             trio.run(partial(trio.serve_tcp, floor.handle, args.port, host=LOOPBACK))

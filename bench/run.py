@@ -427,8 +427,11 @@ def compare(
 STREAMS_PER_INSTANCE: int = getattr(trioproxy_http, "MAX_CONNECTIONS", 1000)
 
 
-#: The ``via`` of the largest count's run through ``release_floor.py``.
+#: The ``via`` of the largest count's runs through ``release_floor.py``, and the
+#: options of each: Trio's floor, and with no event-loop library (the kernel's part).
 RELEASE_FLOOR = "release floor"
+RAW_FLOOR = "release floor, no Trio"
+FLOORS = {RELEASE_FLOOR: (), RAW_FLOOR: ("--raw",)}
 
 
 def concurrency(
@@ -440,7 +443,8 @@ def concurrency(
     Through the proxy the streams first go to one backend instance; when the count is over
     :data:`STREAMS_PER_INSTANCE`, once more spread round-robin over enough instances. The
     largest count also runs through ``--workers 2`` (the merged diagnostics' latency) and
-    through ``release_floor.py`` (the least a Trio program's release takes here).
+    through ``release_floor.py`` (the least a Trio program's release takes here, and with
+    ``--raw`` the least any program's does).
     """
 
     def bodies(instances: list[str] | None, interval: float) -> list[bytes]:
@@ -469,19 +473,20 @@ def concurrency(
                 runs.append((f"proxy, {spread} instances", spread, 1))
             if count == max(plan.stream_counts):
                 runs.append(("proxy, 2 workers", 1, 2))
-                runs.append((RELEASE_FLOOR, 0, 1))
+                runs.extend((floor, 0, 1) for floor in FLOORS)
             for via, instances, workers in runs:
                 gc_log = workdir / f"gc-{count}-{instances}-{workers}.log"
                 with ExitStack() as stack:
                     proxy = None
-                    if via == RELEASE_FLOOR:
+                    if via in FLOORS:
                         port = free_port()
+                        name = "release-floor" + "".join(FLOORS[via])
                         proxy = stack.enter_context(
                             Service(
-                                "release-floor",
-                                floor_argv(port, slow_port),
+                                name,
+                                floor_argv(port, slow_port, *FLOORS[via]),
                                 port,
-                                workdir / "release-floor.log",
+                                workdir / f"{name}.log",
                             )
                         )
                     elif instances:
