@@ -24,7 +24,14 @@ every socket, each event handled as it comes (``RawFloor``). What is left is the
 part of a release (each hang-up's event, two closes and their epoll removals) and the
 least Python can do around it: the floor under every event-loop design, not one of them.
 
-Run: ``python bench/release_floor.py --port N --upstream-port M [--batched | --raw]``.
+With ``--pump`` Trio serves each connection (a task reads its request and sends it on)
+until its relay begins; then the connection's two sockets are handed to one task of the
+whole program, which relays every stream by readiness with ``--raw``'s loop and closes
+both sockets at the client's end of stream. No task is left per stream: that is the
+shape a release that resumes no task per stream would have in a Trio program.
+
+Run: ``python bench/release_floor.py --port N --upstream-port M [--batched | --raw |
+--pump]``.
 """
 
 from __future__ import annotations
@@ -49,19 +56,22 @@ RECEIVE_SIZE = 65536
 class Floor:
     """The connections being relayed, and the handler of each."""
 
-    def __init__(self, upstream_port: int, *, batched: bool = False) -> None:
+    def __init__(self, upstream_port: int, *, batched: bool = False, pump: bool = False) -> None:
         self.upstream_port = upstream_port
         self.active = 0
+        #: With ``--pump``: the task that relays every stream once its request is sent.
+        self.pump = Pump(upstream_port) if pump else None
         #: With ``--batched``: the relayed client sockets, watched for their end of stream,
         #: and the cancel scope of each one's relay.
         self.hang_ups = select.epoll() if batched else None
         self.relays: dict[int, trio.CancelScope] = {}
 
     async def serve_batched(self, port: int) -> None:
-        """Accept and serve connections, and tell hang-ups in batches (``--batched``)."""
+        """Accept and serve connections, and tell hang-ups in batches (``--batched``), or
+        relay every stream from one task (``--pump``)."""
         listener = (await trio.open_tcp_listeners(port, host=LOOPBACK))[0]
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watch_hang_ups)
+            nursery.start_soon(self._watch_hang_ups if self.pump is None else self.pump.run)
             while True:
                 nursery.start_soon(self.handle, await listener.accept())
 
@@ -90,7 +100,8 @@ class Floor:
             data += more
         head, _, body = data.partition(b"\r\n\r\n")
         if head.startswith(b"GET /v1/diagnostics"):
-            answer = json.dumps({"total_active_connections": self.active}).encode()
+            active = self.active + (len(self.pump.upstreams) if self.pump is not None else 0)
+            answer = json.dumps({"total_active_connections": active}).encode()
             await client.send_all(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                 b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(answer), answer)
@@ -110,6 +121,9 @@ class Floor:
                 request_line + b"\r\nhost: upstream\r\ncontent-type: application/json\r\n"
                 b"content-length: %d\r\n\r\n%s" % (len(body), body)
             )
+            if self.pump is not None:
+                self.pump.adopt(client.socket, upstream.socket)  # the sockets are its now
+                return
             if self.hang_ups is not None:
                 await self._relay_batched(upstream, client)
                 return
@@ -123,7 +137,7 @@ class Floor:
                 nursery.cancel_scope.cancel()
         finally:
             self.active -= 1
-            upstream.socket.close()
+            upstream.socket.close()  # nothing, when the pump has them (detached)
             client.socket.close()
 
     async def _relay_batched(self, upstream: trio.SocketStream, client: trio.SocketStream) -> None:
@@ -190,14 +204,18 @@ class RawFloor:
                             self.sockets[client.fileno()] = client
                             self.requests[client.fileno()] = b""
                             self.epoll.register(client.fileno(), watched)
-                elif fd in self.upstreams:
-                    self._relay(fd)
-                elif fd in self.peers:
-                    # A relayed client: anything but more input is its end.
-                    if events & ~select.EPOLLIN or not self._receive(fd):
-                        self._release(fd)
                 elif fd in self.requests:
                     self._read_request(fd)
+                else:
+                    self._relay_event(fd, events)
+
+    def _relay_event(self, fd: int, events: int) -> None:
+        """Handle an event of a relayed socket."""
+        if fd in self.upstreams:
+            self._relay(fd)
+        elif fd in self.peers and (events & ~select.EPOLLIN or not self._receive(fd)):
+            # A relayed client: anything but more input is its end.
+            self._release(fd)
 
     def _receive(self, fd: int) -> bytes:
         try:
@@ -235,6 +253,10 @@ class RawFloor:
             b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
         )
         upstream.setblocking(False)
+        self._relay_pair(fd, upstream)
+
+    def _relay_pair(self, fd: int, upstream: socket.socket) -> None:
+        """Relay ``upstream`` to the client socket ``fd`` (already registered)."""
         up = upstream.fileno()
         self.sockets[up] = upstream
         self.upstreams.add(up)
@@ -261,6 +283,31 @@ class RawFloor:
         self.sockets.pop(fd).close()
 
 
+class Pump(RawFloor):
+    """``--pump``: Trio serves each connection until its relay begins; then one task of
+    the whole program relays every stream by readiness (:class:`RawFloor`'s relay, on
+    an epoll set of its own that Trio waits on as one descriptor), and no task is left
+    per stream to resume when it ends."""
+
+    def adopt(self, client: trio.socket.SocketType, upstream: trio.socket.SocketType) -> None:
+        """Take over relaying ``upstream`` to ``client``: their Trio sockets are done with."""
+        pair = []
+        for trio_socket in (client, upstream):
+            trio.lowlevel.notify_closing(trio_socket)
+            pair.append(socket.socket(fileno=trio_socket.detach()))
+        fd = pair[0].fileno()
+        self.sockets[fd] = pair[0]
+        self.epoll.register(fd, select.EPOLLIN | select.EPOLLRDHUP)
+        self._relay_pair(fd, pair[1])
+
+    async def run(self) -> None:
+        """Relay until cancelled."""
+        while True:
+            await trio.lowlevel.wait_readable(self.epoll.fileno())
+            for fd, events in self.epoll.poll(0):
+                self._relay_event(fd, events)
+
+
 def floor_argv(port: int, upstream_port: int, *extra: str) -> list[str]:
     """``argv`` running this floor with this interpreter on ``port`` (``extra``: its other
     options, ``--batched`` or ``--raw``)."""
@@ -275,13 +322,14 @@ def main() -> None:
     parser.add_argument("--upstream-port", type=int, required=True)
     parser.add_argument("--batched", action="store_true", help="hang-ups told in batches")
     parser.add_argument("--raw", action="store_true", help="no Trio: one epoll loop")
+    parser.add_argument("--pump", action="store_true", help="one task relays every stream")
     args = parser.parse_args()
-    floor = Floor(args.upstream_port, batched=args.batched)
+    floor = Floor(args.upstream_port, batched=args.batched, pump=args.pump)
     tune_gc()  # collected as trioproxy's process is
     with contextlib.suppress(KeyboardInterrupt):
         if args.raw:
             RawFloor(args.upstream_port).serve(args.port)
-        elif args.batched:
+        elif args.batched or args.pump:
             trio.run(floor.serve_batched, args.port)
         else:
             trio.run(partial(trio.serve_tcp, floor.handle, args.port, host=LOOPBACK))

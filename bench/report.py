@@ -307,6 +307,8 @@ def budgets_14(fig: Figures, largest: int) -> list[Budget]:
         )
         floors = {
             "release floor": "the same through `release_floor.py` (the least a Trio program does)",
+            "release floor, one task relays all": "the same through `release_floor.py "
+            "--pump` (Trio, every stream relayed by one task)",
             "release floor, no Trio": "the same through `release_floor.py --raw` (one epoll "
             "loop, no Trio: the kernel's part)",
         }

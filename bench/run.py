@@ -428,10 +428,13 @@ STREAMS_PER_INSTANCE: int = getattr(trioproxy_http, "MAX_CONNECTIONS", 1000)
 
 
 #: The ``via`` of the largest count's runs through ``release_floor.py``, and the
-#: options of each: Trio's floor, and with no event-loop library (the kernel's part).
-RELEASE_FLOOR = "release floor"
-RAW_FLOOR = "release floor, no Trio"
-FLOORS = {RELEASE_FLOOR: (), RAW_FLOOR: ("--raw",)}
+#: options of each: Trio's floor; every stream relayed by one Trio task; and no
+#: event-loop library at all (the kernel's part).
+FLOORS = {
+    "release floor": (),
+    "release floor, one task relays all": ("--pump",),
+    "release floor, no Trio": ("--raw",),
+}
 
 
 def concurrency(
@@ -443,8 +446,9 @@ def concurrency(
     Through the proxy the streams first go to one backend instance; when the count is over
     :data:`STREAMS_PER_INSTANCE`, once more spread round-robin over enough instances. The
     largest count also runs through ``--workers 2`` (the merged diagnostics' latency) and
-    through ``release_floor.py`` (the least a Trio program's release takes here, and with
-    ``--raw`` the least any program's does).
+    through ``release_floor.py`` (the least a Trio program's release takes here; with
+    ``--pump`` a Trio program that relays every stream from one task; with ``--raw`` the
+    least any program's release takes).
     """
 
     def bodies(instances: list[str] | None, interval: float) -> list[bytes]:
