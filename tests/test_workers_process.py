@@ -428,6 +428,69 @@ async def test_a_killed_worker_is_restarted_and_the_others_streams_go_on(
         assert "worker 1 was killed by SIGKILL; starting it again (restart 1)" in log
 
 
+def metric_samples(text: str) -> dict[tuple[str, str | None], float]:
+    return {
+        (sample.name, sample.labels.get("outcome")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_a_killed_workers_counts_stay_in_the_sums_every_worker_reports(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    hold = trio.Event()
+    async with (
+        workers_proxy(tmp_path, config(("a", fake.base_url))) as (proxy, temporary),
+        AsyncExitStack() as stack,
+    ):
+        pinned = await pin(stack, proxy.url, {0: 2, 1: 1})
+        probe = pinned[0][1]
+        bodies: dict[str, bytes | None] = {}
+        fake.default = Scenario(chunks=3)
+        for worker in WORKERS:
+            for i in range(2):
+                await read_stream(pinned[worker][0], f"done-{worker}-{i}", bodies)
+        fake.default = Scenario(chunks=3, hold=hold)
+        async with trio.open_nursery() as nursery:
+            # Worker 1 dies with this stream in flight: it counts as an error.
+            nursery.start_soon(read_stream, pinned[1][0], "cut", bodies)
+            with trio.fail_after(WITHIN):
+                await fake.wait_in_flight(1)
+            before = worker_pids(await diagnostics(probe))
+            # The last report before the kill: all that may be carried, and no less.
+            reported = metric_samples((await probe.get("/metrics")).text)
+            assert reported["trioproxy_requests_total", "completed"] == 4
+            assert reported["trioproxy_requests_total", "error"] == 0
+            os.kill(before[1], signal.SIGKILL)
+
+            async def restarted() -> bool:
+                doc = await diagnostics(probe)
+                return worker_pids(doc)[1] != before[1] and not doc["workers_unreachable"]
+
+            await wait_for(restarted)
+            hold.set()
+        assert bodies["cut"] is None
+        (runtime,) = temporary.iterdir()
+        assert {"worker-0.counts.json", "worker-1.counts.json"} <= {
+            p.name for p in runtime.iterdir()
+        }
+        # Asked of the survivor and of the restarted worker alike, the sums did not drop.
+        (on_1,) = (await pin(stack, proxy.url, {1: 1}))[1]
+        for client in (probe, on_1):
+            samples = metric_samples((await client.get("/metrics")).text)
+            for name, outcome in (
+                ("trioproxy_received_bytes_total", None),
+                ("trioproxy_sent_bytes_total", None),
+                ("trioproxy_request_duration_seconds_count", None),
+                ("trioproxy_requests_total", "completed"),
+            ):
+                assert samples[name, outcome] == reported[name, outcome], (name, client)
+            assert samples["trioproxy_requests_total", "error"] == 1
+            lifetime = (await diagnostics(client))["global_activity"]["lifetime"]
+            assert (lifetime["requests"], lifetime["completed"], lifetime["errors"]) == (5, 4, 1)
+
+
 async def test_sigterm_drains_streams_on_both_workers_and_leaves_nothing_behind(
     tmp_path: Path, fake: FakeUpstream
 ) -> None:

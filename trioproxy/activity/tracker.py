@@ -34,6 +34,7 @@ from .records import (
     reason,
 )
 from .snapshot import (
+    LIFETIME_FIELDS,
     ConnectionActivity,
     FinishedRequest,
     GlobalSnapshot,
@@ -239,6 +240,30 @@ class ActivityTracker:
                 )
                 for record in self._instances.values()
             ]
+
+    def carry(self, counted: Iterable[InstanceMetrics]) -> None:
+        """Add counts made elsewhere to the lifetime counters and histograms: an earlier
+        incarnation's of this worker (:mod:`trioproxy.workers.carry`). Their in-flight
+        counts are ignored. Safe to call from any thread.
+        """
+        with self._lock:
+            for metrics in counted:
+                record = self._instances.get(metrics.name)
+                if record is None:
+                    record = self._instances[metrics.name] = InstanceRecord(metrics.name)
+                lifetime = record.lifetime.counts
+                for index, name in enumerate(LIFETIME_FIELDS):
+                    lifetime[index] += getattr(metrics.lifetime, name)
+                for histogram, more in (
+                    (record.durations, metrics.durations),
+                    (record.first_bytes, metrics.first_bytes),
+                ):
+                    if histogram.bounds != more.bounds:
+                        raise ValueError(f"{metrics.name}: carried histogram of other buckets")
+                    histogram.counts = [
+                        a + b for a, b in zip(histogram.counts, more.counts, strict=True)
+                    ]
+                    histogram.total += more.total
 
     def sweep(self) -> int:
         """Cancel every request of every connection idle for ``stale_timeout`` or more.

@@ -11,6 +11,10 @@ handed to ``serve()``, which gives it to ``create_app``. The app then
   siblings' requests (:meth:`Cluster.answer`), and the sharing of backend state
   (:mod:`trioproxy.workers.shared`).
 
+Each report of this worker's lifetime counts (its part of ``/metrics`` and of
+``/v1/diagnostics``) also writes them to its counts file, which a restarted worker takes
+on (:mod:`trioproxy.workers.carry`), so that no sum drops when a worker dies.
+
 The channel's requests are JSON objects with an ``op``: ``diagnostics``, ``activity``,
 ``recent`` (``limit``, ``instance``), ``metrics``, ``cancel`` (``instance``,
 ``session_id``), ``backend_states`` and ``share_backends`` (``states``).
@@ -18,6 +22,7 @@ The channel's requests are JSON objects with an ``op``: ``diagnostics``, ``activ
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -35,6 +40,7 @@ from ..backends.instance import Backends
 from ..diagnostics import diagnostics, off_loop_if_large, recent_document
 from ..gcpolicy import collector_paused
 from ..metrics import ProxyCollector, activity_families
+from .carry import CountsFile
 from .channel import ask_all, serve_channel, socket_path
 from .merge import (
     Document,
@@ -47,6 +53,8 @@ from .merge import (
 )
 from .plan import read_roster
 from .shared import SharedBackends
+
+log = logging.getLogger(__name__)
 
 
 class Cluster:
@@ -64,6 +72,7 @@ class Cluster:
         self._backends: Backends | None = None
         self._tracker: ActivityTracker | None = None
         self._shared: SharedBackends | None = None
+        self._counts = CountsFile(runtime_dir, worker)
 
     def view(self, backends: Backends, tracker: ActivityTracker | None) -> ClusterView:
         """The admin routes' view of every worker."""
@@ -82,6 +91,9 @@ class Cluster:
         one answers) is taken on.
         """
         self._backends, self._tracker = backends, tracker
+        if tracker is not None:
+            # Before anything is served or reported: an earlier run's counts come first.
+            self._counts.take_on(tracker)
         shared = self._shared = SharedBackends(backends, self.siblings)
         async with trio.open_nursery() as nursery:
             await nursery.start(
@@ -90,6 +102,16 @@ class Cluster:
             await shared.catch_up()
             nursery.start_soon(shared.run)
             task_status.started()
+
+    def counts_reported(self) -> None:
+        """Save this worker's counts, just reported (:mod:`trioproxy.workers.carry`): call
+        after building the report, so that what is saved is never below it."""
+        if self._tracker is not None:
+            try:
+                self._counts.save(self._tracker)
+            except OSError as exc:
+                # The report still goes: only a later restart's sums would be lower.
+                log.warning("this worker's counts could not be saved: %s", exc)
 
     async def answer(self, request: Any) -> Any:
         """A sibling's request (see the module docstring) → this worker's answer.
@@ -102,13 +124,17 @@ class Cluster:
             raise ValueError(f"not a channel request: {request!r}")
         op = request.get("op")
         if op == "diagnostics":
-            return await off_loop_if_large(tracker, partial(worker_document, backends, tracker))
+            document = await off_loop_if_large(tracker, partial(worker_document, backends, tracker))
+            self.counts_reported()
+            return document
         if op == "activity":
             return _activity_part(tracker)
         if op == "recent":
             return recent_document(tracker, request["limit"], request["instance"])
         if op == "metrics":
-            return _metrics_part(tracker)
+            part = _metrics_part(tracker)
+            self.counts_reported()
+            return part
         if op == "cancel":
             cancelled = tracker.cancel(request["instance"], request["session_id"]) if tracker else 0
             return {"cancelled": cancelled}
@@ -196,6 +222,7 @@ class ClusterView:
             own[worker] = await off_loop_if_large(
                 self._tracker, partial(worker_document, self._backends, self._tracker)
             )
+            self._cluster.counts_reported()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(own_document)
@@ -237,6 +264,7 @@ class ClusterView:
             if worker in self._last_metrics:
                 parts[worker] = self._last_metrics[worker]
         parts[self._cluster.worker] = _metrics_part(self._tracker)
+        self._cluster.counts_reported()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
             _MergedCollector(self._backends, self._tracker, merge_metrics(parts), len(unreachable))
