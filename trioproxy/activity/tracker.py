@@ -21,7 +21,9 @@ import trio
 
 from .clock import EpochClock
 from .records import (
+    DURATION_BUCKETS,
     REQUESTS,
+    TTFB_BUCKETS,
     UNREGISTERED,
     CancelHandle,
     ConnectionRecord,
@@ -245,7 +247,19 @@ class ActivityTracker:
         """Add counts made elsewhere to the lifetime counters and histograms: an earlier
         incarnation's of this worker (:mod:`trioproxy.workers.carry`). Their in-flight
         counts are ignored. Safe to call from any thread.
+
+        Raises:
+            ValueError: a histogram of ``counted`` has other buckets than the tracker's
+                (then nothing is added).
         """
+        counted = list(counted)
+        for metrics in counted:
+            for bounds, more in (
+                (DURATION_BUCKETS, metrics.durations),
+                (TTFB_BUCKETS, metrics.first_bytes),
+            ):
+                if more.bounds != bounds or len(more.counts) != len(bounds) + 1:
+                    raise ValueError(f"{metrics.name}: a carried histogram of other buckets")
         with self._lock:
             for metrics in counted:
                 record = self._instances.get(metrics.name)
@@ -258,8 +272,6 @@ class ActivityTracker:
                     (record.durations, metrics.durations),
                     (record.first_bytes, metrics.first_bytes),
                 ):
-                    if histogram.bounds != more.bounds:
-                        raise ValueError(f"{metrics.name}: carried histogram of other buckets")
                     histogram.counts = [
                         a + b for a, b in zip(histogram.counts, more.counts, strict=True)
                     ]

@@ -72,10 +72,10 @@ class CountsFile:
             return
         try:
             counted = [metrics_from_dict(entry) for entry in orjson.loads(data)]
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            # ValueError (JSONDecodeError is one) for a file that parses but does not fit.
+            tracker.carry([_ended(metrics) for metrics in counted])
+        except (KeyError, TypeError, ValueError) as exc:
             log.warning("the counts of this worker's earlier run are unreadable: %r", exc)
-            return
-        tracker.carry([_ended(metrics) for metrics in counted])
 
 
 def _ended(metrics: InstanceMetrics) -> InstanceMetrics:
