@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clients import StreamTiming
+from gcwatch import LOOP_PAUSE
 from scenarios import DIAGNOSTICS_INTERVAL, PHASES, RELAY_OFFER, Held, Relayed, Target, Throughput
 from stats import median, percentile, ratio
 
@@ -62,6 +63,12 @@ class Budget:
 
 def _f(value: float, digits: int = 2) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+
+
+def _turn(ms: float) -> str:
+    """A phase's longest turn of the loop: gcwatch logs only turns of ``LOOP_PAUSE`` or
+    more, so none logged is "under" that, not 0."""
+    return f"< {LOOP_PAUSE * 1000:.0f}" if ms == 0 else _f(ms, 0)
 
 
 def _per_round(values: Sequence[float], digits: int = 2) -> str:
@@ -318,7 +325,7 @@ def budgets_14(fig: Figures, largest: int) -> list[Budget]:
                 released = f"{floor.release_seconds:.2f} s" if floor.leftover == 0 else "-"
                 out.append(Budget(what, "(reported)", released, None))
         longest = max(single.loop_max_ms.values(), default=math.nan)
-        turns = " / ".join(_f(single.loop_max_ms.get(p, math.nan), 0) for p in PHASES)
+        turns = " / ".join(_turn(single.loop_max_ms.get(p, math.nan)) for p in PHASES)
         out.append(
             Budget(
                 f"{largest:,} streams: longest event-loop pause, ramp / hold / release",
@@ -642,7 +649,7 @@ def _pauses(fig: Figures) -> list[str]:
     ]
     for h in runs:
         turns = (
-            " / ".join(_f(h.loop_max_ms.get(p, math.nan), 0) for p in PHASES)
+            " / ".join(_turn(h.loop_max_ms.get(p, math.nan)) for p in PHASES)
             if h.gc_tracked
             else "-"
         )
