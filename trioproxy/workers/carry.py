@@ -28,7 +28,7 @@ import threading
 import orjson
 
 from ..activity import ActivityTracker
-from ..activity.snapshot import InstanceMetrics, LifetimeCounters
+from ..activity.snapshot import LIFETIME_FIELDS, OUTCOME_COUNTERS, InstanceMetrics
 from .merge import metrics_from_dict, metrics_to_dict
 
 log = logging.getLogger(__name__)
@@ -81,10 +81,6 @@ class CountsFile:
 def _ended(metrics: InstanceMetrics) -> InstanceMetrics:
     """``metrics`` of a worker that died: its requests in flight count as errors."""
     lifetime = metrics.lifetime
-    ended = sum(
-        getattr(lifetime, f.name)
-        for f in dataclasses.fields(LifetimeCounters)
-        if "outcome" in f.metadata
-    )
+    ended = sum(getattr(lifetime, LIFETIME_FIELDS[i]) for i in OUTCOME_COUNTERS.values())
     lifetime = dataclasses.replace(lifetime, errors=lifetime.errors + lifetime.requests - ended)
     return dataclasses.replace(metrics, active_connections=0, active_requests=0, lifetime=lifetime)

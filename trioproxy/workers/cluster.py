@@ -103,9 +103,29 @@ class Cluster:
             nursery.start_soon(shared.run)
             task_status.started()
 
-    def counts_reported(self) -> None:
-        """Save this worker's counts, just reported (:mod:`trioproxy.workers.carry`): call
-        after building the report, so that what is saved is never below it."""
+    def metrics_part(self) -> Document:
+        """This worker's part of the merged ``/metrics``, its counts saved as reported."""
+        part = _metrics_part(self._tracker)
+        self._counts_reported()
+        return part
+
+    async def diagnostics_part(self) -> Document:
+        """This worker's part of the merged ``/v1/diagnostics`` (:func:`worker_document`),
+        its counts saved as reported.
+
+        Raises:
+            RuntimeError: before :meth:`run` was given the backends.
+        """
+        backends, tracker = self._backends, self._tracker
+        if backends is None:
+            raise RuntimeError("diagnostics_part() before run()")
+        document = await off_loop_if_large(tracker, partial(worker_document, backends, tracker))
+        self._counts_reported()
+        return document
+
+    def _counts_reported(self) -> None:
+        """Save this worker's counts, just reported (:mod:`trioproxy.workers.carry`): after
+        building the report, so that what is saved is never below it."""
         if self._tracker is not None:
             try:
                 self._counts.save(self._tracker)
@@ -124,17 +144,13 @@ class Cluster:
             raise ValueError(f"not a channel request: {request!r}")
         op = request.get("op")
         if op == "diagnostics":
-            document = await off_loop_if_large(tracker, partial(worker_document, backends, tracker))
-            self.counts_reported()
-            return document
+            return await self.diagnostics_part()
         if op == "activity":
             return _activity_part(tracker)
         if op == "recent":
             return recent_document(tracker, request["limit"], request["instance"])
         if op == "metrics":
-            part = _metrics_part(tracker)
-            self.counts_reported()
-            return part
+            return self.metrics_part()
         if op == "cancel":
             cancelled = tracker.cancel(request["instance"], request["session_id"]) if tracker else 0
             return {"cancelled": cancelled}
@@ -219,10 +235,7 @@ class ClusterView:
         async def own_document() -> None:
             # Built while the siblings build theirs, each on its own core: with thousands
             # of streams each document takes tens of milliseconds.
-            own[worker] = await off_loop_if_large(
-                self._tracker, partial(worker_document, self._backends, self._tracker)
-            )
-            self._cluster.counts_reported()
+            own[worker] = await self._cluster.diagnostics_part()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(own_document)
@@ -263,8 +276,7 @@ class ClusterView:
         for worker in unreachable:
             if worker in self._last_metrics:
                 parts[worker] = self._last_metrics[worker]
-        parts[self._cluster.worker] = _metrics_part(self._tracker)
-        self._cluster.counts_reported()
+        parts[self._cluster.worker] = self._cluster.metrics_part()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
             _MergedCollector(self._backends, self._tracker, merge_metrics(parts), len(unreachable))
