@@ -213,20 +213,23 @@ class RawFloor:
         """Handle an event of a relayed socket."""
         if fd in self.upstreams:
             self._relay(fd)
-        elif fd in self.peers and (events & ~select.EPOLLIN or not self._receive(fd)):
+        elif fd in self.peers and (events & ~select.EPOLLIN or self._receive(fd) == b""):
             # A relayed client: anything but more input is its end.
             self._release(fd)
 
-    def _receive(self, fd: int) -> bytes:
+    def _receive(self, fd: int) -> bytes | None:
+        """What ``fd`` has: bytes, ``b""`` at its end (or a reset), None if nothing yet."""
         try:
             return self.sockets[fd].recv(RECEIVE_SIZE)
         except BlockingIOError:
-            return b"-"  # nothing after all: not an end
+            return None
         except OSError:
             return b""
 
     def _read_request(self, fd: int) -> None:
         more = self._receive(fd)
+        if more is None:
+            return
         if not more:
             self.requests.pop(fd)
             self._drop(fd)
@@ -265,6 +268,8 @@ class RawFloor:
 
     def _relay(self, up: int) -> None:
         data = self._receive(up)
+        if data is None:
+            return
         if not data:
             self._release(self.peers[up])
             return
@@ -310,7 +315,7 @@ class Pump(RawFloor):
 
 def floor_argv(port: int, upstream_port: int, *extra: str) -> list[str]:
     """``argv`` running this floor with this interpreter on ``port`` (``extra``: its other
-    options, ``--batched`` or ``--raw``)."""
+    options: ``--batched``, ``--raw`` or ``--pump``)."""
     argv = ["--port", str(port), "--upstream-port", str(upstream_port), *extra]
     return python_argv(Path(__file__).resolve(), *argv)
 
