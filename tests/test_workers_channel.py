@@ -8,6 +8,7 @@ exactly the deadline, without waiting for it.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +105,36 @@ async def test_a_failing_handler_closes_that_connection_only(tmp_path: Path) -> 
         await nursery.start(serve_channel, path, picky)
         assert await ask(path, "bad") is None
         assert await ask(path, "good") == "fine"
-        # A frame sent by hand reads back the same way.
+        # A request sent by hand reads back the same way.
         stream = await trio.open_unix_socket(path)
         async with stream:
-            await send_frame(stream, "good")
+            await send_frame(stream, {"expires": time.monotonic() + 60, "message": "good"})
             assert await receive_frame(stream) == "fine"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_request_read_after_its_asker_gave_up_is_dropped_unanswered(
+    tmp_path: Path,
+) -> None:
+    # What a sibling stopped with SIGSTOP finds queued when it resumes: requests whose
+    # askers have long reported it unreachable. Acting on one (a cancel) would do what its
+    # asker already reported as not done.
+    handled: list[Any] = []
+
+    async def handler(request: Any) -> Any:
+        handled.append(request)
+        return "done"
+
+    path = socket_path(str(tmp_path), 0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(serve_channel, path, handler)
+        for expires, message in ((time.monotonic() - 0.001, "late"), (None, "bare")):
+            stream = await trio.open_unix_socket(path)
+            async with stream:
+                frame = message if expires is None else {"expires": expires, "message": message}
+                await send_frame(stream, frame)
+                assert await stream.receive_some(1) == b""  # closed, no answer
+        assert handled == []
+        assert await ask(path, "in time") == "done"
+        assert handled == ["in time"]
         nursery.cancel_scope.cancel()

@@ -271,18 +271,24 @@ async def test_a_stopped_sibling_is_named_unreachable_and_the_answer_still_comes
     tmp_path: Path, fake: FakeUpstream
 ) -> None:
     hold = trio.Event()
-    fake.default = Scenario(hold=hold)
     async with (
         workers_proxy(tmp_path, config(("a", fake.base_url))) as (proxy, _),
         AsyncExitStack() as stack,
     ):
         pinned = await pin(stack, proxy.url, {0: 2, 1: 1})
+        done = await pinned[0][0].post(CHAT, **stream_request("done-on-0"))
+        assert done.status_code == 200
+        fake.default = Scenario(hold=hold)
         bodies: dict[str, bytes | None] = {}
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_stream, pinned[0][1], "on-0", bodies)
             with trio.fail_after(WITHIN):
                 await fake.wait_in_flight(1)
             stopped = worker_pids(await diagnostics(pinned[1][0]))[0]
+            # Worker 0 reports its request to a scrape of its own; worker 1 has heard of it
+            # from no one.
+            told = metric_samples((await pinned[0][0].get("/metrics")).text)
+            assert told["trioproxy_requests_total", "completed"] == 1
             os.kill(stopped, signal.SIGSTOP)
             try:
                 doc = await diagnostics(pinned[1][0])
@@ -291,15 +297,30 @@ async def test_a_stopped_sibling_is_named_unreachable_and_the_answer_still_comes
                 assert connections(doc) == []
                 activity = (await pinned[1][0].get("/v1/diagnostics/activity")).json()
                 assert activity["workers_unreachable"] == [0]
-                metrics = (await pinned[1][0].get("/metrics")).text
-                assert "trioproxy_workers_unreachable 1.0" in metrics
+                # Worker 0 is summed as it last reported: no counter went backwards.
+                metrics = metric_samples((await pinned[1][0].get("/metrics")).text)
+                assert metrics["trioproxy_workers_unreachable", None] == 1
+                assert metrics["trioproxy_requests_total", "completed"] == 1
+                # A cancel that cannot reach worker 0 is answered as not done, and worker 0
+                # does not do it once it resumes.
+                refused = await pinned[1][0].post(
+                    "/v1/diagnostics/cancel", json={"instance": "a", "session_id": "on-0"}
+                )
+                assert refused.status_code == 404
+                assert "workers [0] did not answer" in refused.json()["error"]["message"]
             finally:
                 os.kill(stopped, signal.SIGCONT)
             doc = await diagnostics(pinned[1][0])
             assert doc["workers_unreachable"] == []
             assert [row["session_id"] for row in connections(doc)] == ["on-0"]
             hold.set()
-        assert bodies["on-0"]
+        body = bodies["on-0"]
+        assert body is not None and b"[DONE]" in body and b"operator" not in body
+        recent = (await pinned[1][0].get("/v1/diagnostics/recent")).json()["recent"]
+        assert [(row["session_id"], row["outcome"]) for row in recent] == [
+            ("on-0", "completed"),
+            ("done-on-0", "completed"),
+        ]
 
 
 async def test_cancel_reaches_the_worker_that_holds_the_connection(

@@ -56,26 +56,36 @@ class CountsFile:
                 file.write(data)
             os.replace(written, self.path)
 
+    def read(self) -> list[InstanceMetrics] | None:
+        """The counts saved last, by this worker or an earlier incarnation of it; None if
+        there are none, or they cannot be read or parsed (logged)."""
+        try:
+            with open(self.path, "rb") as file:
+                data = file.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("the saved counts of a worker cannot be read: %s", exc)
+            return None
+        try:
+            return [metrics_from_dict(entry) for entry in orjson.loads(data)]
+        except (KeyError, TypeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+            log.warning("the saved counts of a worker are unreadable: %r", exc)
+            return None
+
     def take_on(self, tracker: ActivityTracker) -> None:
         """Add the counts an earlier incarnation saved, if any, to ``tracker``.
 
         A file that cannot be read or parsed is logged and ignored: the worker then
         counts from zero, as it would with no file at all.
         """
-        try:
-            with open(self.path, "rb") as file:
-                data = file.read()
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            log.warning("the counts of this worker's earlier run cannot be read: %s", exc)
+        counted = self.read()
+        if counted is None:
             return
         try:
-            counted = [metrics_from_dict(entry) for entry in orjson.loads(data)]
-            # ValueError (JSONDecodeError is one) for a file that parses but does not fit.
             tracker.carry([_ended(metrics) for metrics in counted])
-        except (KeyError, TypeError, ValueError) as exc:
-            log.warning("the counts of this worker's earlier run are unreadable: %r", exc)
+        except ValueError as exc:  # histograms of other buckets
+            log.warning("the saved counts of this worker's earlier run do not fit: %s", exc)
 
 
 def _ended(metrics: InstanceMetrics) -> InstanceMetrics:

@@ -6,6 +6,13 @@ a frame in, a frame out, then the connection closes. A frame is a 4-byte big-end
 length and that many bytes of JSON (orjson: a worker's snapshot with thousands of
 connections is a few hundred kilobytes, encoded in a millisecond or two).
 
+A request says when its asker stops waiting (``{"expires": ..., "message": ...}``, on
+``time.monotonic()``, which is the host's one ``CLOCK_MONOTONIC`` in every process). A
+request read after that is dropped unanswered: a sibling that was stopped (SIGSTOP) or
+stuck finds, when it resumes, the requests queued meanwhile, and must not act on them —
+a cancel its asker already reported as not done, or hundreds of diagnostics documents
+that no one waits for any more.
+
 :func:`ask` never raises for a sibling's trouble: a sibling that is not listening (being
 restarted), that hangs up, sends something that is not a frame, or does not answer within
 the deadline (stopped, or stuck) gives None, and the caller names it unreachable.
@@ -17,6 +24,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
@@ -82,6 +90,7 @@ async def ask(path: str, message: Any, *, deadline: float = DEADLINE) -> Any | N
     None when it is not listening, hangs up, answers with something other than a frame,
     or does not answer within ``deadline`` seconds.
     """
+    request = {"expires": time.monotonic() + deadline, "message": message}
     with trio.move_on_after(deadline):
         try:
             stream = await trio.open_unix_socket(path)
@@ -89,7 +98,7 @@ async def ask(path: str, message: Any, *, deadline: float = DEADLINE) -> Any | N
             return None
         async with stream:
             try:
-                await send_frame(stream, message)
+                await send_frame(stream, request)
                 return await receive_frame(stream)
             except (ChannelError, trio.BrokenResourceError, OSError):
                 return None
@@ -120,7 +129,12 @@ async def _answer(handler: Handler, stream: trio.SocketStream) -> None:
     async with stream:
         try:
             request = await receive_frame(stream)
-            await send_frame(stream, await handler(request))
+            if not isinstance(request, dict) or not isinstance(request.get("expires"), float):
+                raise ChannelError(f"not a request of the channel: {request!r:.100}")
+            if time.monotonic() > request["expires"]:
+                log.debug("channel: a request read after its asker gave up, dropped")
+                return
+            await send_frame(stream, await handler(request.get("message")))
         except (ChannelError, trio.BrokenResourceError, OSError) as exc:
             log.debug("channel: a sibling's request failed: %s", exc)
         except Exception:

@@ -217,9 +217,8 @@ class ClusterView:
         self._cluster = cluster
         self._backends = backends
         self._tracker = tracker
-        # Each sibling's latest metrics: a scrape that misses one uses what it last said,
-        # so the sums never go backwards (Prometheus would read that as a counter reset).
-        self._last_metrics: dict[int, Document] = {}
+        # Each sibling's latest active sessions, which a scrape that misses it counts on.
+        self._last_sessions: dict[int, Document] = {}
 
     @property
     def tracking(self) -> bool:
@@ -272,10 +271,20 @@ class ClusterView:
 
     async def metrics(self) -> bytes:
         parts, unreachable = await self._gather({"op": "metrics"})
-        self._last_metrics.update(parts)
+        for worker, part in parts.items():
+            self._last_sessions[worker] = part["sessions"]
         for worker in unreachable:
-            if worker in self._last_metrics:
-                parts[worker] = self._last_metrics[worker]
+            # Its counts as saved at its latest report to anyone (or its earlier run's):
+            # never below what any scrape was told, so no sum goes backwards, which
+            # Prometheus would read as a counter reset. (What this worker last heard from
+            # it would be: another worker may have been told more since, and a worker
+            # that just started has heard nothing.)
+            saved = CountsFile(self._cluster.runtime_dir, worker).read()
+            if saved is not None:
+                parts[worker] = {
+                    "instances": [metrics_to_dict(m) for m in saved],
+                    "sessions": self._last_sessions.get(worker, {}),
+                }
         parts[self._cluster.worker] = self._cluster.metrics_part()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
