@@ -343,3 +343,35 @@ async def test_json_that_is_not_rfc_8259_in_utf_8_is_a_400_and_never_forwarded(
     else:
         assert response.json()["error"]["code"] == "bad_request"
     assert fake.requests == []
+
+
+# --- HTTP/2 is not spoken ----------------------------------------------------------------
+
+
+async def test_the_http2_preface_is_a_505_and_the_proxy_serves_on(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_proxy(nursery, backends=(mock_spec(),)) as proxy:
+        answer = await raw_exchange(proxy, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\0" * 4096)
+        # Refused before hypercorn's HTTP/2 stack sees it: that stack ended the whole
+        # process (a KeyError) on a large request body it had answered early.
+        assert answer.startswith(b"HTTP/1.1 505 ")
+        async with httpx.AsyncClient(timeout=30) as client:
+            assert (await client.get(proxy.url + "/v1/models")).status_code == 200
+    no_tracebacks(caplog)
+
+
+async def test_an_upgrade_to_h2c_is_ignored_and_served_in_http_1_1(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_proxy(nursery, backends=(mock_spec(),)) as proxy:
+        answer = await raw_exchange(
+            proxy,
+            b"GET /v1/models HTTP/1.1\r\nhost: proxy\r\nconnection: Upgrade, HTTP2-Settings\r\n"
+            b"upgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+            b"connection: close\r\n\r\n",
+        )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(body)["object"] == "list"
+    no_tracebacks(caplog)

@@ -25,6 +25,15 @@ hypercorn 0.18's Trio worker has on the wire, two for the cost of a hang-up:
 * **A connection's task ends as its handler returns** (:func:`run_handler`, put in place
   of Trio's ``_run_handler`` the same way): Trio's closes the already closed socket again,
   two turns of the event loop per connection released.
+* **HTTP/1.1 only** (:class:`ProxyH11Protocol`, put in place of hypercorn's
+  ``H11Protocol`` the same way). hypercorn switches a connection to HTTP/2 on a client's
+  ``Upgrade: h2c`` or its HTTP/2 preface, with no TLS and no option to refuse; its
+  HTTP/2 stack then crashed the whole process on a large request body it answered early
+  (``KeyError`` in its stream table), and a reset stream was no hang-up to the relay.
+  Here the upgrade is ignored (RFC 9110 §7.8 lets a server) and the preface answered 505.
+* **A connection that fails ends alone** (:func:`run_handler`): an exception out of a
+  connection's handler is logged and that connection closed; Trio's would end the accept
+  loop, and with it the process.
 * **A full descriptor table logs one line a second**, not a traceback every 0.1 s
   (:class:`AcceptErrorFilter` on Trio's ``trio.serve_listeners`` logger). Trio's accept
   loop itself already does the right thing: it retries every 0.1 s while the connections
@@ -43,6 +52,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import h11
+import hypercorn.protocol
 import hypercorn.trio
 import hypercorn.trio.run
 import hypercorn.trio.tcp_server
@@ -50,6 +61,7 @@ import trio
 import trio._highlevel_serve_listeners
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.task_group import TaskGroup
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from hypercorn.trio.worker_context import TrioSingleTask
@@ -63,6 +75,7 @@ from .routes import api_of_path
 from .turnstile import turnstile
 
 ACCEPT_LOGGER = "trio.serve_listeners"
+log = logging.getLogger(__name__)
 
 
 class ProxyTCPServer(TCPServer):
@@ -365,6 +378,27 @@ class ProxyTaskGroup(TaskGroup):
         return app_put
 
 
+class ProxyH11Protocol(H11Protocol):
+    """hypercorn's HTTP/1.1 protocol, which never hands a connection to HTTP/2.
+
+    An ``Upgrade: h2c`` request is served in HTTP/1.1 (a server may ignore an upgrade);
+    the HTTP/2 preface (``PRI * HTTP/2.0``, a client assuming HTTP/2) is answered 505 and
+    the connection closed, with no request made of it.
+    """
+
+    _refused = False
+
+    async def _check_protocol(self, event: h11.Request) -> None:
+        if event.method == b"PRI" and event.target == b"*" and event.http_version == b"2.0":
+            self._refused = True
+            await self._send_error_response(505)
+            await self.send(Closed())
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        if not self._refused:
+            await super()._create_stream(request)
+
+
 def _replace(module: Any, name: str, original: type, replacement: type) -> None:
     """Point ``module.name`` at ``replacement``, refusing unless it is ``original`` (or
     ``replacement`` already)."""
@@ -391,6 +425,7 @@ def install_tcp_server() -> None:
     """
     _replace(hypercorn.trio.run, "TCPServer", TCPServer, ProxyTCPServer)
     _replace(hypercorn.trio.tcp_server, "TaskGroup", TaskGroup, ProxyTaskGroup)
+    _replace(hypercorn.protocol, "H11Protocol", H11Protocol, ProxyH11Protocol)
     _replace_run_handler()
 
 
@@ -406,9 +441,15 @@ async def run_handler(
     when thousands of clients hang up at once, their release waits on these turns. Here
     a ``SocketStream`` whose socket is closed is left as it is; any other stream (TLS, or
     a socket still open because the handler failed early) is closed as Trio closes it.
+
+    An exception out of the handler (a bug, in hypercorn or here) is logged, with its
+    traceback, and ends this connection only: Trio's would propagate out of its accept
+    loop and end every connection, and the process.
     """
     try:
         await handler(stream)
+    except Exception:
+        log.exception("a connection failed; it is closed, and the proxy serves on")
     finally:
         if not (isinstance(stream, trio.SocketStream) and stream.socket.fileno() == -1):
             await trio.aclose_forcefully(stream)
