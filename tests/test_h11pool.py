@@ -296,6 +296,19 @@ async def test_chunked_body_is_streamed_chunk_by_chunk(nursery: trio.Nursery) ->
         assert pool.statistics().connections_idle == 1  # a complete chunked body allows reuse
 
 
+async def test_a_body_read_to_its_end_stays_ended(nursery: trio.Nursery) -> None:
+    # The relay reads on after a translated stream's last event; with a body that ended
+    # without the backend's last marker, the next read waited for the read timeout.
+    upstream = await start(nursery, answer_ok)
+    async with H11Pool(upstream.url()) as pool:
+        async with pool.stream("POST", "/") as resp:
+            body = resp.aiter_raw()
+            assert [chunk async for chunk in body] == [b"ok"]
+            with trio.fail_after(5):
+                assert [chunk async for chunk in body] == []
+        assert pool.statistics().connections_idle == 1
+
+
 async def test_content_length_body(nursery: trio.Nursery) -> None:
     payload = bytes(range(256)) * 1000  # several receives' worth
 

@@ -148,6 +148,8 @@ class _Body:
         response = self._response
         if response._closed:
             raise RuntimeError("a response body read after its block exited")
+        if response._complete:
+            raise StopAsyncIteration  # read to its end already: it stays ended
         conn = response._conn
         try:
             while True:
