@@ -548,6 +548,19 @@ async def test_sigterm_drains_streams_on_both_workers_and_leaves_nothing_behind(
             with trio.fail_after(WITHIN):
                 while proxy.log.count(b"SIGTERM: stopping;") < 2:
                     proxy.log += await proxy.proc.stderr.receive_some()
+            # New clients are refused, as by one process, not queued for the grace in a
+            # backlog the supervisor's copy of the socket kept open.
+            host, port = proxy.url.removeprefix("http://").rsplit(":", 1)
+
+            async def refused() -> bool:
+                try:
+                    stream = await trio.open_tcp_stream(host, int(port))
+                except OSError:
+                    return True
+                await stream.aclose()
+                return False
+
+            await wait_for(refused)
             hold.set()
         for session in ("on-0", "on-1"):
             assert bodies[session] is not None
@@ -556,5 +569,21 @@ async def test_sigterm_drains_streams_on_both_workers_and_leaves_nothing_behind(
             assert await proxy.proc.wait() == 0
         log = await proxy.read_rest()
         assert b"Traceback" not in log
+        assert all(pid_gone(pid) for pid in pids.values())
+        assert list(temporary.iterdir()) == []
+
+
+async def test_the_hang_up_of_its_terminal_stops_the_proxy_and_leaves_nothing_behind(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    # SIGHUP, as a closed terminal or ssh session sends: its default action ended the
+    # supervisor and left the runtime directory (sockets, roster, counts) behind.
+    async with workers_proxy(tmp_path, config(("a", fake.base_url))) as (proxy, temporary):
+        async with new_client(proxy.url) as client:
+            pids = worker_pids(await diagnostics(client))
+        proxy.proc.send_signal(signal.SIGHUP)
+        with trio.fail_after(WITHIN):
+            assert await proxy.proc.wait() == 0
+        assert b"SIGHUP: stopping 2 workers" in await proxy.read_rest()
         assert all(pid_gone(pid) for pid in pids.values())
         assert list(temporary.iterdir()) == []

@@ -6,8 +6,10 @@ workers' channel sockets and the roster, then starts worker 0 … N-1
 (:mod:`trioproxy.workers.worker`), each in a process group of its own so that a
 terminal's Ctrl+C reaches the supervisor only, and forwards signals itself:
 
-* the first SIGINT or SIGTERM goes to every worker as SIGTERM: each drains as a single
-  process does (``--shutdown-grace``), and the supervisor exits 0 once all have exited;
+* the first SIGINT, SIGTERM or SIGHUP goes to every worker as SIGTERM: each drains as a
+  single process does (``--shutdown-grace``), and the supervisor exits 0 once all have
+  exited; it closes its own copy of the listening socket at once, so that new clients
+  are refused as soon as the workers stop listening;
 * a second one is forwarded too, which ends the workers' requests at once; a worker
   still running a moment later (or past the grace and hypercorn's margin) is killed.
 
@@ -45,6 +47,9 @@ log = logging.getLogger("trioproxy")
 QUICK_DEATH = 1.0
 FIRST_PAUSE = 0.25
 LONGEST_PAUSE = 5.0
+#: What stops the proxy: Ctrl+C, a service manager, and the hang-up of the terminal or
+#: ssh session it runs in (whose default would leave the runtime directory behind).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: Seconds after a second signal before workers still running are killed.
 KILL_AFTER_SECOND_SIGNAL = 2.0
 
@@ -197,6 +202,11 @@ class _Supervisor:
         self._ready: set[int] = set()
         self._entries: dict[int, WorkerEntry] = {}
 
+    def close_listeners(self) -> None:
+        """Close the supervisor's copies of the listening sockets (idempotent)."""
+        for sock in {id(slot.sock): slot.sock for slot in self.slots}.values():
+            sock.close()
+
     def record(self, entry: WorkerEntry) -> None:
         self._entries[entry.worker] = entry
         write_roster(self.runtime_dir, [self._entries[k] for k in sorted(self._entries)])
@@ -230,6 +240,11 @@ class _Supervisor:
                     self.stopping.set()
                     self.serving.set()
                     self._send_all(signal.SIGTERM)
+                    # No worker is started again from now: without this copy, the address
+                    # closes with the workers' listeners, and new clients are refused at
+                    # once, as by one process, instead of queueing for the whole grace
+                    # in a backlog that no one accepts from.
+                    self.close_listeners()
                     grace = self.settings.shutdown_grace
                     nursery.start_soon(
                         self._kill_after, grace + SHUTDOWN_MARGIN + KILL_AFTER_SECOND_SIGNAL
@@ -240,7 +255,7 @@ class _Supervisor:
                     nursery.start_soon(self._kill_after, KILL_AFTER_SECOND_SIGNAL)
 
     async def run(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._on_signals, signals)
                 async with trio.open_nursery() as slots:
@@ -283,7 +298,7 @@ def make_runtime_dir() -> str:
 def supervise(settings: Settings, sharing: Sharing = DEFAULT_SHARING) -> int:
     """Serve ``settings`` with ``settings.workers`` worker processes until a signal.
 
-    Returns the exit code: 0 once stopped by SIGINT/SIGTERM, 1 if a worker could not
+    Returns the exit code: 0 once stopped by SIGINT/SIGTERM/SIGHUP, 1 if a worker could not
     start (logged).
 
     Raises:
