@@ -225,8 +225,22 @@ async def test_cancel_needs_a_well_formed_body_and_tracking(nursery: trio.Nurser
     async with running_proxy(nursery, backends=(mock_spec(),)) as proxy:
         bad = await post_cancel(proxy, {"instance": 1})
         off = await post_cancel(proxy, {"instance": "mock.1", "session_id": "s"})
+        async with httpx.AsyncClient(timeout=None) as client:
+            # Nested past any parser's depth (json.loads: RecursionError, a 500), and a lone
+            # surrogate, which no session can have (the workers' channel cannot carry it).
+            odd = [
+                await client.post(proxy.url + "/v1/diagnostics/cancel", content=raw)
+                for raw in (
+                    b"[" * 5000,
+                    b'{"instance": "mock.1", "session_id": "\\ud800"}',
+                )
+            ]
+            everything = await client.get(proxy.url + "/v1/diagnostics/recent?limit=" + "9" * 30)
     assert bad.status_code == 400
     assert off.status_code == 404 and "tracking is off" in off.json()["error"]["message"]
+    assert [r.status_code for r in odd] == [400, 400]
+    assert all(r.json()["error"]["code"] == "bad_request" for r in odd)
+    assert everything.status_code == 200 and everything.json()["recent"] == []
 
 
 # -- the access log ------------------------------------------------------------------------

@@ -587,3 +587,29 @@ async def test_the_hang_up_of_its_terminal_stops_the_proxy_and_leaves_nothing_be
         assert b"SIGHUP: stopping 2 workers" in await proxy.read_rest()
         assert all(pid_gone(pid) for pid in pids.values())
         assert list(temporary.iterdir()) == []
+
+
+async def test_recent_requests_are_the_newest_history_of_all_workers(
+    tmp_path: Path, fake: FakeUpstream
+) -> None:
+    # Each worker remembers --activity-history requests; the merged answer is the newest
+    # that many of them all, as one process's would be, not that many per worker.
+    async with (
+        workers_proxy(tmp_path, config(("a", fake.base_url)), "--activity-history", "2") as (
+            proxy,
+            _,
+        ),
+        AsyncExitStack() as stack,
+    ):
+        pinned = await pin(stack, proxy.url, {0: 1, 1: 1})
+        for worker in WORKERS:
+            for number in range(2):
+                session = f"w{worker}-{number}"
+                answer = await pinned[worker][0].post(CHAT, **stream_request(session))
+                assert answer.status_code == 200
+        for worker in WORKERS:
+            recent = (await pinned[worker][0].get("/v1/diagnostics/recent")).json()["recent"]
+            assert [(row["session_id"], row["worker"]) for row in recent] == [
+                ("w1-1", 1),
+                ("w1-0", 1),
+            ]

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
+import orjson
 from quart import Response, request
 from quart_trio import QuartTrio
 
@@ -43,6 +44,8 @@ FORBIDDEN = (
     "(loopback), or with an admin key as 'Authorization: Bearer <key>'."
 )
 _PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+#: A ``limit`` of recent requests over this asks for them all.
+MOST_RECENT = 2**31
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
@@ -204,6 +207,9 @@ def add_admin_routes(
             if limit < 0:
                 message = f"limit must be an integer of 0 or more, not {limit_text!r}."
                 return _error(400, message, "invalid_request_error", "bad_request")
+            # More than any history holds means all of it (and stays a 64-bit integer on
+            # the workers' channel).
+            limit = min(limit, MOST_RECENT)
         return json_response(await view.recent(limit, request.args.get("instance")))
 
     @quart.post("/v1/diagnostics/cancel")
@@ -212,7 +218,10 @@ def add_admin_routes(
         if no is not None:
             return no
         try:
-            body = json.loads(await request.get_data())
+            # orjson: a lone surrogate or a body nested over 1,024 deep is a JSONDecodeError
+            # (a ValueError), where json.loads took the first and hit RecursionError on the
+            # second.
+            body = orjson.loads(await request.get_data())
             instance, session = body["instance"], body["session_id"]
             if not isinstance(instance, str) or not isinstance(session, str):
                 raise TypeError

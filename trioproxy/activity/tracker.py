@@ -188,6 +188,11 @@ class ActivityTracker:
             )
         return cancelled
 
+    @property
+    def history_size(self) -> int:
+        """How many finished requests :meth:`recent` remembers at most."""
+        return self._history.maxlen or 0
+
     def recent(
         self, limit: int | None = None, instance: str | None = None
     ) -> list[FinishedRequest]:

@@ -254,6 +254,10 @@ class ClusterView:
         return merge_activity(self._cluster.worker, parts, unreachable)
 
     async def recent(self, limit: int | None, instance: str | None) -> dict[str, Any]:
+        # The newest ``--activity-history`` of them all, as one process remembers: each
+        # worker keeps that many, so the newest of all are among their newest.
+        most = self._tracker.history_size if self._tracker is not None else 0
+        limit = most if limit is None else min(limit, most)
         request = {"op": "recent", "limit": limit, "instance": instance}
         documents, unreachable = await self._gather(request)
         documents[self._cluster.worker] = recent_document(self._tracker, limit, instance)
