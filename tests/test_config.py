@@ -19,6 +19,7 @@ from trioproxy.config_file import ConfigError
 from trioproxy.options import (
     BOOLEAN,
     HEADER_NAMES,
+    HOST,
     NON_NEGATIVE_INT,
     PORT,
     POSITIVE_INT,
@@ -103,6 +104,7 @@ def test_precedence(
 # existing kind needs nothing here; a new kind adds its row.
 SAMPLES: dict[Any, tuple[Any, Any]] = {
     TEXT: ("SAMPLE_A", "SAMPLE_B"),
+    HOST: ("::1", "localhost"),
     PORT: (9001, 9002),
     POSITIVE_INT: (1000, 2000),
     POSITIVE_NUMBER: (1.5, 12.5),
@@ -269,6 +271,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 # Values each kind refuses: as the text of a flag or variable, and as a YAML value.
 BAD_TEXT: dict[Any, tuple[str, ...]] = {
     TEXT: (),
+    HOST: (),
     PORT: ("99999", "-1", "abc", "80.5"),
     POSITIVE_INT: ("0", "-3", "1.5", "lots"),
     POSITIVE_NUMBER: ("0", "-2", "nan", "soon"),
@@ -279,6 +282,7 @@ BAD_TEXT: dict[Any, tuple[str, ...]] = {
 }
 BAD_YAML: dict[Any, tuple[Any, ...]] = {
     TEXT: (1, [1], True),
+    HOST: (1, [1], True),
     PORT: (99999, -1, "8000", True, 80.5),
     POSITIVE_INT: (0, 1.5, "10", False),
     POSITIVE_NUMBER: (0, -1.5, "1", True),
@@ -579,6 +583,10 @@ def test_bad_variable_stops_start_up_with_one_line() -> None:
     ("args", "env", "file", "words"),
     [
         (["--port", "99999"], {}, "", "--port: '99999' is not a port number"),
+        # Past the bound, which stopped start-up with a MemoryError or OverflowError.
+        (["--workers", "99999999999"], {}, "", "--workers: '99999999999' is not an integer from"),
+        ([], {"TRIOPROXY_WORKERS": "9" * 20}, "", "TRIOPROXY_WORKERS='" + "9" * 20),
+        ([], {}, "workers: 129", "key 'workers' must be an integer from 1 to 128, or auto"),
         ([], {"TRIOPROXY_LOG_LEVEL": "verbose"}, "", "TRIOPROXY_LOG_LEVEL='verbose' is not"),
         ([], {}, "activity_stale_timeout: 0", "key 'activity_stale_timeout' must be a number"),
         (
@@ -619,3 +627,32 @@ def test_a_port_in_use_is_one_line_naming_the_address(log_level: str) -> None:
     assert result.stderr.endswith(line)
     if log_level == "warning":
         assert result.stderr == line
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_an_access_log_file_that_cannot_be_opened_is_one_line_naming_it(
+    tmp_path: Path, workers: str
+) -> None:
+    # It was "cannot listen on 127.0.0.1:0" in one process, and each worker's traceback
+    # then "worker 1 exited with 1 before it was serving" with workers.
+    missing = tmp_path / "no-such-dir" / "access.log"
+    result = run_cli(
+        "--port", "0", "--log-level", "warning", "--access-log-file", str(missing),
+        "--workers", workers,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == f"trioproxy: error: cannot open {missing}: no such file or directory\n"
+
+
+@pytest.mark.parametrize("text", ["off", "Off", "false", '"off"'])
+def test_a_bare_off_in_yaml_turns_the_access_log_off(tmp_path: Path, text: str) -> None:
+    # YAML 1.1 reads a bare off as false: the file still means the word.
+    settings = load_settings(["-c", write(tmp_path, f"access_log: {text}\n")], {})
+    assert settings.access_log == "off"
+
+
+@pytest.mark.parametrize("given", ["::1", "[::1]", " [::1] "])
+def test_an_ipv6_host_may_come_bracketed(given: str) -> None:
+    # "[::1]" was bound as "[[::1]]" with workers ("name or service not known").
+    assert load_settings(["--host", given], {}).host == "::1"
+    assert load_settings([], {"TRIOPROXY_HOST": given}).host == "::1"

@@ -134,9 +134,12 @@ def test_workers_that_did_not_answer_are_named_so_a_partial_view_says_so() -> No
     whole = {**snapshot([]), "workers_unreachable": []}
     one = view.render_lines(Screen((answer(A, partial),), None, 0), tz=UTC)
     several = view.render_lines(Screen((answer(A, partial), answer(B, whole)), None, 0), tz=UTC)
-    assert one[-1] == "workers not answering, their requests not shown: 1, 3"
-    assert several[-1] == "10.0.0.1:8000 workers not answering, their requests not shown: 1, 3"
-    assert not any("workers not answering" in line for line in several[:-1])
+    assert one[-1] == "workers 1, 3 not answering: their requests are not shown"
+    assert several[-1] == "10.0.0.1:8000 workers 1, 3 not answering: their requests are not shown"
+    assert not any("not answering" in line for line in several[:-1])
+    alone = {**snapshot([]), "workers_unreachable": [0]}
+    zero = view.render_lines(Screen((answer(A, alone),), None, 0), tz=UTC)
+    assert zero[-1] == "worker 0 not answering: its requests are not shown"
 
 
 def test_rich_merge_with_one_proxy_down() -> None:

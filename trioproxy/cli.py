@@ -306,13 +306,6 @@ async def _serve_noting_start(settings: Settings, listening: list[str]) -> None:
         listening.extend(await nursery.start(serve, settings))
 
 
-def _sole_os_error(exc: BaseException) -> OSError | None:
-    """The OSError that ``exc`` is, or that is all its (nested) exception groups hold."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc if isinstance(exc, OSError) else None
-
-
 def _listen_address(settings: Settings) -> str:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     return f"{host}:{settings.port}"
@@ -353,8 +346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     except BaseException as exc:
         # The bind error arrives wrapped in the exception groups of the nurseries it
-        # crossed; an OSError before the listeners were up is the address's fault.
-        error = None if listening else _sole_os_error(exc)
+        # crossed; an OSError before the listeners were up is the address's fault, or
+        # names the file that could not be opened.
+        from .server import sole_os_error
+
+        error = None if listening else sole_os_error(exc)
         if error is None:
             raise
         return _cannot_listen(settings, error)
@@ -362,11 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _cannot_listen(settings: Settings, error: OSError) -> int:
-    """Say in one line that the address cannot be listened on; the exit code, 1."""
-    reason = error.strerror or str(error)
-    print(
-        f"trioproxy: error: cannot listen on {_listen_address(settings)}: "
-        f"{reason[:1].lower()}{reason[1:]}",
-        file=sys.stderr,
-    )
+    """Say in one line that the address cannot be listened on (or which file cannot be
+    opened); the exit code, 1."""
+    from .server import os_error_text
+
+    print(f"trioproxy: error: {os_error_text(error, _listen_address(settings))}", file=sys.stderr)
     return 1

@@ -113,6 +113,16 @@ def _yaml_boolean(value: object) -> bool:
 
 
 TEXT: Kind[str] = Kind("a string", str, _yaml_text)
+
+
+def _host(text: str) -> str:
+    # An IPv6 address may come bracketed, as in a URL; the sockets want it bare.
+    text = text.strip()
+    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
+
+
+#: An address to listen on: a name, an IPv4 address, or an IPv6 one (bracketed or not).
+HOST: Kind[str] = Kind("an address", _host, lambda value: _host(_yaml_text(value)))
 PORT: Kind[int] = Kind(
     "a port number (0-65535)",
     _in_range(_text_integer, 0, 65535),
@@ -150,21 +160,27 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def _text_worker_count(text: str) -> int:
-    if text.strip().lower() == AUTO:
-        return usable_cores()
-    return _in_range(_text_integer, 1, None)(text)
+#: The most worker processes: each asks every other for each diagnostics answer, and no
+#: host this is for has more cores (``auto`` takes at most this many too).
+MOST_WORKERS = 128
 
 
-def _yaml_worker_count(value: object) -> int:
-    if isinstance(value, str) and value.strip().lower() == AUTO:
-        return usable_cores()
-    return _in_range(_yaml_integer, 1, None)(value)
+def _worker_count(parse: Callable[[Any], int]) -> Callable[[Any], int]:
+    bounded = _in_range(parse, 1, MOST_WORKERS)
+
+    def count(value: Any) -> int:
+        if isinstance(value, str) and value.strip().lower() == AUTO:
+            return min(usable_cores(), MOST_WORKERS)
+        return bounded(value)
+
+    return count
 
 
 #: A number of processes: a positive integer, or ``auto`` for one per usable core.
 WORKER_COUNT: Kind[int] = Kind(
-    "an integer greater than 0, or auto", _text_worker_count, _yaml_worker_count
+    f"an integer from 1 to {MOST_WORKERS}, or auto",
+    _worker_count(_text_integer),
+    _worker_count(_yaml_integer),
 )
 
 # RFC 9110 §5.6.2: the characters of a header name (a token).
@@ -204,12 +220,14 @@ def choice(*words: str) -> Kind[str]:
             raise ValueError(text)
         return word
 
-    return Kind(
-        "one of " + ", ".join(words),
-        from_text,
-        lambda value: from_text(_yaml_text(value)),
-        choices=words,
-    )
+    def from_yaml(value: object) -> str:
+        # YAML 1.1 (PyYAML) reads a bare off / on as false / true: a file that says
+        # `access_log: off` means the word.
+        if isinstance(value, bool) and ("off" if value is False else "on") in words:
+            return "off" if value is False else "on"
+        return from_text(_yaml_text(value))
+
+    return Kind("one of " + ", ".join(words), from_text, from_yaml, choices=words)
 
 
 @dataclass(frozen=True, slots=True)

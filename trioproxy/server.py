@@ -49,6 +49,23 @@ def hypercorn_config(settings: Settings) -> Config:
     return config
 
 
+def sole_os_error(exc: BaseException) -> OSError | None:
+    """The OSError that ``exc`` is, or that is all its (nested) exception groups hold."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, OSError) else None
+
+
+def os_error_text(error: OSError, address: str) -> str:
+    """What stopped start-up, in a few words: a file that cannot be opened (the access
+    log's, say) is named; any other OSError is the listening ``address``'s."""
+    reason = error.strerror or str(error)
+    reason = f"{reason[:1].lower()}{reason[1:]}"
+    if error.filename is not None:
+        return f"cannot open {error.filename}: {reason}"
+    return f"cannot listen on {address}: {reason}"
+
+
 def log_start(settings: Settings, binds: list[str], extra: str = "") -> None:
     """The start-up lines: where the proxy listens, its backends, and warnings."""
     if settings.embedded_mock:

@@ -15,6 +15,7 @@ from .accesslog import ACCESS_LOG_FORMATS
 from .options import (
     BOOLEAN,
     HEADER_NAMES,
+    HOST,
     NON_NEGATIVE_INT,
     PORT,
     POSITIVE_INT,
@@ -84,7 +85,7 @@ class Settings:
     """
 
     host: str = option(
-        "127.0.0.1", env="TRIOPROXY_HOST", kind=TEXT, metavar="ADDR", help="address to listen on"
+        "127.0.0.1", env="TRIOPROXY_HOST", kind=HOST, metavar="ADDR", help="address to listen on"
     )
     port: int = option(
         8000,

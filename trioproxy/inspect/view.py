@@ -258,8 +258,13 @@ def notes(screen: Screen) -> list[str]:
         assert answer.diagnostics is not None
         missing = answer.diagnostics.workers_unreachable
         if missing:
+            # "worker 0", not a bare "0", which read as "no workers".
             numbers = ", ".join(map(str, missing))
-            result.append(f"{where}workers not answering, their requests not shown: {numbers}")
+            if len(missing) == 1:
+                line = f"worker {numbers} not answering: its requests are not shown"
+            else:
+                line = f"workers {numbers} not answering: their requests are not shown"
+            result.append(where + line)
         for i in answer.diagnostics.instances:
             name = where + printable(i.name)
             if i.is_rate_limited:

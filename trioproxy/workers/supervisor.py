@@ -80,15 +80,17 @@ async def _wait_exit(proc: subprocess.Popen[bytes]) -> int:
     return await trio.to_thread.run_sync(proc.wait, abandon_on_cancel=True)
 
 
-async def _read_ready(stream: trio.lowlevel.FdStream) -> bool:
-    """Whether the worker said ``ready`` before closing its stdout."""
+async def _read_ready(stream: trio.lowlevel.FdStream) -> tuple[bool, str | None]:
+    """Whether the worker said ``ready`` before closing its stdout, and if not, what it
+    said stopped it (``failed: …``), if anything."""
     seen = b""
     while b"ready\n" not in seen:
-        data = await stream.receive_some(64)
+        data = await stream.receive_some(1024)
         if not data:
-            return False
+            failed = seen.partition(b"failed: ")[2].partition(b"\n")[0]
+            return False, failed.decode(errors="replace") or None
         seen += data
-    return True
+    return True, None
 
 
 class _Slot:
@@ -173,11 +175,13 @@ class _Slot:
         try:
             async with trio.lowlevel.FdStream(worker_stdout) as stdout:
                 await stdin.send_all(plan_bytes(plan))
-                ready = await _read_ready(stdout)
+                ready, failed = await _read_ready(stdout)
             if ready:
                 sup.worker_ready(self.worker)
             elif not sup.serving.is_set():
                 code = await _wait_exit(proc)
+                if failed is not None:
+                    raise WorkerStartFailed(failed)
                 raise WorkerStartFailed(
                     f"worker {self.worker} {describe_exit(code)} before it was serving"
                 )
@@ -299,7 +303,7 @@ def supervise(settings: Settings, sharing: Sharing = DEFAULT_SHARING) -> int:
     """Serve ``settings`` with ``settings.workers`` worker processes until a signal.
 
     Returns the exit code: 0 once stopped by SIGINT/SIGTERM/SIGHUP, 1 if a worker could not
-    start (logged).
+    start (said in one line on stderr).
 
     Raises:
         OSError: the address cannot be listened on (before any worker starts).
@@ -312,7 +316,8 @@ def supervise(settings: Settings, sharing: Sharing = DEFAULT_SHARING) -> int:
         failed = _start_failure(exc)
         if failed is None:
             raise
-        log.error("cannot start: %s", failed)
+        # One line, as one process says what stops its start-up.
+        print(f"trioproxy: error: {failed}", file=sys.stderr)
         return 1
     finally:
         for sock in {id(sock): sock for sock in sockets}.values():

@@ -4,7 +4,9 @@ Started by the supervisor (:mod:`trioproxy.workers.supervisor`), never by hand. 
 its :class:`~trioproxy.workers.plan.WorkerPlan` from stdin, arranges to die with the
 supervisor, and runs ``serve()`` on the inherited listening socket as one worker of a
 :class:`~trioproxy.workers.cluster.Cluster`. Once serving it writes ``ready`` on stdout
-(then points stdout at stderr, so nothing printed later is lost).
+(then points stdout at stderr, so nothing printed later is lost); if an OSError stops it
+before that (a file it cannot open), it writes ``failed: <what>`` instead, for the
+supervisor's one line.
 
 It never outlives the supervisor, two ways: the kernel kills it when the supervisor dies
 (``PR_SET_PDEATHSIG``, Linux), and end of file on stdin — the supervisor's end of the pipe
@@ -24,13 +26,14 @@ import sys
 import trio
 
 from ..gcpolicy import tune_gc
-from ..server import serve
+from ..server import os_error_text, serve, sole_os_error
 from .cluster import Cluster
 from .plan import WorkerPlan, read_plan
 
 log = logging.getLogger("trioproxy")
 
 _PR_SET_PDEATHSIG = 1
+_ready = False  # set once serving: a failure after that is no failure to start
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -62,6 +65,8 @@ async def run(plan: WorkerPlan) -> None:
             nursery.cancel_scope.cancel()
 
         await nursery.start(serving)
+        global _ready
+        _ready = True
         os.write(1, b"ready\n")
         os.dup2(2, 1)
         await _wait_parent_gone()
@@ -79,8 +84,17 @@ def main() -> int:
         stream=sys.stderr,
     )
     tune_gc()
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(run, plan)
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            trio.run(run, plan)
+    except BaseException as exc:
+        error = sole_os_error(exc)
+        if _ready or error is None:
+            raise
+        # What stops start-up (a file that cannot be opened) goes to the supervisor, which
+        # says it in its one line; a traceback would tell the user nothing more.
+        os.write(1, f"failed: {os_error_text(error, 'the inherited socket')}\n".encode())
+        return 1
     return 0
 
 
