@@ -13,6 +13,7 @@ from __future__ import annotations
 import socket
 import struct
 
+import pytest
 import trio
 import trio.testing
 
@@ -116,3 +117,36 @@ async def test_a_chunk_the_client_reads_is_counted(nursery: trio.Nursery) -> Non
     assert app.out is not None and app.hangup is not None
     assert (app.out.tx, app.hangup.broken) == (len(FIRST) + len(app.second), False)
     stop.set()
+
+
+class CancelledMidWrite(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("framing", "written", "delivered"),
+    [
+        ("sized", 0, 0),
+        ("sized", 600, 600),
+        ("chunked", 2, 0),  # inside the chunk's size line
+        ("chunked", 5 + 600, 600),  # "3e8\r\n" and 600 bytes
+        ("chunked", 5 + 1000 + 1, 1000),  # the whole chunk, half its CRLF
+    ],
+)
+async def test_a_write_cancelled_partway_counts_the_part_the_connection_took(
+    framing: str, written: int, delivered: int
+) -> None:
+    chunk = b"x" * 1000
+    framed = chunk if framing == "sized" else b"3e8\r\n" + chunk + b"\r\n"
+    hangup = Hangup()
+
+    async def send(message: object) -> None:
+        # As ProxyTCPServer tells it, when the scope around the send is cancelled (the
+        # Cancelled it then raises stands in as an exception of the test's own).
+        hangup.cut = (written, len(framed))
+        raise CancelledMidWrite
+
+    out = ClientOut(send, "s", hangup)
+    with pytest.raises(CancelledMidWrite):
+        await out.body(chunk)
+    assert out.tx == delivered

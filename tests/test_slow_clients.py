@@ -124,6 +124,33 @@ async def wait_closed_by_peer(stream: trio.SocketStream) -> None:
         pass  # a reset is a close too
 
 
+async def body_bytes_until_closed(stream: trio.SocketStream) -> int:
+    """Read what the peer still sends, up to its close: the response body bytes in it
+    (a body cut short counts up to its cut)."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="POST", target="/", headers=[("host", "proxy")]))
+    body = 0
+    while True:
+        try:
+            data = await stream.receive_some(1 << 16)
+        except trio.BrokenResourceError:
+            data = b""  # a reset is a close too
+        conn.receive_data(data)
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:  # the body cut short by the close
+                return body
+            if isinstance(event, h11.Data):
+                body += len(event.data)
+            elif event is h11.NEED_DATA:
+                break
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                return body
+        if not data:
+            return body
+
+
 def tracked(upstream: FloodingUpstream, **settings: object) -> dict[str, object]:
     return {
         "backends": (openai_spec(upstream.base_url),),
@@ -142,12 +169,14 @@ async def test_a_non_reading_clients_stale_request_ends_upstream_and_client_clos
         async with non_reading_client(proxy.url) as client:
             with trio.fail_after(GUARD):
                 await upstream.closed.wait()
-                await wait_closed_by_peer(client)
+                received = await body_bytes_until_closed(client)
         life = (await proxy.diagnostics())["global_activity"]
         assert life["total_active_connections"] == 0
         assert life["lifetime"]["requests"] == 1
         assert (life["lifetime"]["stale"], life["lifetime"]["cancelled"]) == (1, 0)
         assert life["lifetime"]["errors"] == 0
+        # Including the part of its chunk that the write the sweep cut had delivered.
+        assert life["lifetime"]["bytes_tx"] == received
 
 
 async def test_an_operator_cancel_ends_a_non_reading_clients_request(
@@ -163,11 +192,12 @@ async def test_an_operator_cancel_ends_a_non_reading_clients_request(
                 await upstream.stuck.wait()
                 assert proxy.app.tracker.cancel("openai.1", SESSION) == 1
                 await upstream.closed.wait()
-                await wait_closed_by_peer(client)
+                received = await body_bytes_until_closed(client)
         life = (await proxy.diagnostics())["global_activity"]
         assert life["total_active_connections"] == 0
         assert (life["lifetime"]["requests"], life["lifetime"]["cancelled"]) == (1, 1)
         assert life["lifetime"]["stale"] == 0
+        assert life["lifetime"]["bytes_tx"] == received
 
 
 async def test_the_shutdown_deadline_ends_a_non_reading_clients_request(

@@ -115,15 +115,28 @@ class ClientOut:
 
     async def body(self, chunk: bytes) -> None:
         """Send ``chunk`` and count it as sent (``tx``), unless our server says its write
-        failed: the client is gone, and the chunk never reached its connection."""
-        await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
-        self.last = chunk
+        failed: the client is gone, and the chunk never reached it. A send cancelled
+        partway (the sweeper, an operator, the shutdown deadline, which then close the
+        connection after what it holds) counts the part the connection took."""
         hangup = self._hangup
+        if hangup is not None:
+            hangup.cut = None
+        try:
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except BaseException:
+            if hangup is not None:
+                self._count(_delivered(hangup, len(chunk)))
+            raise
+        self.last = chunk
         if hangup is not None and hangup.broken:
-            return
-        self.tx += len(chunk)
-        if self.meter is not None:
-            self.meter.add_tx(len(chunk))
+            return  # reset: what its buffers held never reached the client
+        self._count(len(chunk))
+
+    def _count(self, nbytes: int) -> None:
+        if nbytes:
+            self.tx += nbytes
+            if self.meter is not None:
+                self.meter.add_tx(nbytes)
 
     async def end(self) -> None:
         """End the response (once: a second call sends nothing)."""
@@ -168,6 +181,21 @@ class ClientOut:
             number = next_sequence_number(self.last) if route.stream_errors is _RESPONSES else 0
             await self.body(sse_error_event(route.stream_errors, exc, sequence_number=number))
         await self.end()
+
+
+def _delivered(hangup: Hangup, size: int) -> int:
+    """Of a body chunk of ``size`` bytes whose write was cut (``hangup.cut``, if it got as
+    far as the socket), the bytes the client's connection took.
+
+    The write was the chunk as framed: as it is (a sized body), or chunked, behind its
+    ``<hex size>\\r\\n`` and followed by ``\\r\\n``.
+    """
+    cut, hangup.cut = hangup.cut, None
+    if cut is None:
+        return 0
+    written, framed = cut
+    head = framed - size - 2 if framed > size else 0
+    return max(0, min(size, written - head))
 
 
 _RESPONSES = StreamShape.RESPONSES

@@ -31,7 +31,7 @@ HANGUP = "trioproxy.hangup"
 class Hangup:
     """Whether one request's client has hung up, and whom to tell when it does."""
 
-    __slots__ = ("_listener", "broken", "ending", "gone")
+    __slots__ = ("_listener", "broken", "cut", "ending", "gone")
 
     def __init__(self) -> None:
         #: Whether the client has hung up.
@@ -43,6 +43,9 @@ class Hangup:
         #: not reach its connection, and nothing sent after it will
         #: (:meth:`.client_out.ClientOut.body` counts none of it as sent).
         self.broken = False
+        #: ``(written, size)`` of the latest write to the client that failed or was
+        #: cancelled partway (our server's), so that the bytes it did deliver are counted.
+        self.cut: tuple[int, int] | None = None
         self._listener: Callable[[], None] | None = None
 
     def listen(self, listener: Callable[[], None] | None) -> None:

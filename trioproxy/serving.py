@@ -155,7 +155,7 @@ class ProxyTCPServer(TCPServer):
                 except trio.WouldBlock:
                     await lock.acquire()
                 try:
-                    await write_all(self.stream, event.data)
+                    await write_all(self.stream, event.data, self._cut)
                 finally:
                     lock.release()
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError):
@@ -183,6 +183,13 @@ class ProxyTCPServer(TCPServer):
             await super().protocol_send(event)
 
     _reading_ended = False
+
+    def _cut(self, written: int, size: int) -> None:
+        """A write of ``size`` bytes ended (failed or cancelled) after ``written`` of
+        them: the request's :class:`~.hangup.Hangup` says so, for its ``bytes_tx``."""
+        hangup = self._hangup()
+        if hangup is not None:
+            hangup.cut = (written, size)
 
     async def _close(self) -> None:
         if self._reading_ended:
@@ -248,7 +255,11 @@ BULK_WRITE = 256 * 1024
 _NO_LOWAT = 2**31 - 1
 
 
-async def write_all(stream: trio.abc.Stream, data: bytes | bytearray) -> None:
+async def write_all(
+    stream: trio.abc.Stream,
+    data: bytes | bytearray,
+    cut: Callable[[int, int], None] | None = None,
+) -> None:
     """``stream.send_all(data)``, but what a plain socket takes at once is written without
     a turn of the event loop.
 
@@ -266,6 +277,9 @@ async def write_all(stream: trio.abc.Stream, data: bytes | bytearray) -> None:
     polls, docs/performance.md). A write over :data:`BULK_WRITE` is made without that
     limit, which is put back after it.
 
+    A write to a plain socket that fails or is cancelled calls ``cut(written, len(data))``
+    first, with the bytes the kernel took (Trio's ``send_all`` does not say how many).
+
     Raises as ``send_all`` does: ``trio.Cancelled`` before anything is written,
     ``trio.BrokenResourceError`` if the peer is gone, ``trio.ClosedResourceError`` if
     the stream is closed.
@@ -276,21 +290,42 @@ async def write_all(stream: trio.abc.Stream, data: bytes | bytearray) -> None:
         if fd != -1:
             await trio.lowlevel.checkpoint_if_cancelled()
             lowat = _lift_lowat(sock) if len(data) > BULK_WRITE else None
+            sent = 0
             try:
-                try:
-                    sent = os.write(fd, data)
-                except BlockingIOError:
-                    sent = 0
-                except OSError as exc:
-                    raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
+                sent = _write(fd, data)
                 if sent < len(data):
-                    await stream.send_all(data[sent:])
+                    # The rest as send_all writes it, but counted as it goes.
+                    view = memoryview(data)
+                    while sent < len(data):
+                        await trio.lowlevel.wait_writable(sock)
+                        fd = sock.fileno()  # closed meanwhile (and the number reused?)
+                        if fd == -1:
+                            raise trio.ClosedResourceError("the socket was closed")
+                        sent += _write(fd, view[sent:])
+            except BaseException:
+                if cut is not None:
+                    cut(sent, len(data))
+                raise
             finally:
                 if lowat is not None:
                     with contextlib.suppress(OSError):
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, lowat)
             return
     await stream.send_all(data)
+
+
+def _write(fd: int, data: bytes | bytearray | memoryview) -> int:
+    """One non-blocking write: the bytes the kernel took (0 when it takes none now).
+
+    Raises:
+        trio.BrokenResourceError: the peer is gone.
+    """
+    try:
+        return os.write(fd, data)
+    except BlockingIOError:
+        return 0
+    except OSError as exc:
+        raise trio.BrokenResourceError(f"socket write failed: {exc}") from exc
 
 
 def _lift_lowat(sock: trio.socket.SocketType) -> int | None:
