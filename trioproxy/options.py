@@ -122,7 +122,9 @@ def _host(text: str) -> str:
 
 
 #: An address to listen on: a name, an IPv4 address, or an IPv6 one (bracketed or not).
-HOST: Kind[str] = Kind("an address", _host, lambda value: _host(_yaml_text(value)))
+HOST: Kind[str] = Kind(
+    "an address (IPv6 bracketed or not)", _host, lambda value: _host(_yaml_text(value))
+)
 PORT: Kind[int] = Kind(
     "a port number (0-65535)",
     _in_range(_text_integer, 0, 65535),
