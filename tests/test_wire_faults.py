@@ -356,6 +356,8 @@ async def test_the_http2_preface_is_a_505_and_the_proxy_serves_on(
         # Refused before hypercorn's HTTP/2 stack sees it: that stack ended the whole
         # process (a KeyError) on a large request body it had answered early.
         assert answer.startswith(b"HTTP/1.1 505 ")
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert json.loads(body)["error"]["code"] == "http_version_not_supported"
         async with httpx.AsyncClient(timeout=30) as client:
             assert (await client.get(proxy.url + "/v1/models")).status_code == 200
     no_tracebacks(caplog)
@@ -374,4 +376,27 @@ async def test_an_upgrade_to_h2c_is_ignored_and_served_in_http_1_1(
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert json.loads(body)["object"] == "list"
+    no_tracebacks(caplog)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        (b"GARBAGE\r\n\r\n", 400, "bad_request"),
+        (b"GET / HTTP/1.1\r\nhost: p\r\nx-big: " + b"x" * 70_000 + b"\r\n\r\n", 431,
+         "headers_too_large"),
+    ],
+)  # fmt: skip
+async def test_a_request_that_is_not_http_gets_a_json_error_and_the_proxy_serves_on(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, request_bytes: bytes, status: int,
+    code: str,
+) -> None:  # fmt: skip
+    # hypercorn's own answer to these had an empty body.
+    async with running_proxy(nursery, backends=(mock_spec(),)) as proxy:
+        answer = await raw_exchange(proxy, request_bytes)
+        async with httpx.AsyncClient(timeout=30) as client:
+            assert (await client.get(proxy.url + "/v1/models")).status_code == 200
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status)
+    assert json.loads(body)["error"]["code"] == code
     no_tracebacks(caplog)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import math
 import os
@@ -69,7 +70,7 @@ from hypercorn.typing import AppWrapper, ASGIReceiveEvent, ASGISendEvent
 
 from .asgi import Asgi, Receive, Scope, Send
 from .client_out import JSON_HEADERS
-from .errors import BadRequest, error_body
+from .errors import Api, BadRequest, error_body, error_payload
 from .hangup import HANGUP, Hangup
 from .routes import api_of_path
 from .turnstile import turnstile
@@ -413,6 +414,14 @@ class ProxyTaskGroup(TaskGroup):
         return app_put
 
 
+#: What a request that is not served at all is told, by status: message and code.
+_UNPARSED = {
+    400: ("The request is not valid HTTP/1.1.", "bad_request"),
+    431: ("The request's header fields are too large.", "headers_too_large"),
+    505: ("This proxy speaks HTTP/1.1 only.", "http_version_not_supported"),
+}
+
+
 class ProxyH11Protocol(H11Protocol):
     """hypercorn's HTTP/1.1 protocol, which never hands a connection to HTTP/2.
 
@@ -422,6 +431,24 @@ class ProxyH11Protocol(H11Protocol):
     """
 
     _refused = False
+
+    async def _send_error_response(self, status_code: int) -> None:
+        # hypercorn's own answer to a request h11 cannot parse (400), whose head is too
+        # large (431), and ours to HTTP/2 (505): an empty body. Here it says why, in the
+        # OpenAI shape (which API the client speaks is not known of such a request).
+        message, code = _UNPARSED.get(status_code, (f"HTTP {status_code}.", "bad_request"))
+        body = json.dumps(
+            error_payload(Api.OPENAI, message, error_type="invalid_request_error", code=code)
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(body)),
+            (b"connection", b"close"),
+            *self.config.response_headers("h11"),
+        ]
+        await self._send_h11_event(h11.Response(status_code=status_code, headers=headers))
+        await self._send_h11_event(h11.Data(data=body))
+        await self._send_h11_event(h11.EndOfMessage())
 
     async def _check_protocol(self, event: h11.Request) -> None:
         if event.method == b"PRI" and event.target == b"*" and event.http_version == b"2.0":
