@@ -272,7 +272,8 @@ backends:
 MOCK_STREAM = {"model": "mock-model", "stream": True, "messages": []}
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+# SIGHUP: the terminal or ssh session closed, whose default action cut every stream.
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 async def test_signal_lets_running_streams_finish_and_exits_0(
     tmp_path: Path, signum: signal.Signals
 ) -> None:

@@ -356,7 +356,7 @@ async def test_the_http2_preface_is_a_505_and_the_proxy_serves_on(
         # Refused before hypercorn's HTTP/2 stack sees it: that stack ended the whole
         # process (a KeyError) on a large request body it had answered early.
         assert answer.startswith(b"HTTP/1.1 505 ")
-        head, _, body = answer.partition(b"\r\n\r\n")
+        body = answer.partition(b"\r\n\r\n")[2]
         assert json.loads(body)["error"]["code"] == "http_version_not_supported"
         async with httpx.AsyncClient(timeout=30) as client:
             assert (await client.get(proxy.url + "/v1/models")).status_code == 200

@@ -312,7 +312,7 @@ def _listen_address(settings: Settings) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the proxy until SIGINT/SIGTERM; return the process exit code.
+    """Run the proxy until SIGINT/SIGTERM/SIGHUP; return the process exit code.
 
     Configuration errors print one line and return 2; an address that cannot be listened
     on prints one line naming it and returns 1. Neither shows a traceback.

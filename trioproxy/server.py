@@ -1,9 +1,10 @@
 """Serving the app (:func:`~.serving.serve_app`: hypercorn's Trio worker), and shutting down
 gracefully.
 
-On SIGINT or SIGTERM the listeners close at once, in-flight requests get
-``shutdown_grace`` seconds to finish, and whatever is left is then ended with 503 or an
-SSE error event, its upstream closed. A second signal during the drain cancels at once.
+On SIGINT, SIGTERM or SIGHUP (:data:`STOP_SIGNALS`) the listeners close at once,
+in-flight requests get ``shutdown_grace`` seconds to finish, and whatever is left is then
+ended with 503 or an SSE error event, its upstream closed. A second signal during the
+drain cancels at once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("trioproxy")
 
 SHUTDOWN_MARGIN = 5.0
+#: What stops the proxy gracefully: Ctrl+C, a service manager, and the hang-up of the
+#: terminal or ssh session it runs in (whose default action would cut every stream).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def hypercorn_config(settings: Settings) -> Config:
@@ -98,7 +102,7 @@ async def serve(
     cluster: Cluster | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the proxy until ``shutdown_trigger`` returns (default: SIGINT or SIGTERM).
+    """Run the proxy until ``shutdown_trigger`` returns (or a signal of :data:`STOP_SIGNALS`).
 
     ``task_status.started`` receives the bound URLs once the listeners are up.
     ``cluster``: serve as one of ``--workers N`` (:mod:`trioproxy.workers`), on the
@@ -112,7 +116,7 @@ async def serve(
     config = hypercorn_config(settings)
     if cluster is not None:
         config.bind = [f"fd://{cluster.listen_fd}"]
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
             stopping = trio.Event()
 

@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from ..server import SHUTDOWN_MARGIN, log_start
+from ..server import SHUTDOWN_MARGIN, STOP_SIGNALS, log_start
 from ..settings import Settings
 from .listen import DEFAULT_SHARING, Sharing, address_of, open_listeners
 from .plan import WorkerEntry, WorkerPlan, plan_bytes, write_roster
@@ -47,9 +47,6 @@ log = logging.getLogger("trioproxy")
 QUICK_DEATH = 1.0
 FIRST_PAUSE = 0.25
 LONGEST_PAUSE = 5.0
-#: What stops the proxy: Ctrl+C, a service manager, and the hang-up of the terminal or
-#: ssh session it runs in (whose default would leave the runtime directory behind).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 #: Seconds after a second signal before workers still running are killed.
 KILL_AFTER_SECOND_SIGNAL = 2.0
 
