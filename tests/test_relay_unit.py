@@ -8,6 +8,7 @@ way a request can end is reached deterministically (MockClock for anything timed
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -296,6 +297,12 @@ async def test_a_responses_stream_cut_ends_with_the_responses_error_event() -> N
     assert rest.startswith(b"event: error\ndata: ")
     assert b'"type": "error"' in rest and b'"sequence_number": 2' in rest
     assert b'"code": "upstream_protocol_error"' in rest
+    # Then the terminal event, which Codex reads its error from.
+    _, failed, end = rest.split(b"\n\n")
+    assert end == b"" and failed.startswith(b"event: response.failed\ndata: ")
+    terminal = json.loads(failed.split(b"data: ", 1)[1])
+    assert (terminal["sequence_number"], terminal["response"]["status"]) == (3, "failed")
+    assert terminal["response"]["error"]["code"] == "upstream_protocol_error"
 
 
 async def test_an_anthropic_stream_cut_ends_with_its_error_event() -> None:

@@ -187,13 +187,17 @@ async def test_a_responses_stream_cut_by_the_backend_ends_with_the_responses_err
             events = [event async for event in stream]
         doc = await proxy.diagnostics()
     kinds = [e.type for e in events]
-    assert kinds[-1] == "error"
+    assert kinds[-2:] == ["error", "response.failed"]
     assert "response.completed" not in kinds
-    error = events[-1]
+    error, failed = events[-2:]
     assert error.code == "upstream_protocol_error"  # type: ignore[union-attr]
     assert "Backend 'openai.1'" in error.message  # type: ignore[union-attr]
-    # Numbered after the last event the client got.
-    assert error.sequence_number == events[-2].sequence_number + 1
+    # Numbered after the last event the client got; the terminal event after it says the
+    # same (Codex reads only that one).
+    assert error.sequence_number == events[-3].sequence_number + 1
+    assert failed.sequence_number == error.sequence_number + 1
+    assert failed.response.status == "failed"  # type: ignore[union-attr]
+    assert failed.response.error.message == error.message  # type: ignore[union-attr]
     assert instance(doc, "openai.1")["activity"]["lifetime"]["errors"] == 1
 
 

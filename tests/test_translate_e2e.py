@@ -627,3 +627,43 @@ async def test_the_clients_query_string_stays_behind_on_a_crossing(
     assert answer.status_code == 200, answer.text
     # ?beta=true is Claude Code's Messages API parameter, not the OpenAI backend's.
     assert (fake.requests[-1].path, fake.requests[-1].query) == ("/v1/chat/completions", "")
+
+
+# -- encodings -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+async def test_a_backend_that_would_compress_is_asked_for_identity_on_a_crossing(
+    nursery: trio.Nursery, fake: FakeUpstream, streaming: bool
+) -> None:
+    # The SDKs accept gzip, and the backend's compressed answer reached the translator
+    # as it was: a 502 ("not JSON"), or a stream of one error event. Claude Code, with
+    # its retries, then hung.
+    events = (
+        chat_chunk({"role": "assistant", "content": TEXT}),
+        chat_chunk({}, "stop"),
+        b"data: [DONE]\n\n",
+    )
+    async with _proxy(nursery, fake) as proxy:
+        if streaming:
+            fake.script(Scenario(events=events, gzip=True))
+        else:
+            answer = chat_answer({"role": "assistant", "content": TEXT}, "stop")
+            fake.script(Scenario(json=answer, gzip=True))
+        async with _anthropic(proxy) as client:
+            kwargs: dict[str, Any] = {
+                "model": "openai.1:gpt-fake",
+                "max_tokens": 50,
+                "messages": [{"role": "user", "content": "hi"}],
+            }
+            if streaming:
+                async with client.messages.stream(**kwargs) as stream:
+                    text = "".join([t async for t in stream.text_stream])
+            else:
+                message = await client.messages.create(**kwargs)
+                text = message.content[0].text  # type: ignore[union-attr]
+        doc = await proxy.diagnostics()
+    assert text == TEXT
+    assert fake.requests[-1].headers["accept-encoding"] == "identity"
+    life = instance(doc, "openai.1")["activity"]["lifetime"]
+    assert life["bytes_rx"] == fake.bytes_sent and life["completed"] == 1

@@ -8,6 +8,7 @@ middle of an event. Clients are raw sockets, httpx or the real SDKs.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -147,6 +148,30 @@ async def test_a_translated_answer_is_framed_by_its_own_length_not_the_upstreams
         )
     assert response.status_code == 200, response.text
     assert response.json()["type"] == "message"
+    no_tracebacks(caplog)
+
+
+async def test_a_translated_answer_encoded_though_identity_was_asked_is_a_502_saying_so(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    answer = gzip.compress(b'{"id": "x", "object": "chat.completion", "choices": []}')
+
+    async def compressed(conn: ServerConn, request: h11.Request) -> None:
+        await conn.send_raw(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(answer), answer)
+        )
+
+    async with (
+        raw_upstream(nursery, compressed) as url,
+        running_proxy(nursery, backends=(openai_spec(url),)) as proxy,
+    ):
+        response = await post(
+            proxy, MESSAGES, {"model": "openai.1:gpt-fake", "max_tokens": 5, "messages": []}
+        )
+    assert response.status_code == 502
+    assert response.json()["type"] == "error"
+    assert "encoded its answer (gzip) though asked for identity" in response.text
     no_tracebacks(caplog)
 
 

@@ -76,7 +76,14 @@ def crossing_request(
     """
     translated = translate_request(client_route.api, payload, default_max_tokens=default_max_tokens)
     prefix = _CLIENT_API_HEADERS[client_route.api]
-    kept = [(name, value) for name, value in headers if not name.startswith(prefix)]
+    # Nor the client's Accept-Encoding: the proxy reads this answer to translate it (the
+    # connector then asks for identity). The SDKs all accept gzip, and a backend that
+    # compressed its answer was a 502 ("not JSON") or a broken stream.
+    kept = [
+        (name, value)
+        for name, value in headers
+        if not name.startswith(prefix) and name != b"accept-encoding"
+    ]
     path = backend_route.upstream_path(backend_api)
     assert path is not None, "routing only crosses to a route the backend serves"
     request = UpstreamRequest(

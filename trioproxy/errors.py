@@ -211,7 +211,11 @@ def error_body(api: Api, exc: ProxyError) -> bytes:
 def sse_error_event(shape: StreamShape, exc: ProxyError, *, sequence_number: int = 0) -> bytes:
     """The Server-Sent Event that ends a started stream with ``exc``, in ``shape``.
 
-    ``sequence_number`` numbers a Responses API event (the one after the last sent).
+    ``sequence_number`` numbers a Responses API event (the one after the last sent). A
+    Responses stream gets its ``error`` event and then ``response.failed``, the terminal
+    event the API ends a failed response with: the ``openai`` SDK reads the first, and
+    Codex only the second (it passed the ``error`` event over and said only "stream
+    closed before response.completed").
     """
     if shape is StreamShape.ANTHROPIC:
         return b"event: error\ndata: " + error_body(Api.ANTHROPIC, exc) + b"\n\n"
@@ -223,5 +227,20 @@ def sse_error_event(shape: StreamShape, exc: ProxyError, *, sequence_number: int
             "param": None,
             "sequence_number": sequence_number,
         }
-        return b"event: error\ndata: " + json.dumps(event).encode() + b"\n\n"
+        failed = {
+            "type": "response.failed",
+            "sequence_number": sequence_number + 1,
+            "response": {
+                "object": "response",
+                "status": "failed",
+                "error": {"code": exc.code, "message": exc.message},
+            },
+        }
+        return (
+            b"event: error\ndata: "
+            + json.dumps(event).encode()
+            + b"\n\nevent: response.failed\ndata: "
+            + json.dumps(failed).encode()
+            + b"\n\n"
+        )
     return b"data: " + error_body(Api.OPENAI, exc) + b"\n\n"

@@ -48,6 +48,7 @@ from .errors import (
     ProxyError,
     ShuttingDown,
     UpstreamError,
+    UpstreamProtocolError,
     UpstreamTimeout,
 )
 from .hangup import Hangup
@@ -188,6 +189,9 @@ async def relay_body(
             log.debug("after the translated stream ended: %s", exc.message)
 
 
+_TRANSLATED_DROP = frozenset({b"content-type", b"content-encoding", b"content-md5", b"etag"})
+
+
 async def _read_all(chunks: AsyncIterator[bytes], out: ClientOut) -> bytes:
     """A whole body (one to be translated), counted as received as it arrives."""
     parts = []
@@ -208,10 +212,18 @@ async def _relay_translated(
         UpstreamProtocolError: a 2xx body that is not the backend API's answer.
     """
     status = response.status
-    headers = [(k, v) for k, v in response.headers if k != b"content-type"]
+    # The answer is the proxy's own: not the backend's type, encoding or digest of it.
+    headers = [(k, v) for k, v in response.headers if k not in _TRANSLATED_DROP]
     is_sse = any(
         k == b"content-type" and v.startswith(b"text/event-stream") for k, v in response.headers
     )
+    encoding = (header_value(response.headers, b"content-encoding") or "identity").strip()
+    if encoding.lower() != "identity":
+        # Asked for identity (the connector does, for a request to translate): a body it
+        # cannot read is the backend's fault, said as such, not "not JSON".
+        raise UpstreamProtocolError(
+            f"the backend encoded its answer ({encoding}) though asked for identity"
+        )
     if status < 400 and is_sse:
         await out.start(status, [*headers, SSE_CONTENT_TYPE])
         await relay_body(response.aiter_raw(), out, crossing.stream())
