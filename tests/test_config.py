@@ -19,8 +19,8 @@ from trioproxy.config_file import ConfigError
 from trioproxy.options import (
     BOOLEAN,
     HEADER_NAMES,
+    HISTORY_SIZE,
     HOST,
-    NON_NEGATIVE_INT,
     PORT,
     POSITIVE_INT,
     POSITIVE_NUMBER,
@@ -109,7 +109,7 @@ SAMPLES: dict[Any, tuple[Any, Any]] = {
     POSITIVE_INT: (1000, 2000),
     POSITIVE_NUMBER: (1.5, 12.5),
     HEADER_NAMES: (("x-a",), ("x-b", "session_id")),
-    NON_NEGATIVE_INT: (0, 50),
+    HISTORY_SIZE: (0, 50),
     WORKER_COUNT: (2, 3),
 }
 # client_keys_env names a variable that must hold keys: let every text sample name one.
@@ -271,13 +271,13 @@ def test_missing_config_file(tmp_path: Path) -> None:
 # Values each kind refuses: as the text of a flag or variable, and as a YAML value.
 BAD_TEXT: dict[Any, tuple[str, ...]] = {
     TEXT: (),
-    HOST: (),
+    HOST: ("", " ", "[]", "[ ]"),
     PORT: ("99999", "-1", "abc", "80.5"),
     POSITIVE_INT: ("0", "-3", "1.5", "lots"),
     POSITIVE_NUMBER: ("0", "-2", "nan", "soon"),
     BOOLEAN: ("maybe", "2"),
     HEADER_NAMES: ("", " , ", "x a", "x:y"),
-    NON_NEGATIVE_INT: ("-1", "1.5", "many"),
+    HISTORY_SIZE: ("-1", "1.5", "many", "1000001", "9" * 20),
     WORKER_COUNT: ("0", "-2", "1.5", "all"),
 }
 BAD_YAML: dict[Any, tuple[Any, ...]] = {
@@ -288,7 +288,7 @@ BAD_YAML: dict[Any, tuple[Any, ...]] = {
     POSITIVE_NUMBER: (0, -1.5, "1", True),
     BOOLEAN: ("yes", 1, None),
     HEADER_NAMES: ([], [""], ["x y"], 3, [1]),
-    NON_NEGATIVE_INT: (-1, 1.5, "10", True),
+    HISTORY_SIZE: (-1, 1.5, "10", True, 1_000_001),
     WORKER_COUNT: (0, 1.5, "2", "all", True),
 }
 
@@ -583,6 +583,28 @@ def test_bad_variable_stops_start_up_with_one_line() -> None:
     ("args", "env", "file", "words"),
     [
         (["--port", "99999"], {}, "", "--port: '99999' is not a port number"),
+        # An empty variable name meant keys, and an empty host means every interface:
+        # each started without a word (no authentication; bound to 0.0.0.0).
+        (["--client-keys-env", ""], {}, "", "client keys: the name of their environment"),
+        ([], {"TRIOPROXY_ADMIN_KEYS_ENV": " "}, "", "admin keys: the name of their environment"),
+        (["--host", ""], {}, "", "--host: '' is not an address"),
+        ([], {}, "host: ''", "key 'host' must be an address"),
+        # A credential as a session id would be echoed, shown and logged.
+        (["--session-headers", "x-session-id,Authorization"], {}, "", "--session-headers: "),
+        # A tracker's history past the bound was an OverflowError traceback.
+        (["--activity-history", "9" * 20], {}, "", "--activity-history: '999"),
+        (
+            [],
+            {},
+            "backends:\n  - type: openai\n    base_url: 'http://[::1/v1'",
+            "key 'backends[0].base_url' must be an http:// or https:// URL",
+        ),
+        (
+            [],
+            {},
+            "backends:\n  - type: openai\n    base_url: 'http://localhost:0/v1'",
+            "key 'backends[0].base_url' must be an http:// or https:// URL",
+        ),
         # Past the bound, which stopped start-up with a MemoryError or OverflowError.
         (["--workers", "99999999999"], {}, "", "--workers: '99999999999' is not an integer from"),
         ([], {"TRIOPROXY_WORKERS": "9" * 20}, "", "TRIOPROXY_WORKERS='" + "9" * 20),

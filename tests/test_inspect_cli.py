@@ -39,6 +39,7 @@ from tests.documents import (
 )
 from tests.tmuxpane import SCRIPT, Pane, header_values, pane_runner
 from trioproxy.inspect import cli, formatting, view
+from trioproxy.inspect.cancel import AmbiguousSession, pick_session
 from trioproxy.inspect.merge import tracking_disabled
 
 TIMEOUT = 20
@@ -111,6 +112,8 @@ class FakeProxy:
                 return 200, b'{"status": "ok"}'
             case "html":
                 return 200, b"<html><body>Welcome to nginx!</body></html>"
+            case "deep":  # JSON nested past the parser's depth (a RecursionError)
+                return 200, b"[" * 100_000
             case "slow":
                 await self.never.wait()
         return 404, b'{"error": "no such case"}'
@@ -345,6 +348,7 @@ async def test_tracking_disabled(fake_proxy: tuple[str, FakeProxy]) -> None:
     [
         ("shape", "answered JSON that is not the expected diagnostics JSON (timestamp: missing)"),
         ("html", "did not answer JSON, so it is not the expected diagnostics JSON"),
+        ("deep", "did not answer JSON, so it is not the expected diagnostics JSON"),
         ("nothing-here", "answered HTTP 404 instead of the diagnostics JSON"),
     ],
 )
@@ -740,3 +744,12 @@ async def test_watch_on_a_terminal_when_unreachable(
     assert "Traceback" not in final
     assert "unreachable, retrying every 0.1s" in screen
     assert f"The proxy at {refused_url} is unreachable" in " ".join(screen.split())
+
+
+def test_an_active_id_that_ends_in_dots_is_that_id_not_a_prefix() -> None:
+    # "retry..." started "retry..." and "retry...2": two matches, and no way to cancel it.
+    active = ["retry...", "retry...2"]
+    assert pick_session("retry...", active, instance="a", base_url="u") == "retry..."
+    assert pick_session("retry...2", active, instance="a", base_url="u") == "retry...2"
+    with pytest.raises(AmbiguousSession):
+        pick_session("retry…", active, instance="a", base_url="u")

@@ -661,7 +661,7 @@ async def test_a_backend_that_would_compress_is_asked_for_identity_on_a_crossing
                     text = "".join([t async for t in stream.text_stream])
             else:
                 message = await client.messages.create(**kwargs)
-                text = message.content[0].text  # type: ignore[union-attr]
+                text = message.content[0].text
         doc = await proxy.diagnostics()
     assert text == TEXT
     assert fake.requests[-1].headers["accept-encoding"] == "identity"

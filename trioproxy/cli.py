@@ -266,10 +266,14 @@ def _keys(environ: Mapping[str, str], name: str | None, what: str) -> tuple[Secr
     """The comma-separated keys in the variable ``name`` (none when ``name`` is None).
 
     Raises:
-        ConfigError: the variable is unset or holds no key.
+        ConfigError: the name is empty, or the variable is unset or holds no key.
     """
-    if not name:
+    if name is None:
         return ()
+    if not name.strip():
+        # Set, but to nothing (an empty variable in a unit file, say): keys were meant,
+        # and serving without them would open what they were to close.
+        raise ConfigError(f"{what}: the name of their environment variable is empty")
     raw = environ.get(name, "")
     keys = tuple(Secret(k.strip()) for k in raw.split(",") if k.strip())
     if not keys:

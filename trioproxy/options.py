@@ -118,7 +118,11 @@ TEXT: Kind[str] = Kind("a string", str, _yaml_text)
 def _host(text: str) -> str:
     # An IPv6 address may come bracketed, as in a URL; the sockets want it bare.
     text = text.strip()
-    return text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    host = text[1:-1].strip() if text.startswith("[") and text.endswith("]") else text
+    if not host:
+        # The sockets read "" as every interface: 0.0.0.0 from an empty variable.
+        raise ValueError(text)
+    return host
 
 
 #: An address to listen on: a name, an IPv4 address, or an IPv6 one (bracketed or not).
@@ -135,10 +139,12 @@ POSITIVE_INT: Kind[int] = Kind(
     _in_range(_text_integer, 1, None),
     _in_range(_yaml_integer, 1, None),
 )
-NON_NEGATIVE_INT: Kind[int] = Kind(
-    "an integer of 0 or more",
-    _in_range(_text_integer, 0, None),
-    _in_range(_yaml_integer, 0, None),
+#: The most finished requests a history keeps (each is about a kilobyte).
+MOST_HISTORY = 1_000_000
+HISTORY_SIZE: Kind[int] = Kind(
+    f"an integer from 0 to {MOST_HISTORY:,}",
+    _in_range(_text_integer, 0, MOST_HISTORY),
+    _in_range(_yaml_integer, 0, MOST_HISTORY),
 )
 POSITIVE_NUMBER: Kind[float] = Kind(
     "a number greater than 0",
@@ -189,9 +195,18 @@ WORKER_COUNT: Kind[int] = Kind(
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 
 
+#: Headers that carry a client's credentials: never a session id, which is echoed to the
+#: client, shown in the diagnostics and written to the access log.
+CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "api-key", "cookie"}
+)
+
+
 def _header_names(names: list[str]) -> tuple[str, ...]:
     out = tuple(name.strip().lower() for name in names if name.strip())
     if not out or not all(set(name) <= _TOKEN for name in out):
+        raise ValueError(names)
+    if CREDENTIAL_HEADERS.intersection(out):
         raise ValueError(names)
     return out
 
@@ -205,10 +220,10 @@ def _yaml_header_names(value: object) -> tuple[str, ...]:
 
 
 HEADER_NAMES: Kind[tuple[str, ...]] = Kind(
-    "a comma-separated list of header names",
+    "a comma-separated list of header names (none that carries credentials)",
     lambda text: _header_names(text.split(",")),
     _yaml_header_names,
-    yaml_allowed="a list of header names",
+    yaml_allowed="a list of header names (none that carries credentials)",
     to_text=",".join,
 )
 

@@ -15,8 +15,8 @@ from .accesslog import ACCESS_LOG_FORMATS
 from .options import (
     BOOLEAN,
     HEADER_NAMES,
+    HISTORY_SIZE,
     HOST,
-    NON_NEGATIVE_INT,
     PORT,
     POSITIVE_INT,
     POSITIVE_NUMBER,
@@ -104,7 +104,7 @@ class Settings:
     activity_history: int = option(
         200,
         env="TRIOPROXY_ACTIVITY_HISTORY",
-        kind=NON_NEGATIVE_INT,
+        kind=HISTORY_SIZE,
         metavar="N",
         help="finished requests /v1/diagnostics/recent remembers (0: none)",
     )

@@ -24,7 +24,10 @@ def shown_url(url: str) -> str:
     The query's names stay (``?key=***&api-version=***``), so the reader can tell what
     was there; a URL with none of the three comes back as it is.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[::1/v1": nothing to tell apart in it, so nothing shown
+        return HIDDEN
     netloc = parts.netloc
     if "@" in netloc:
         netloc = f"{HIDDEN}@{netloc.rpartition('@')[2]}"
@@ -45,13 +48,19 @@ def base_url_problem(url: str) -> str | None:
     'backends[0].base_url' …", "environment variable OPENAI_BASE_URL …") and show the URL
     only through :func:`shown_url`.
     """
-    parts = urlsplit(url)
     try:
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        parts = urlsplit(url)  # ValueError: an unclosed "[" of an IPv6 host
+        port = parts.port  # ValueError: a port that is not a number or out of range
     except ValueError:
         valid = False
     else:
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        valid = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and port != 0
+            and " " not in parts.netloc
+            and not parts.netloc.endswith(":")
+        )
     shown = repr(shown_url(url))
     if not valid:
         return f"must be an http:// or https:// URL, not {shown}"

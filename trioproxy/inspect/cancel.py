@@ -30,15 +30,17 @@ class AmbiguousSession(InspectError):
 def pick_session(given: str, active: Sequence[str], *, instance: str, base_url: str) -> str:
     """The session id ``given`` stands for among ``active`` (the instance's sessions).
 
-    A ``given`` that does not end with an ellipsis is the id itself; one that does is the
-    start of an id, and must start exactly one of ``active``.
+    A ``given`` that does not end with an ellipsis, or that is one of ``active``, is the
+    id itself; one that does is the start of an id, and must start exactly one of
+    ``active``.
 
     Raises:
         NoSuchConnection: a shortened id that starts none of them.
         AmbiguousSession: a shortened id that starts more than one.
     """
     prefix = next((given.removesuffix(e) for e in ELLIPSES if given.endswith(e)), None)
-    if prefix is None:
+    if prefix is None or given in active:
+        # An id that is itself an active one is that one, even if it ends in "..."
         return given
     matches = [session for session in active if session.startswith(prefix)]
     if len(matches) == 1:

@@ -109,7 +109,7 @@ def _call(
 def _json(response: httpx.Response, url: str, what: str) -> object:
     try:
         data: object = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past json's depth
         raise UnexpectedResponse(
             f"{url} did not answer JSON, so it is not the expected {what}; "
             "is this the address of a trioproxy?"
