@@ -35,7 +35,8 @@ def test_each_entry_is_one_line_on_the_file_at_once(tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     log = AccessLog("json", str(path))
     log.write(entry("s1"))
-    # Readable before the log is closed: a line is flushed as it is written.
+    # Readable before the log is closed, once its thread has written it.
+    assert log.flush()
     (line,) = path.read_text().splitlines()
     assert json.loads(line)["session"] == "s1"
     log.write(entry("s2"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from typing import Any, TextIO
 
 import orjson
 import trio
+
+from .linewriter import LineWriter, stderr
 
 #: The values of ``--access-log``.
 ACCESS_LOG_FORMATS = ("text", "json", "off")
@@ -149,11 +150,13 @@ def format_json(entry: AccessEntry) -> str:
 class AccessLog:
     """Writes access log lines (``text`` or ``json``) to stderr or to the file ``path``.
 
-    A line is written whole with one ``write`` of a line-buffered stream, straight from
-    the request's task: the logging module's records cost more than the rest of a quick
-    request, and an access line needs none of their routing (the proxy's log level does
-    not hide it). The file is opened once, for appending, and never reopened: rotate it
-    in place (logrotate's ``copytruncate``); ``close`` closes it.
+    A line is formatted in the request's task and written by a thread
+    (:class:`~.linewriter.LineWriter`), so a reader of stderr that stalls never stalls
+    the proxy; lines that gather meanwhile go out in one write. The logging module is
+    not used: its records cost more than the rest of a quick request, and an access line
+    needs none of their routing (the proxy's log level does not hide it). The file is
+    opened once, for appending, and never reopened: rotate it in place (logrotate's
+    ``copytruncate``); ``close`` writes what is left and closes it.
 
     Raises:
         OSError: the file cannot be opened for appending.
@@ -163,16 +166,22 @@ class AccessLog:
         """``fmt`` is ``json`` or ``text`` (``off`` is no AccessLog at all)."""
         self._format = format_json if fmt == "json" else format_text
         self._file: TextIO | None = (
-            open(path, "a", encoding="utf-8", buffering=1) if path is not None else None  # noqa: SIM115 - closed by close()
+            open(path, "a", encoding="utf-8") if path is not None else None  # noqa: SIM115 - closed by close()
         )
+        file = self._file
+        self._writer = LineWriter(stderr if file is None else lambda: file, "access-log")
 
     def write(self, entry: AccessEntry) -> None:
-        """Write one line for ``entry``."""
-        stream = self._file if self._file is not None else sys.stderr
-        stream.write(self._format(entry) + "\n")
+        """Write one line for ``entry`` (queued: it never waits for the stream)."""
+        self._writer.write(self._format(entry) + "\n")
+
+    def flush(self) -> bool:
+        """Wait a moment at most until every line so far is written; whether it was."""
+        return self._writer.flush()
 
     def close(self) -> None:
-        """Close the file, when there is one."""
+        """Write what is queued, then close the file, when there is one."""
+        self._writer.close()
         if self._file is not None:
             self._file.close()
             self._file = None

@@ -292,12 +292,10 @@ def startup_warnings(settings: Settings) -> list[str]:
 
 
 def configure_logging(level: str) -> None:
-    """Log lines to stderr at ``level``."""
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Log lines to stderr at ``level`` (never blocking the event loop: :mod:`.linewriter`)."""
+    from .linewriter import configure_logging as configure
+
+    configure(level, "%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 async def _serve_noting_start(settings: Settings, listening: list[str]) -> None:

@@ -26,6 +26,7 @@ import sys
 import trio
 
 from ..gcpolicy import tune_gc
+from ..linewriter import configure_logging
 from ..server import os_error_text, serve, sole_os_error
 from .cluster import Cluster
 from .plan import WorkerPlan, read_plan
@@ -78,10 +79,9 @@ def main() -> int:
     """The worker process; its exit code."""
     plan = read_plan(sys.stdin.buffer)
     die_with_parent(plan.parent_pid)
-    logging.basicConfig(
-        level=getattr(logging, plan.settings.log_level.upper()),
-        format=f"%(asctime)s %(levelname)s %(name)s [worker {plan.worker}]: %(message)s",
-        stream=sys.stderr,
+    configure_logging(
+        plan.settings.log_level,
+        f"%(asctime)s %(levelname)s %(name)s [worker {plan.worker}]: %(message)s",
     )
     tune_gc()
     try:
