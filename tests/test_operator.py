@@ -390,3 +390,34 @@ async def test_the_access_log_goes_to_stderr_by_default(
         await trio.testing.wait_all_tasks_blocked()
     (line,) = [line for line in capfd.readouterr().err.splitlines() if "outcome=" in line]
     assert f"POST {CHAT} status=200 instance=mock.1 endpoint=chat.completions" in line
+
+
+async def test_a_request_routing_refuses_is_answered_and_logged_with_its_session_and_model(
+    nursery: trio.Nursery, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    # The 400 had no x-session-id, and its access line no session or model (Codex's
+    # requests to an instance that has no /v1/responses, for one).
+    log_file = tmp_path / "access.log"
+    async with (
+        running_proxy(
+            nursery,
+            backends=(openai_spec(fake.base_url), anthropic_spec(fake.base_url)),
+            access_log="json",
+            access_log_file=str(log_file),
+        ) as proxy,
+        httpx.AsyncClient(base_url=proxy.url) as client,
+    ):
+        answer = await client.post(
+            "/v1/responses",
+            json={"model": "anthropic.1:claude-fake", "input": "hi"},
+            headers={"x-session-id": "refused-session"},
+        )
+    assert answer.status_code == 400
+    assert "is an anthropic backend" in answer.json()["error"]["message"]
+    assert answer.headers["x-session-id"] == "refused-session"
+    (line,) = [json.loads(text) for text in log_file.read_text().splitlines()]
+    assert (line["outcome"], line["session"], line["model"]) == (
+        "refused",
+        "refused-session",
+        "anthropic.1:claude-fake",
+    )

@@ -10,6 +10,7 @@ in the route's API's own error shape; nothing here raises to the server.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -32,7 +33,7 @@ from .errors import (
     error_body,
 )
 from .hangup import hangup_of
-from .headers import REQUEST_DROP, Headers, header_value
+from .headers import REQUEST_DROP, SESSION_HEADER, Headers, header_value
 from .jsonbody import encode, parse_object
 from .relay import Call, relay
 from .routes import ProxyRoute
@@ -195,9 +196,17 @@ class ProxyRoutes:
         self.request_body_timeout = request_body_timeout
 
     def prepare(
-        self, request_route: ProxyRoute, headers: Headers, body: bytes, query: bytes = b""
+        self,
+        request_route: ProxyRoute,
+        headers: Headers,
+        body: bytes,
+        query: bytes = b"",
+        known: Known | None = None,
     ) -> tuple[Call, tuple[str, ...]]:
         """Validate and route a request; returns the call and the candidate instances.
+
+        ``known`` gets the request's session and model as soon as they are known, so that
+        a request refused after that (by routing) is answered and logged with them.
 
         Raises:
             ProxyError: the request cannot be served (its status and message say why).
@@ -210,6 +219,8 @@ class ProxyRoutes:
         session_id, in_body = session_id_of(
             header_session_id(headers, self.session_headers), payload
         )
+        if known is not None:
+            known.session_id, known.model = session_id, model
         chosen = route(
             model,
             request_route,
@@ -254,9 +265,10 @@ class ProxyRoutes:
         status: int | None = None
         refused_tx = 0
         outcome = "refused"
+        known = Known()
         try:
             call, names, status, refused_tx = await self._prepare_or_answer(
-                request_route, scope, receive, send
+                request_route, scope, receive, send, known
             )
             if call is None:
                 outcome = "cancelled" if status is None else "refused"
@@ -273,7 +285,9 @@ class ProxyRoutes:
             self.ended += 1
             if self.access_log is not None:
                 self.access_log.write(
-                    _entry(scope, request_route, arrived, call, out, status, outcome, refused_tx)
+                    _entry(
+                        scope, request_route, arrived, call, out, status, outcome, refused_tx, known
+                    )
                 )
 
     async def _prepare_or_answer(
@@ -282,9 +296,11 @@ class ProxyRoutes:
         scope: MutableMapping[str, Any],
         receive: Receive,
         send: Send,
+        known: Known,
     ) -> tuple[Call | None, tuple[str, ...], int | None, int]:
         """The routed call, or None once the request is answered (its status and the bytes
-        of its error body) or gone (None, 0)."""
+        of its error body) or gone (None, 0). ``known`` gets its session and model once
+        they are known."""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         try:
             if not is_authorized(headers, self.client_keys):
@@ -294,11 +310,12 @@ class ProxyRoutes:
             body = await read_body(
                 headers, receive, self.max_request_body, self.request_body_timeout
             )
-            call, names = self.prepare(request_route, headers, body, scope.get("query_string", b""))
+            query = scope.get("query_string", b"")
+            call, names = self.prepare(request_route, headers, body, query, known)
         except _Disconnected:
             return None, (), None, 0
         except ProxyError as exc:
-            sent = await send_error(send, request_route.api, exc)
+            sent = await send_error(send, request_route.api, exc, known.session_id)
             return None, (), exc.status, sent
         return call, names, None, 0
 
@@ -315,6 +332,15 @@ class ProxyRoutes:
         for attempt in self.in_flight:
             attempt.shut_down()
         return len(self.in_flight)
+
+
+@dataclass(slots=True)
+class Known:
+    """What is known of a request before it is routed: its session and model (as asked,
+    aliases resolved), for the answer and the access log of one that is refused."""
+
+    session_id: str | None = None
+    model: str | None = None
 
 
 def _only_cancelled(exc: BaseException) -> bool:
@@ -334,6 +360,7 @@ def _entry(
     status: int | None,
     outcome: str,
     refused_tx: int,
+    known: Known,
 ) -> AccessEntry:
     return entry_for(
         scope,
@@ -343,19 +370,22 @@ def _entry(
         outcome=outcome,
         endpoint=request_route.endpoint.value,
         instance=out.instance if out is not None else None,
-        model=call.model if call is not None else None,
-        session=call.session_id if call is not None else None,
+        model=call.model if call is not None else known.model,
+        session=call.session_id if call is not None else known.session_id,
         first_byte=out.first_byte if out is not None else None,
         bytes_rx=out.rx if out is not None else 0,
         bytes_tx=out.tx if out is not None else refused_tx,
     )
 
 
-async def send_error(send: Send, api: Api, exc: ProxyError) -> int:
-    """Answer ``exc`` as a complete JSON response in ``api``'s shape; returns the body's
-    length (the bytes sent to the client, for the access log)."""
+async def send_error(send: Send, api: Api, exc: ProxyError, session_id: str | None = None) -> int:
+    """Answer ``exc`` as a complete JSON response in ``api``'s shape (with the request's
+    session as ``x-session-id`` when it is known); returns the body's length (the bytes
+    sent to the client, for the access log)."""
     body = error_body(api, exc)
     headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    if session_id is not None:
+        headers.append((SESSION_HEADER, session_id.encode()))
     if isinstance(exc, MethodNotAllowed):
         headers.append((b"allow", b"POST"))
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})

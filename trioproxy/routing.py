@@ -81,8 +81,10 @@ def _cannot_serve(
         if able
         else "no configured backend serves it"
     )
+    kind = target.type.value
+    article = "an" if kind[:1] in "aeiou" else "a"
     return BadRequest(
-        f"Backend '{target.name}' is a {target.type.value} backend and speaks the "
+        f"Backend '{target.name}' is {article} {kind} backend and speaks the "
         f"{own.value if own else 'other'} API, which has no POST {route.path}: {advice}."
     )
 
