@@ -300,6 +300,9 @@ async def test_two_requests_of_one_session_are_one_connection_until_the_last_end
         assert conn.requests == 1
         assert (conn.bytes_rx, conn.bytes_tx) == (110, 108)
         assert (conn.started_at, conn.connection_type) == (started_at, "streaming")
+        # The latest request still in flight: not one that has ended (its model and
+        # status would say what the connection is no longer doing).
+        assert conn.model == ("gpt-4o" if ends_first == "second" else "gpt-4o-mini")
 
         finish["second" if ends_first == "first" else "first"].set()
 

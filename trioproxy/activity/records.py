@@ -106,8 +106,8 @@ class ConnectionRecord:
     connection_type: ConnectionType
     started_at: float
     last_activity: float
-    # Its latest request, whose model, endpoint, first byte and status the view shows
-    # (it may already have ended while older requests of the session go on).
+    # Its latest request in flight, whose model, endpoint, first byte and status the
+    # view shows.
     latest: RequestMeter
     bytes_rx: int = 0
     bytes_tx: int = 0

@@ -485,6 +485,9 @@ class ActivityTracker:
             connection.row = None
             if not connection.meters:
                 del record.connections[meter.session_id]
+            elif connection.latest is meter:
+                # The latest request still in flight, not one that has ended.
+                connection.latest = next(reversed(connection.meters))
             record.lifetime.count(outcome)
             record.durations.observe(duration)
             if ttfb is not None:
