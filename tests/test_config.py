@@ -605,6 +605,34 @@ def test_bad_variable_stops_start_up_with_one_line() -> None:
             "backends:\n  - type: openai\n    base_url: 'http://localhost:0/v1'",
             "key 'backends[0].base_url' must be an http:// or https:// URL",
         ),
+        # Each was taken without a word: a key in both spellings (the last won), a
+        # dashed default-backend (ignored), a negative mock delay (every stream then
+        # failed with a traceback), a backend name that would split a log line.
+        (
+            [],
+            {},
+            "enable_activity_tracking: true\nenable-activity-tracking: false",
+            "key 'enable-activity-tracking' is given twice (also as 'enable_activity_tracking')",
+        ),
+        (
+            [],
+            {},
+            "backends:\n  - type: mock\ndefault-backend: nope",
+            "key 'default_backend' names no backend: 'nope'",
+        ),
+        (
+            [],
+            {},
+            "backends:\n  - type: mock\n    chunk_delay: -1",
+            "key 'backends[0].chunk_delay' must be 0 or more",
+        ),
+        (
+            [],
+            {},
+            'backends:\n  - type: mock\n    name: "a\\nb"',
+            "key 'backends[0].name' must be a name of printable characters",
+        ),
+        ([], {}, "backends:\n  - type: mock\n    name: ''", "key 'backends[0].name' must be"),
         # Past the bound, which stopped start-up with a MemoryError or OverflowError.
         (["--workers", "99999999999"], {}, "", "--workers: '99999999999' is not an integer from"),
         ([], {"TRIOPROXY_WORKERS": "9" * 20}, "", "TRIOPROXY_WORKERS='" + "9" * 20),

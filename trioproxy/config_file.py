@@ -90,9 +90,16 @@ def parse_config_text(path: str, text: str) -> ConfigFile:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     flat: dict[str, Any] = {}
+    spelled: dict[str, str] = {}
+    nested: dict[str, Any] = {}
     for raw_key, value in data.items():
         # Keys may be written as the flag (enable-activity-tracking) or as a name (…_…).
         key = str(raw_key).replace("-", "_")
+        if key in spelled:
+            raise ConfigError(f"{path}: key '{raw_key}' is given twice (also as '{spelled[key]}')")
+        spelled[key] = str(raw_key)
+        if key in NESTED_KEYS:
+            nested[key] = value
         if key in FLAT_OPTIONS:
             kind = FLAT_OPTIONS[key].kind
             try:
@@ -103,17 +110,17 @@ def parse_config_text(path: str, text: str) -> ConfigFile:
                 ) from None
         elif key not in NESTED_KEYS:
             raise ConfigError(f"{path}: unknown key '{raw_key}'")
-    default = data.get("default_backend")
+    default = nested.get("default_backend")
     if default is not None:
         _check_type(path, "default_backend", default, (str,))
     backends = None
-    if "backends" in data:
-        backends = _parse_backends(path, data["backends"])
+    if "backends" in nested:
+        backends = _parse_backends(path, nested["backends"])
         if default is not None and default not in {b.name for b in backends}:
             raise ConfigError(f"{path}: key 'default_backend' names no backend: {default!r}")
     elif default is not None:
         raise ConfigError(f"{path}: key 'default_backend' needs a 'backends' list")
-    return ConfigFile(path, flat, backends, default, _parse_aliases(path, data.get("aliases")))
+    return ConfigFile(path, flat, backends, default, _parse_aliases(path, nested.get("aliases")))
 
 
 def _parse_aliases(path: str, entries: Any) -> dict[str, str]:
@@ -158,7 +165,15 @@ def _parse_backends(path: str, entries: Any) -> tuple[RawBackend, ...]:
                 f"not {entry['type']!r}"
             ) from None
         counts[kind] = counts.get(kind, 0) + 1
-        name = entry.get("name") or f"{kind.value}.{counts[kind]}"
+        name = entry.get("name")
+        if name is None:
+            name = f"{kind.value}.{counts[kind]}"
+        elif not name.strip() or not name.isprintable() or name != name.strip():
+            # It names the backend in log lines, documents and model prefixes.
+            raise ConfigError(
+                f"{path}: key '{where}.name' must be a name of printable characters with no "
+                f"space around it, not {name!r}"
+            )
         if any(b.name == name for b in out):
             raise ConfigError(f"{path}: key '{where}.name' repeats the name {name!r}")
         if ":" in name:
@@ -173,6 +188,9 @@ def _parse_backends(path: str, entries: Any) -> tuple[RawBackend, ...]:
         problem = base_url_problem(base_url) if kind is not ConnectorType.MOCK else None
         if problem is not None:
             raise ConfigError(f"{path}: key '{where}.base_url' {problem}")
+        for key in ("chunks", "chunk_delay"):
+            if entry.get(key) is not None and entry[key] < 0:
+                raise ConfigError(f"{path}: key '{where}.{key}' must be 0 or more")
         out.append(
             RawBackend(
                 name=name,
