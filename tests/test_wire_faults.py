@@ -12,6 +12,7 @@ import gzip
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anthropic
 import h11
@@ -300,9 +301,12 @@ async def raw_exchange(proxy: RunningProxy, data: bytes) -> bytes:
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/ws", "/"])
 async def test_a_websocket_upgrade_is_a_400_without_a_traceback(
-    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, path: str
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, path: str, tmp_path: Path
 ) -> None:
-    async with running_proxy(nursery, backends=(mock_spec(),)) as proxy:
+    log_file = tmp_path / "access.log"
+    async with running_proxy(
+        nursery, backends=(mock_spec(),), access_log="json", access_log_file=str(log_file)
+    ) as proxy:
         answer = await raw_exchange(
             proxy,
             f"GET {path} HTTP/1.1\r\nhost: proxy\r\nupgrade: websocket\r\n"
@@ -313,6 +317,15 @@ async def test_a_websocket_upgrade_is_a_400_without_a_traceback(
     assert head.startswith(b"HTTP/1.1 400 ")
     assert json.loads(body)["error"]["code"] == "websocket_not_supported"
     no_tracebacks(caplog)
+    # Its access line, as every refusal has (it had none).
+    (line,) = [json.loads(text) for text in log_file.read_text().splitlines()]
+    assert (line["method"], line["path"], line["status"], line["outcome"]) == (
+        "GET",
+        path,
+        400,
+        "refused",
+    )
+    assert line["bytes_tx"] == len(body)
 
 
 async def test_absolute_form_targets_are_routed_by_their_path(

@@ -53,11 +53,12 @@ def origin_form(path: str) -> str:
     return path
 
 
-async def refuse_websocket(receive: Receive, send: Send) -> None:
-    """Answer a WebSocket upgrade with 400 and a JSON error (403 if the server cannot)."""
+async def refuse_websocket(receive: Receive, send: Send) -> tuple[int | None, int]:
+    """Answer a WebSocket upgrade with 400 and a JSON error (403 if the server cannot);
+    the status and body bytes sent (None, 0: the client left first)."""
     message = await receive()
     if message["type"] != "websocket.connect":
-        return
+        return None, 0
     await send(
         {
             "type": "websocket.http.response.start",
@@ -66,6 +67,7 @@ async def refuse_websocket(receive: Receive, send: Send) -> None:
         }
     )
     await send({"type": "websocket.http.response.body", "body": _NO_WEBSOCKETS})
+    return 400, len(_NO_WEBSOCKETS)
 
 
 class TrioProxyApp:
@@ -111,11 +113,19 @@ class TrioProxyApp:
             elif path in self.admin.paths:
                 handler = self.admin
         elif kind == "websocket":
+            arrived = trio.current_time()
             if "websocket.http.response" in scope.get("extensions", {}):
-                await refuse_websocket(receive, send)
+                status, sent = await refuse_websocket(receive, send)
             else:
                 await receive()
+                # A close before the handshake: the server answers it 403.
                 await send({"type": "websocket.close", "code": 1003})
+                status, sent = 403, 0
+            if self.proxy.access_log is not None:
+                # A refusal has its line, as every other one (an upgrade is a GET).
+                upgrade = {**scope, "method": "GET"}
+                log = entry_for(upgrade, arrived, status=status, outcome="refused", bytes_tx=sent)
+                self.proxy.access_log.write(log)
             return
         if kind == "http" and self.proxy.access_log is not None:
             await _logged(handler, scope, receive, send, self.proxy.access_log)
