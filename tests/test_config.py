@@ -541,6 +541,8 @@ def test_help_lists_every_option_and_variable() -> None:
         if opt.kind.is_boolean:
             assert "--no-" + opt.flag.removeprefix("--") in result.stdout
     assert "TRIOPROXY_CONFIG" in result.stdout
+    # A list's default as the flag takes it, not as a Python tuple.
+    assert "(default: x-session-" in result.stdout and "('x-session" not in result.stdout
 
 
 def test_help_states_the_precedence_in_an_epilog_of_its_own() -> None:

@@ -369,6 +369,8 @@ async def test_not_the_expected_json(
         (["--watch", "--interval", "-1"], "must be a positive number of seconds"),
         (["--interval", "nan"], "must be a positive number of seconds"),
         (["--interval", "soon"], "not a number of seconds"),
+        (["--interval", "1e-9"], "must be 0.1 s or more"),
+        (["127.0.0.1:99999"], "not a port number"),
         (["--watch", "--raw"], "not allowed with argument"),
         (["ftp://example.com"], "not an http(s) URL"),
         (["--recent", "-1"], "must be a whole number of 0 or more"),

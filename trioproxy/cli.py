@@ -14,6 +14,7 @@ start-up with one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import os
 import sys
@@ -73,7 +74,14 @@ Precedence: flag > environment variable > config file > default."""
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults after each option's help; the description and epilog as written."""
+    """Defaults after each option's help, as they are written on the command line; the
+    description and epilog as written."""
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        if isinstance(action.default, tuple):  # a list of names: as --session-headers takes it
+            action = copy.copy(action)
+            action.default = ",".join(action.default)
+        return super()._expand_help(action)
 
 
 def _build_parser(config_path: str | None) -> _Parser:

@@ -198,6 +198,10 @@ def watch_plain(
 # --- entry point ---------------------------------------------------------------------
 
 
+#: The shortest --interval: ten polls a second.
+SHORTEST_INTERVAL = 0.1
+
+
 def _base_url(text: str) -> str:
     """Normalise the URL argument: default scheme http, no trailing slash or API path."""
     if "://" not in text:
@@ -208,6 +212,8 @@ def _base_url(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a URL: {text!r} ({exc})") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise argparse.ArgumentTypeError(f"not an http(s) URL with a host: {text!r}")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise argparse.ArgumentTypeError(f"not a port number in {text!r}: {url.port}")
     base = str(url.copy_with(query=None, fragment=None)).rstrip("/")
     return base.removesuffix(DIAGNOSTICS_PATH)
 
@@ -219,6 +225,11 @@ def _interval(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    if value < SHORTEST_INTERVAL:
+        # Every poll builds the whole document on the proxy's event loop.
+        raise argparse.ArgumentTypeError(
+            f"must be {SHORTEST_INTERVAL:g} s or more (each poll costs the proxy), not {text}"
+        )
     return value
 
 
