@@ -616,7 +616,7 @@ async def watch_blocks(url: str, count: int, *more: str) -> tuple[list[str], int
 
     Returns every block it printed (at least ``count``), its exit code and its stderr.
     """
-    command = [sys.executable, str(SCRIPT), url, *more, "--watch", "--interval", "0.05"]
+    command = [sys.executable, str(SCRIPT), url, *more, "--watch", "--interval", "0.1"]
     end = b"Ctrl+C to quit\n\n"  # a block ends with the footer and a blank line
     with trio.fail_after(TIMEOUT):
         process = await trio.lowlevel.open_process(
@@ -645,7 +645,7 @@ async def test_watch_plain_one_block_per_refresh(fake_proxy: tuple[str, FakeProx
     for n, block in enumerate(blocks, start=1):
         assert f"Total RX: {formatting.format_bytes(1000 * n)}" in block
         assert "counter-se…" in block
-        assert block.endswith("Refreshing every 0.05s · Ctrl+C to quit")
+        assert block.endswith("Refreshing every 0.1s · Ctrl+C to quit")
         assert "\x1b" not in block
     # The RX rate: none at the first refresh; then 1000 B more a (document's) second.
     rows = [next(line for line in b.splitlines() if "counter-se…" in line) for b in blocks]
@@ -664,7 +664,7 @@ async def test_watch_keeps_retrying_when_unreachable(refused_url: str) -> None:
     assert code == 0
     assert errors == ""
     for block in blocks:
-        assert block.startswith("unreachable, retrying every 0.05s (last try ")
+        assert block.startswith("unreachable, retrying every 0.1s (last try ")
         assert f"The proxy at {refused_url} is unreachable" in block
 
 

@@ -277,3 +277,21 @@ def test_plain_table_pads_and_aligns() -> None:
         "Name  Wide  Minor  Least  Num",
         "a     b c                   7",
     ]
+
+
+@pytest.mark.parametrize("width", [60, 80])
+def test_a_long_backend_name_is_shortened_on_a_narrow_terminal_and_no_number_is_cut(
+    width: int,
+) -> None:
+    # With a 27-character backend name in 60 columns, the names kept their width and
+    # rich narrowed every column: "83…" for 830B, "comple…", the model gone.
+    name = "openai-production-eu-west-1"
+    rows = [connection("abcdefgh-1234", rx=830, tx=830, model="gpt-4o")]
+    doc = snapshot([instance(name, "openai", rows)])
+    text = record_rich(Screen((answer(A, doc),), None, 0), width=width)
+    lines = text.splitlines()
+    assert max(map(len, lines)) <= width
+    table = next(line for line in lines if line.lstrip("│ ").startswith("Backend"))
+    row = lines[lines.index(table) + 2]
+    assert "830B" in row and "…" in row  # the name shortened, the number whole
+    assert "Model" in table

@@ -60,6 +60,9 @@ WAITING = "…"
 PROXY_MIN = len("255.255.255.255:65535")
 # What went wrong with a request is worth more than its byte counts and timings.
 DETAIL_MIN = 24
+#: A backend's or session's name shortened no further than this on a narrow terminal
+#: (a long backend name cut every number of the table in 60 columns).
+NAME_MIN = 8
 
 _TYPES = {"streaming": "stream", "non_streaming": "json"}
 
@@ -82,8 +85,18 @@ def _rate(entry: Entry) -> str:
 #: with several proxies only, ``RX/s`` in watch mode only.
 TABLE: tuple[Column[Entry], ...] = (
     Column("Proxy", lambda e: e.proxy or "", gives_way=True, min_width=PROXY_MIN),
-    Column("Backend", lambda e: backend_name(e.backend, e.connection.translated)),
-    Column("Session", lambda e: short_session(printable(e.connection.session_id))),
+    Column(
+        "Backend",
+        lambda e: backend_name(e.backend, e.connection.translated),
+        gives_way=True,
+        min_width=NAME_MIN,
+    ),
+    Column(
+        "Session",
+        lambda e: short_session(printable(e.connection.session_id)),
+        gives_way=True,
+        min_width=NAME_MIN,
+    ),
     Column("API", lambda e: short_endpoint(e.connection.endpoint), drop_rank=4),
     Column(
         "Type",
@@ -118,8 +131,18 @@ def recent_table(tz: tzinfo | None = None) -> tuple[Column[Finished], ...]:
     return (
         Column("Ended", lambda f: format_clock(f.ended_at, tz)),
         Column("Proxy", lambda f: f.proxy or "", gives_way=True, min_width=PROXY_MIN),
-        Column("Backend", lambda f: backend_name(f.request.instance, f.request.translated)),
-        Column("Session", lambda f: short_session(printable(f.request.session_id))),
+        Column(
+            "Backend",
+            lambda f: backend_name(f.request.instance, f.request.translated),
+            gives_way=True,
+            min_width=NAME_MIN,
+        ),
+        Column(
+            "Session",
+            lambda f: short_session(printable(f.request.session_id)),
+            gives_way=True,
+            min_width=NAME_MIN,
+        ),
         Column("API", lambda f: short_endpoint(f.request.endpoint), drop_rank=4),
         Column("Model", lambda f: printable(f.request.model), gives_way=True),
         Column("Duration", lambda f: format_duration(f.request.duration_seconds)),
