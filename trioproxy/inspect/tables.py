@@ -39,6 +39,8 @@ class Column(Generic[R]):
     of its own). ``numeric`` columns align right. The columns that ``give_way`` are
     shortened with an ellipsis when the terminal is too narrow, down to ``min_width``
     before columns with a ``drop_rank`` are left out (rank 1 first; 0: never left out).
+    Those that give way ``last`` are shortened only once every other column has been
+    left out or shortened (names, which tell the rows apart).
     """
 
     title: str
@@ -47,6 +49,7 @@ class Column(Generic[R]):
     gives_way: bool = False
     drop_rank: int = 0
     min_width: int = GIVE_WAY_MIN
+    last: bool = False
 
 
 def _width(text: str) -> int:
@@ -61,11 +64,12 @@ def fit(
 
     ``table`` holds the titles and the cells, a row per line; a column is as wide as its
     widest line. Columns with a ``drop_rank`` are left out, the lowest rank first, while
-    the table — its columns (those that give way counted at most their ``min_width``)
-    and the gaps between them — is wider than ``width``. Then the widest column that
-    gives way is narrowed, one cell at a time, down to its ``min_width``, and past it
-    to one cell if nothing else is left. A table that still does not fit is returned as
-    it is (rich then narrows every column).
+    the table — its columns (those that give way, but not last, counted at most their
+    ``min_width``) and the gaps between them — is wider than ``width``. Then the widest
+    column that gives way (not last) is narrowed, one cell at a time, down to its
+    ``min_width``; then the widest of all that give way, those that give way last down to
+    their ``min_width``, the others past it; and to one cell if nothing else is left. A
+    table that still does not fit is returned as it is (rich then narrows every column).
     """
     widths = [max(_width(row[i]) for row in table) for i in range(len(columns))]
     shown = list(range(len(columns)))
@@ -75,9 +79,12 @@ def fit(
     )
 
     def excess(*, narrowed: bool) -> int:
-        """Cells over ``width``; ``narrowed``: those that give way at their minimum."""
+        """Cells over ``width``; ``narrowed``: those that give way (not last) at their
+        minimum."""
         needs = (
-            min(widths[i], columns[i].min_width) if narrowed and columns[i].gives_way else widths[i]
+            min(widths[i], columns[i].min_width)
+            if narrowed and columns[i].gives_way and not columns[i].last
+            else widths[i]
             for i in shown
         )
         return sum(needs) + GAP * (len(shown) - 1) - width
@@ -85,13 +92,21 @@ def fit(
     while excess(narrowed=True) > 0 and droppable:
         shown.remove(droppable.pop(0))
     over = excess(narrowed=False)
-    for last_resort in (False, True):
+
+    def floor(i: int, stage: str) -> int:
+        """How narrow column ``i`` may get at ``stage`` (0: not at all)."""
+        column = columns[i]
+        if not column.gives_way or (stage == "first" and column.last):
+            return 0
+        if stage == "first" or (stage == "then" and column.last):
+            return column.min_width
+        return 1
+
+    # Those that give way first, to their minimum; then all of them, the widest first,
+    # those that give way last no further than their minimum; then all to one cell.
+    for stage in ("first", "then", "any"):
         while over > 0:
-            narrowable = [
-                i
-                for i in shown
-                if columns[i].gives_way and widths[i] > (1 if last_resort else columns[i].min_width)
-            ]
+            narrowable = [i for i in shown if 0 < floor(i, stage) < widths[i]]
             if not narrowable:
                 break
             widest = max(narrowable, key=lambda i: widths[i])

@@ -19,7 +19,7 @@ so it is there in watch mode only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import tzinfo
 from typing import TypeVar
 
@@ -77,6 +77,15 @@ _REASONS = {
 # --- the tables ----------------------------------------------------------------------
 
 
+R = TypeVar("R")
+
+
+def name_column(title: str, cell: Callable[[R], str]) -> Column[R]:
+    """A column of names (backends, sessions): they tell the rows apart, so they are
+    shortened last, and no further than :data:`NAME_MIN`."""
+    return Column(title, cell, gives_way=True, min_width=NAME_MIN, last=True)
+
+
 def _rate(entry: Entry) -> str:
     return "" if entry.rx_rate is None else format_bytes_short(entry.rx_rate)
 
@@ -85,18 +94,8 @@ def _rate(entry: Entry) -> str:
 #: with several proxies only, ``RX/s`` in watch mode only.
 TABLE: tuple[Column[Entry], ...] = (
     Column("Proxy", lambda e: e.proxy or "", gives_way=True, min_width=PROXY_MIN),
-    Column(
-        "Backend",
-        lambda e: backend_name(e.backend, e.connection.translated),
-        gives_way=True,
-        min_width=NAME_MIN,
-    ),
-    Column(
-        "Session",
-        lambda e: short_session(printable(e.connection.session_id)),
-        gives_way=True,
-        min_width=NAME_MIN,
-    ),
+    name_column("Backend", lambda e: backend_name(e.backend, e.connection.translated)),
+    name_column("Session", lambda e: short_session(printable(e.connection.session_id))),
     Column("API", lambda e: short_endpoint(e.connection.endpoint), drop_rank=4),
     Column(
         "Type",
@@ -131,18 +130,8 @@ def recent_table(tz: tzinfo | None = None) -> tuple[Column[Finished], ...]:
     return (
         Column("Ended", lambda f: format_clock(f.ended_at, tz)),
         Column("Proxy", lambda f: f.proxy or "", gives_way=True, min_width=PROXY_MIN),
-        Column(
-            "Backend",
-            lambda f: backend_name(f.request.instance, f.request.translated),
-            gives_way=True,
-            min_width=NAME_MIN,
-        ),
-        Column(
-            "Session",
-            lambda f: short_session(printable(f.request.session_id)),
-            gives_way=True,
-            min_width=NAME_MIN,
-        ),
+        name_column("Backend", lambda f: backend_name(f.request.instance, f.request.translated)),
+        name_column("Session", lambda f: short_session(printable(f.request.session_id))),
         Column("API", lambda f: short_endpoint(f.request.endpoint), drop_rank=4),
         Column("Model", lambda f: printable(f.request.model), gives_way=True),
         Column("Duration", lambda f: format_duration(f.request.duration_seconds)),
@@ -158,9 +147,6 @@ def recent_table(tz: tzinfo | None = None) -> tuple[Column[Finished], ...]:
         Column("Outcome", lambda f: printable(f.request.outcome)),
         Column("Detail", _detail, gives_way=True, min_width=DETAIL_MIN),
     )
-
-
-R = TypeVar("R")
 
 
 def _columns(columns: Sequence[Column[R]], screen: Screen) -> list[Column[R]]:
