@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from typing import TextIO
 
 import trio
 
-from trioproxy.linewriter import MOST_PENDING, LineHandler, LineWriter
+from trioproxy.linewriter import MOST_PENDING, LineHandler, LineWriter, _batches
 
 
 @contextmanager
@@ -91,3 +92,14 @@ def test_log_records_go_out_through_the_writer() -> None:
         writer.close()
         stream.close()
         assert os.read(read_end, 100) == b"WARNING a warning\n"
+
+
+def test_writes_are_cut_between_lines_at_what_a_pipe_keeps_whole() -> None:
+    # Workers share one stderr: one write of all that gathered, past PIPE_BUF, was
+    # spliced into another worker's line.
+    lines = [f"line {n:04d} {'é' * 50}\n" for n in range(400)] + ["x" * 10_000 + "\n"]
+    batches = list(_batches(lines))
+    assert "".join(batches) == "".join(lines)
+    assert all(batch.endswith("\n") for batch in batches)
+    assert all(len(batch.encode()) <= select.PIPE_BUF for batch in batches[:-1])
+    assert batches[-1] == lines[-1]  # a longer line goes alone

@@ -8,7 +8,8 @@ every request, ``/health`` and the diagnostics, for as long as the reader liked.
 
 A :class:`LineWriter` takes lines without blocking (:meth:`LineWriter.write`: a lock and
 an append) and hands them to a thread, which writes what has gathered in one ``write``
-each time. While the reader is stalled, lines gather up to :data:`MOST_PENDING`; beyond
+each time (in pieces a pipe keeps whole, so the lines of several workers sharing one
+stderr never splice). While the reader is stalled, lines gather up to :data:`MOST_PENDING`; beyond
 that they are dropped and counted, and once the reader takes lines again the stream says
 how many were lost. Nothing is ever dropped unsaid. :meth:`LineWriter.close` writes what
 is left (waiting at most a moment for a stalled reader) and ends the thread.
@@ -18,9 +19,10 @@ from __future__ import annotations
 
 import atexit
 import logging
+import select
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 #: Lines that may wait for a stalled reader before new ones are dropped (a few MB).
@@ -95,8 +97,9 @@ class LineWriter:
             if lines:
                 try:
                     stream = self._stream()
-                    stream.write("".join(lines))
-                    stream.flush()
+                    for batch in _batches(lines):
+                        stream.write(batch)
+                        stream.flush()
                 except (OSError, ValueError):
                     pass  # the stream is gone or closed: nowhere left to say it
                 with self._written:
@@ -104,6 +107,24 @@ class LineWriter:
                     self._written.notify_all()
             elif closed:
                 return
+
+
+def _batches(lines: list[str]) -> Iterator[str]:
+    """``lines`` joined into writes of at most ``PIPE_BUF`` bytes, cut between lines (a
+    longer line alone): the workers of ``--workers N`` share one stderr, and a pipe
+    keeps a write whole only up to ``PIPE_BUF``; one write of everything gathered was
+    spliced into another worker's mid-line."""
+    batch: list[str] = []
+    size = 0
+    for line in lines:
+        length = len(line.encode())
+        if batch and size + length > select.PIPE_BUF:
+            yield "".join(batch)
+            batch, size = [], 0
+        batch.append(line)
+        size += length
+    if batch:
+        yield "".join(batch)
 
 
 class LineHandler(logging.Handler):
