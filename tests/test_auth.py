@@ -71,6 +71,9 @@ async def test_every_proxy_route_needs_a_key_when_keys_are_set(
         )
         assert wrong.status_code == 401 and wrong.json()["type"] == "error"
         assert wrong.json()["error"]["type"] == "authentication_error"
+        # Refused with its body unread, the connection cannot carry another request: the
+        # client is told so (a request sent on it at once met the server's close).
+        assert no_key.headers["connection"] == wrong.headers["connection"] == "close"
         assert models.status_code == 401
         # Diagnostics stay loopback-only and need no key.
         assert diagnostics.status_code == 200

@@ -302,6 +302,7 @@ class ProxyRoutes:
         of its error body) or gone (None, 0). ``known`` gets its session and model once
         they are known."""
         headers: list[tuple[bytes, bytes]] = scope["headers"]
+        body_read = False
         try:
             if not is_authorized(headers, self.client_keys):
                 raise Unauthorized(UNAUTHORIZED)
@@ -310,12 +311,19 @@ class ProxyRoutes:
             body = await read_body(
                 headers, receive, self.max_request_body, self.request_body_timeout
             )
+            body_read = True
             query = scope.get("query_string", b"")
             call, names = self.prepare(request_route, headers, body, query, known)
         except _Disconnected:
             return None, (), None, 0
         except ProxyError as exc:
-            sent = await send_error(send, request_route.api, exc, known.session_id)
+            # Answered before its body was read (401, 405, 413, 408): the connection
+            # cannot carry another request, so the client is told not to send one on
+            # it. (Without it, one sent at once met the server's close: "Server
+            # disconnected without sending a response".)
+            sent = await send_error(
+                send, request_route.api, exc, known.session_id, close=not body_read
+            )
             return None, (), exc.status, sent
         return call, names, None, 0
 
@@ -378,14 +386,19 @@ def _entry(
     )
 
 
-async def send_error(send: Send, api: Api, exc: ProxyError, session_id: str | None = None) -> int:
+async def send_error(
+    send: Send, api: Api, exc: ProxyError, session_id: str | None = None, *, close: bool = False
+) -> int:
     """Answer ``exc`` as a complete JSON response in ``api``'s shape (with the request's
-    session as ``x-session-id`` when it is known); returns the body's length (the bytes
-    sent to the client, for the access log)."""
+    session as ``x-session-id`` when it is known, and ``connection: close`` with
+    ``close``); returns the body's length (the bytes sent to the client, for the access
+    log)."""
     body = error_body(api, exc)
     headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
     if session_id is not None:
         headers.append((SESSION_HEADER, session_id.encode()))
+    if close:
+        headers.append((b"connection", b"close"))
     if isinstance(exc, MethodNotAllowed):
         headers.append((b"allow", b"POST"))
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
