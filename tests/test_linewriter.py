@@ -67,10 +67,12 @@ async def test_lines_to_a_stalled_reader_never_block_the_writer_and_none_is_lost
 
 def test_flush_waits_for_the_lines_so_far_and_close_writes_the_rest() -> None:
     with stalled_pipe() as (stream, read_end):
+        os.set_blocking(read_end, False)  # nothing there yet: BlockingIOError, not a wait
         writer = LineWriter(lambda: stream, "test")
         writer.write("one\n")
         assert writer.flush()
         assert os.read(read_end, 100) == b"one\n"
+        os.set_blocking(read_end, True)
         writer.write("two\n")
         writer.close()
         writer.write("after\n")

@@ -168,7 +168,7 @@ def _parse_backends(path: str, entries: Any) -> tuple[RawBackend, ...]:
         name = entry.get("name")
         if name is None:
             name = f"{kind.value}.{counts[kind]}"
-        elif not name.strip() or not name.isprintable() or name != name.strip():
+        elif not name or name != name.strip() or not name.isprintable():
             # It names the backend in log lines, documents and model prefixes.
             raise ConfigError(
                 f"{path}: key '{where}.name' must be a name of printable characters with no "

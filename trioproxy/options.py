@@ -240,8 +240,9 @@ def choice(*words: str) -> Kind[str]:
     def from_yaml(value: object) -> str:
         # YAML 1.1 (PyYAML) reads a bare off / on as false / true: a file that says
         # `access_log: off` means the word.
-        if isinstance(value, bool) and ("off" if value is False else "on") in words:
-            return "off" if value is False else "on"
+        word = "on" if value is True else "off"
+        if isinstance(value, bool) and word in words:
+            return word
         return from_text(_yaml_text(value))
 
     return Kind("one of " + ", ".join(words), from_text, from_yaml, choices=words)

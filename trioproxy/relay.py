@@ -209,7 +209,8 @@ async def _relay_translated(
     """Relay an answer of the other API: a stream translated as it arrives, else whole.
 
     Raises:
-        UpstreamProtocolError: a 2xx body that is not the backend API's answer.
+        UpstreamProtocolError: a 2xx body that is not the backend API's answer, or an
+            answer in a content-encoding (the connector asked for identity).
     """
     status = response.status
     # The answer is the proxy's own: not the backend's type, encoding or digest of it.

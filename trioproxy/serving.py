@@ -477,11 +477,13 @@ def _replace(module: Any, name: str, original: type, replacement: type) -> None:
 
 def install_tcp_server() -> None:
     """Make hypercorn's Trio worker serve every connection with :class:`ProxyTCPServer`,
-    whose requests are run by :class:`ProxyTaskGroup`, each in a :func:`run_handler`.
+    in HTTP/1.1 only (:class:`ProxyH11Protocol`), whose requests are run by
+    :class:`ProxyTaskGroup`, each in a :func:`run_handler`.
 
     Idempotent. Raises:
-        RuntimeError: hypercorn's worker no longer looks ``TCPServer`` or ``TaskGroup`` up
-            where this patch puts them (a hypercorn upgrade), or Trio's accept loop no
+        RuntimeError: hypercorn no longer looks ``TCPServer``, ``TaskGroup`` or
+            ``H11Protocol`` up where this patch puts them (a hypercorn upgrade), or
+            Trio's accept loop no
             longer starts its connections' tasks by the name ``_run_handler`` (a Trio
             upgrade): serving without the changes is refused.
     """

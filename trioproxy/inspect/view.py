@@ -82,7 +82,7 @@ R = TypeVar("R")
 
 def name_column(title: str, cell: Callable[[R], str]) -> Column[R]:
     """A column of names (backends, sessions): they tell the rows apart, so they are
-    shortened last, and no further than :data:`NAME_MIN`."""
+    shortened last, and below :data:`NAME_MIN` only when nothing else is left to cut."""
     return Column(title, cell, gives_way=True, min_width=NAME_MIN, last=True)
 
 
